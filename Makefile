@@ -1,0 +1,39 @@
+# Two commands matter: `make run` (the broker on the local Azure stack) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+
+.PHONY: install run test lint bench emulator clean
+
+install: $(STAMP_PY) $(STAMP_NODE)
+
+$(STAMP_PY): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: install
+	$(PY) -m devstack.stack
+
+test: install lint
+	$(PY) -m pytest
+
+lint: $(STAMP_PY)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: install
+	$(PY) -m bench
+
+emulator: install
+	$(PY) -m devstack.emulator --env-file .devstack/emulator.env
+
+clean:
+	rm -rf .devstack .pytest_cache .ruff_cache .coverage htmlcov

@@ -1,0 +1,1 @@
+"""Trigger-facing code: each blueprint turns HttpRequest / QueueMessage / TimerRequest into domain calls."""

@@ -1,0 +1,21 @@
+"""GET /api/health: version and reachability of each dependency (anonymous, for probes and humans)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from handlers.http_responses import json_response
+from shared.config import Settings
+from shared.health import check_health
+
+blueprint = func.Blueprint()
+
+
+@blueprint.function_name("health")
+@blueprint.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.adapters.storage import probe_queue_service
+
+    settings = Settings.from_env()
+    report = check_health({"storage": lambda: probe_queue_service(settings.storage)})
+    return json_response(report.as_dict(), status_code=200 if report.healthy else 503)

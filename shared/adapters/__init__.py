@@ -1,0 +1,1 @@
+"""One module per Azure service; the only place that imports Azure SDKs."""
