@@ -1,1 +1,1 @@
-"""The local Azure stack: Azurite (npm) for Storage, an emulator of the Azure control plane, a Functions host."""
+"""The local Azure stack: Azurite for Storage, an emulator of the Azure control plane, a Functions host."""

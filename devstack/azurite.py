@@ -54,7 +54,14 @@ def start_azurite(*, queue_port: int = 0, table_port: int = 0, log_dir: Path | N
         output = open(log_dir / f"azurite-{service}.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
         processes.append(
             subprocess.Popen(
-                [str(_binary(f"azurite-{service}")), f"--{service}Host", LOOPBACK, flag, str(port), *COMMON_FLAGS],
+                [
+                    str(_binary(f"azurite-{service}")),
+                    f"--{service}Host",
+                    LOOPBACK,
+                    flag,
+                    str(port),
+                    *COMMON_FLAGS,
+                ],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,

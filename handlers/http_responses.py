@@ -10,7 +10,9 @@ import azure.functions as func
 PROBLEM_TYPE_BASE = "https://broker.example.com/problems/"
 
 
-def json_response(body: object, *, status_code: int = 200, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
+def json_response(
+    body: object, *, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps(body),
         status_code=status_code,

@@ -1,0 +1,169 @@
+"""Azure Resource Manager over azure-mgmt-core's pipeline: the calls the ML SDK cannot make without blocking.
+
+Writes return as soon as ARM accepts them, with the operation URL to poll later from a queue message, so no
+function ever sleeps on a long-running operation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.configuration import Configuration
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.pipeline import policies
+from azure.core.rest import HttpRequest, HttpResponse
+from azure.mgmt.core import ARMPipelineClient
+from azure.mgmt.core.policies import ARMHttpLoggingPolicy
+
+from shared.azure_errors import AzureCallError
+
+LOGGER = logging.getLogger(__name__)
+ARM_SCOPE = "https://management.azure.com/.default"
+TERMINAL_OPERATION_STATES = frozenset({"succeeded", "failed", "canceled"})
+
+
+@dataclass(frozen=True)
+class AcceptedOperation:
+    """ARM accepted a write; `operation_url` is None when it finished synchronously."""
+
+    status: int
+    resource: dict[str, Any] | None
+    operation_url: str | None
+    retry_after: float | None
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    status: str
+    error: dict[str, Any] | None
+    retry_after: float | None
+
+    @property
+    def done(self) -> bool:
+        return self.status.lower() in TERMINAL_OPERATION_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status.lower() == "succeeded"
+
+
+class ArmClient:
+    """Thin ARM client: JSON in, JSON out, Azure's errors as AzureCallError."""
+
+    def __init__(self, base_url: str, credential: TokenCredential, *, retry_total: int = 2) -> None:
+        config = Configuration()
+        config.retry_policy = policies.RetryPolicy(retry_total=retry_total, retry_backoff_max=4)
+        config.authentication_policy = policies.BearerTokenCredentialPolicy(credential, ARM_SCOPE)
+        config.logging_policy = ARMHttpLoggingPolicy()
+        self._base_url = base_url.rstrip("/")
+        self._client = ARMPipelineClient(base_url=self._base_url, config=config)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get(self, path: str, api_version: str, *, params: dict[str, str] | None = None) -> dict[str, Any]:
+        response = self._send("GET", path, api_version, params=params)
+        return _json(response)
+
+    def list(self, path: str, api_version: str, *, params: dict[str, str] | None = None) -> Iterator[dict]:
+        """Every item of a paged ARM list, following absolute `nextLink`s."""
+        page = self.get(path, api_version, params=params)
+        while True:
+            yield from page.get("value", [])
+            next_link = page.get("nextLink")
+            if not next_link:
+                return
+            page = _json(self._send_url("GET", next_link))
+
+    def begin_put(self, path: str, api_version: str, body: dict[str, Any]) -> AcceptedOperation:
+        return self._accepted(self._send("PUT", path, api_version, body=body))
+
+    def begin_delete(self, path: str, api_version: str) -> AcceptedOperation:
+        try:
+            return self._accepted(self._send("DELETE", path, api_version))
+        except AzureCallError as error:
+            if error.not_found:
+                return AcceptedOperation(204, None, None, None)
+            raise
+
+    def post(self, path: str, api_version: str, body: dict[str, Any] | None = None) -> AcceptedOperation:
+        return self._accepted(self._send("POST", path, api_version, body=body))
+
+    def get_operation(self, operation_url: str) -> OperationStatus:
+        response = self._send_url("GET", operation_url)
+        body = _json(response) if response.text() else {}
+        # A Location-style poll answers 202 while running and 200/204 when done, without a status field.
+        status = body.get("status") or ("InProgress" if response.status_code == 202 else "Succeeded")
+        return OperationStatus(status, body.get("error"), _retry_after(response))
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        api_version: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> HttpResponse:
+        query = {"api-version": api_version, **(params or {})}
+        return self._send_url(method, f"{self._base_url}{path}", params=query, body=body)
+
+    def _send_url(
+        self, method: str, url: str, *, params: dict[str, str] | None = None, body: Any = None
+    ) -> HttpResponse:
+        request = HttpRequest(method, url, params=params, json=body)
+        try:
+            response = self._client.send_request(request)
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise AzureCallError(None, "ConnectionFailed", str(error).splitlines()[0]) from error
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response
+
+    @staticmethod
+    def _accepted(response: HttpResponse) -> AcceptedOperation:
+        operation_url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location")
+        resource = _json(response) if response.text() else None
+        return AcceptedOperation(response.status_code, resource, operation_url, _retry_after(response))
+
+
+def _json(response: HttpResponse) -> dict[str, Any]:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, ValueError) as error:
+        raise AzureCallError(
+            response.status_code, "InvalidResponse", "ARM answered with a body that is not JSON"
+        ) from error
+
+
+def _retry_after(response: HttpResponse) -> float | None:
+    headers = response.headers
+    for name, scale in (("retry-after-ms", 1000), ("x-ms-retry-after-ms", 1000), ("Retry-After", 1)):
+        value = headers.get(name)
+        if value:
+            try:
+                seconds = float(value) / scale
+            except ValueError:
+                continue
+            if seconds > 0:
+                return seconds
+    return None
+
+
+def _error_from(response: HttpResponse) -> AzureCallError:
+    try:
+        error = response.json().get("error") or {}
+    except (json.JSONDecodeError, ValueError, AttributeError):
+        error = {}
+    return AzureCallError(
+        response.status_code,
+        error.get("code") or f"Http{response.status_code}",
+        error.get("message") or response.reason or "",
+        retry_after=_retry_after(response),
+        target=error.get("target"),
+    )
