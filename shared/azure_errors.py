@@ -35,3 +35,11 @@ class AzureCallError(Exception):
 
     def as_dict(self) -> dict[str, object]:
         return {"code": self.code, "message": self.message, "status": self.status}
+
+
+class RecordExistsError(Exception):
+    """A record with that key already exists (a lost create race, or a duplicate)."""
+
+
+class RecordChangedError(Exception):
+    """The record changed since it was read (ETag mismatch): re-read and re-apply."""

@@ -1,0 +1,123 @@
+"""Azure Table Storage as a JSON document store with ETag concurrency and paged, filtered queries."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from shared.adapters.identity import broker_credential
+from shared.azure_errors import RecordChangedError, RecordExistsError
+from shared.config import StorageSettings
+
+DOCUMENT_PROPERTY = "Document"
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    document: dict[str, Any]
+    etag: str
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    documents: list[dict[str, Any]]
+    continuation_token: str | None
+
+
+class DocumentTable:
+    """One table; each entity holds a JSON document plus flat index columns that queries can filter on."""
+
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+
+    @classmethod
+    def open(cls, settings: StorageSettings, table_name: str) -> DocumentTable:
+        if settings.connection_string:
+            service = TableServiceClient.from_connection_string(settings.connection_string)
+        elif settings.table_service_uri:
+            service = TableServiceClient(settings.table_service_uri, credential=broker_credential())
+        else:
+            raise ValueError(
+                "Set AzureWebJobsStorage or AzureWebJobsStorage__tableServiceUri for Table Storage."
+            )
+        service.create_table_if_not_exists(table_name)
+        return cls(service.get_table_client(table_name))
+
+    def create(self, partition: str, key: str, document: Mapping[str, Any], index: Mapping[str, Any]) -> str:
+        try:
+            metadata = self._client.create_entity(self._entity(partition, key, document, index))
+        except ResourceExistsError as error:
+            raise RecordExistsError(f"{partition}/{key}") from error
+        return metadata["etag"]
+
+    def get(self, partition: str, key: str) -> StoredDocument | None:
+        try:
+            entity = self._client.get_entity(partition, key)
+        except ResourceNotFoundError:
+            return None
+        return StoredDocument(json.loads(entity[DOCUMENT_PROPERTY]), entity.metadata["etag"])
+
+    def replace(
+        self, partition: str, key: str, document: Mapping[str, Any], index: Mapping[str, Any], etag: str
+    ) -> str:
+        try:
+            metadata = self._client.update_entity(
+                self._entity(partition, key, document, index),
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as error:
+            raise RecordChangedError(f"{partition}/{key}") from error
+        return metadata["etag"]
+
+    def delete(self, partition: str, key: str) -> None:
+        self._client.delete_entity(partition, key)
+
+    def query(
+        self,
+        partition: str,
+        equals: Mapping[str, str],
+        *,
+        page_size: int,
+        continuation_token: str | None = None,
+    ) -> DocumentPage:
+        clauses = ["PartitionKey eq @partition"]
+        parameters: dict[str, Any] = {"partition": partition}
+        for number, (column, value) in enumerate(sorted(equals.items())):
+            clauses.append(f"{column} eq @p{number}")
+            parameters[f"p{number}"] = value
+        pages = self._client.query_entities(
+            " and ".join(clauses), parameters=parameters, results_per_page=page_size
+        ).by_page(continuation_token=_decode_token(continuation_token))
+        page = next(pages, [])
+        documents = [json.loads(entity[DOCUMENT_PROPERTY]) for entity in page]
+        return DocumentPage(documents, _encode_token(pages.continuation_token))
+
+    @staticmethod
+    def _entity(
+        partition: str, key: str, document: Mapping[str, Any], index: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {"PartitionKey": partition, "RowKey": key, **index, DOCUMENT_PROPERTY: json.dumps(document)}
+
+
+def _encode_token(token: Any) -> str | None:
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+
+
+def _decode_token(token: str | None) -> Any:
+    if not token:
+        return None
+    try:
+        return json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, json.JSONDecodeError) as error:
+        raise ValueError("continuationToken is not one this service issued") from error
