@@ -51,7 +51,8 @@ def test_query_filters_on_index_columns_and_pages_with_a_token(table):
     table.create("other", "x", {"n": 99}, {"Status": "Succeeded"})
 
     first = table.query("run", {"Status": "Succeeded"}, page_size=2)
-    second = table.query("run", {"Status": "Succeeded"}, page_size=2, continuation_token=first.continuation_token)
+    token = first.continuation_token
+    second = table.query("run", {"Status": "Succeeded"}, page_size=2, continuation_token=token)
 
     assert [doc["n"] for doc in first.documents] == [0, 2]
     assert [doc["n"] for doc in second.documents] == [4]
