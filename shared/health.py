@@ -45,9 +45,7 @@ class HealthReport:
         }
 
 
-def check_health(
-    probes: Mapping[str, Probe], *, clock: Callable[[], float] = time.perf_counter
-) -> HealthReport:
+def check_health(probes: Mapping[str, Probe], *, clock: Callable[[], float] = time.perf_counter) -> HealthReport:
     """Run every probe; a probe fails by raising, and its exception's type and message become the error."""
     results = []
     for name, probe in probes.items():

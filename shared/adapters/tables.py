@@ -44,9 +44,7 @@ class DocumentTable:
         elif settings.table_service_uri:
             service = TableServiceClient(settings.table_service_uri, credential=broker_credential())
         else:
-            raise ValueError(
-                "Set AzureWebJobsStorage or AzureWebJobsStorage__tableServiceUri for Table Storage."
-            )
+            raise ValueError("Set AzureWebJobsStorage or AzureWebJobsStorage__tableServiceUri for Table Storage.")
         service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
 
@@ -102,9 +100,7 @@ class DocumentTable:
         return DocumentPage(documents, _encode_token(pages.continuation_token))
 
     @staticmethod
-    def _entity(
-        partition: str, key: str, document: Mapping[str, Any], index: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    def _entity(partition: str, key: str, document: Mapping[str, Any], index: Mapping[str, Any]) -> dict[str, Any]:
         return {"PartitionKey": partition, "RowKey": key, **index, DOCUMENT_PROPERTY: json.dumps(document)}
 
 

@@ -1,0 +1,135 @@
+"""What the domain needs from Azure, as typed protocols; adapters in shared/adapters implement them.
+
+Domain code (preflight, workflow, hygiene) depends only on these, so it imports no SDK and its unit tests can use
+plain in-memory implementations while integration tests run the real adapters against the emulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Workspace:
+    id: str
+    name: str
+    location: str
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    name: str
+    model_id: str
+    provisioning_state: str
+    endpoint_state: str | None
+    scoring_uri: str | None
+    marketplace_subscription_id: str | None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MarketplaceSubscription:
+    id: str
+    name: str
+    model_id: str
+    status: str | None
+    provisioning_state: str | None
+
+
+@dataclass(frozen=True)
+class EndpointKeys:
+    primary: str
+    secondary: str
+
+    def __repr__(self) -> str:
+        # Keys must never reach logs, tracebacks or exception texts.
+        return "EndpointKeys(primary=***, secondary=***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A long-running operation Azure accepted; poll `url` no sooner than `retry_after` seconds."""
+
+    url: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class OperationProgress:
+    done: bool
+    succeeded: bool
+    error_code: str | None = None
+    error_message: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class PrincipalAccess:
+    """What a principal may do at a scope: REST-shaped permission blocks, deny blocks and the role names held."""
+
+    permissions: Sequence[Mapping[str, Sequence[str]]]
+    denials: Sequence[Mapping[str, Sequence[str]]]
+    role_names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    id: str
+    name: str
+    version: str
+    enabled: bool
+    expires_on: datetime | None
+    tags: Mapping[str, str]
+    content_type: str | None
+
+
+class MachineLearningPort(Protocol):
+    def get_workspace(self, workspace_id: str) -> Workspace: ...
+    def list_endpoints(self, workspace_id: str) -> list[Endpoint]: ...
+    def get_endpoint(self, workspace_id: str, name: str) -> Endpoint | None: ...
+    def begin_create_endpoint(
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        model_id: str,
+        location: str,
+        content_safety: str,
+        tags: Mapping[str, str],
+    ) -> Operation | None: ...
+    def begin_delete_endpoint(self, workspace_id: str, name: str) -> Operation | None: ...
+    def list_keys(self, workspace_id: str, name: str) -> EndpointKeys: ...
+    def regenerate_key(self, workspace_id: str, name: str, key_type: str) -> Operation | None: ...
+    def get_subscription(self, workspace_id: str, name: str) -> MarketplaceSubscription | None: ...
+    def list_subscriptions(self, workspace_id: str) -> list[MarketplaceSubscription]: ...
+    def begin_create_subscription(self, workspace_id: str, name: str, *, model_id: str) -> Operation | None: ...
+    def begin_delete_subscription(self, workspace_id: str, name: str) -> Operation | None: ...
+    def get_operation(self, operation: Operation) -> OperationProgress: ...
+
+
+class AuthorizationPort(Protocol):
+    def own_permissions(self, scope: str) -> list[Mapping[str, Sequence[str]]]: ...
+    def principal_access(self, principal_id: str, scope: str) -> PrincipalAccess: ...
+
+
+class SecretStorePort(Protocol):
+    def set_secret(
+        self,
+        name: str,
+        value: str,
+        *,
+        content_type: str,
+        tags: Mapping[str, str],
+        expires_on: datetime | None = None,
+    ) -> StoredSecret: ...
+    def get_secret_value(self, name: str) -> str | None: ...
+    def list_secrets(self) -> list[StoredSecret]: ...
+    def set_enabled(self, name: str, enabled: bool) -> None: ...
+    def delete_secret(self, name: str) -> None: ...
