@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Conflicts that clear by themselves: a Key Vault name still being soft-deleted, an ARM resource mid-operation.
+TRANSIENT_CODES = frozenset({"ObjectIsBeingDeleted", "AnotherOperationInProgress", "Conflict"})
 
 
 class AzureCallError(Exception):
@@ -27,7 +29,7 @@ class AzureCallError(Exception):
     @property
     def transient(self) -> bool:
         # No status means the connection itself failed (reset, refused, timed out): worth another try.
-        return self.status is None or self.status in TRANSIENT_STATUSES
+        return self.status is None or self.status in TRANSIENT_STATUSES or self.code in TRANSIENT_CODES
 
     @property
     def not_found(self) -> bool:

@@ -1,0 +1,109 @@
+"""Key Vault secrets (implements SecretStorePort): endpoint keys live here and nowhere else.
+
+A name that is soft-deleted is recovered and then written, never purged, so history and recovery stay possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from ipaddress import ip_address
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.keyvault.secrets import SecretClient, SecretProperties
+
+from shared.azure_errors import AzureCallError
+from shared.ports import StoredSecret
+
+T = TypeVar("T")
+RECOVERABLE = "ObjectIsDeletedButRecoverable"
+
+
+class KeyVaultAdapter:
+    def __init__(self, vault_url: str, credential: TokenCredential) -> None:
+        # A real vault's challenge names a resource its host belongs to; only a loopback vault (the local emulator)
+        # cannot satisfy that check, so it is relaxed there and nowhere else.
+        self._client = SecretClient(vault_url, credential, verify_challenge_resource=not _is_loopback(vault_url))
+
+    def set_secret(
+        self,
+        name: str,
+        value: str,
+        *,
+        content_type: str,
+        tags: Mapping[str, str],
+        expires_on: datetime | None = None,
+    ) -> StoredSecret:
+        def write() -> Any:
+            return self._client.set_secret(
+                name, value, content_type=content_type, tags=dict(tags), expires_on=expires_on, enabled=True
+            )
+
+        try:
+            secret = _call(write)
+        except AzureCallError as error:
+            if error.code != RECOVERABLE:
+                raise
+            _call(lambda: self._client.begin_recover_deleted_secret(name).result())
+            secret = _call(write)
+        return _stored(secret.properties)
+
+    def get_secret_value(self, name: str) -> str | None:
+        try:
+            return _call(lambda: self._client.get_secret(name)).value
+        except AzureCallError as error:
+            if error.not_found:
+                return None
+            raise
+
+    def list_secrets(self) -> list[StoredSecret]:
+        return _call(lambda: [_stored(properties) for properties in self._client.list_properties_of_secrets()])
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        _call(lambda: self._client.update_secret_properties(name, enabled=enabled))
+
+    def delete_secret(self, name: str) -> None:
+        try:
+            _call(lambda: self._client.begin_delete_secret(name))
+        except AzureCallError as error:
+            if not error.not_found:
+                raise
+
+
+def _call(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except ResourceNotFoundError as error:
+        raise AzureCallError(404, "SecretNotFound", _first_line(error)) from error
+    except HttpResponseError as error:
+        code = getattr(error.error, "code", None) or f"Http{error.status_code}"
+        raise AzureCallError(error.status_code, code, _first_line(error)) from error
+
+
+def _first_line(error: HttpResponseError) -> str:
+    return getattr(error.error, "message", None) or (error.message or "").splitlines()[0]
+
+
+def _stored(properties: SecretProperties) -> StoredSecret:
+    return StoredSecret(
+        id=properties.id,
+        name=properties.name,
+        version=properties.version,
+        enabled=bool(properties.enabled),
+        expires_on=properties.expires_on,
+        tags=properties.tags or {},
+        content_type=properties.content_type,
+    )
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,189 @@
+"""Azure Machine Learning serverless endpoints and Marketplace subscriptions (implements MachineLearningPort).
+
+azure-ai-ml serves the reads its entities carry fully (subscriptions, keys). Endpoint reads and every write go
+through the ARM pipeline because the SDK's entity drops `endpointState`, `marketplaceSubscriptionId` and
+`contentSafety`, its regenerate call never sends regenerateKeys, and its pollers block (azure-facts §1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from shared.adapters.arm import AcceptedOperation, ArmClient
+from shared.azure_errors import AzureCallError
+from shared.ports import Endpoint, EndpointKeys, MarketplaceSubscription, Operation, OperationProgress, Workspace
+
+ML_API_VERSION = "2024-01-01-preview"
+WORKSPACE_API_VERSION = "2024-10-01-preview"
+_WORKSPACE_ID = re.compile(
+    r"^/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)"
+    r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<workspace>[^/]+)$",
+    re.IGNORECASE,
+)
+
+
+class MachineLearningAdapter:
+    def __init__(self, arm: ArmClient, credential: TokenCredential) -> None:
+        self._arm = arm
+        self._credential = credential
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        body = self._arm.get(workspace_id, WORKSPACE_API_VERSION)
+        return Workspace(id=body["id"], name=body["name"], location=body["location"], kind=body.get("kind"))
+
+    def list_endpoints(self, workspace_id: str) -> list[Endpoint]:
+        return [_endpoint(item) for item in self._arm.list(f"{workspace_id}/serverlessEndpoints", ML_API_VERSION)]
+
+    def get_endpoint(self, workspace_id: str, name: str) -> Endpoint | None:
+        try:
+            return _endpoint(self._arm.get(_endpoint_path(workspace_id, name), ML_API_VERSION))
+        except AzureCallError as error:
+            if error.not_found:
+                return None
+            raise
+
+    def begin_create_endpoint(
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        model_id: str,
+        location: str,
+        content_safety: str,
+        tags: Mapping[str, str],
+    ) -> Operation | None:
+        body = {
+            "location": location,
+            "sku": {"name": "Consumption"},
+            "tags": dict(tags),
+            "properties": {
+                "authMode": "Key",
+                "contentSafety": {"contentSafetyStatus": content_safety},
+                "modelSettings": {"modelId": model_id},
+            },
+        }
+        return _operation(self._arm.begin_put(_endpoint_path(workspace_id, name), ML_API_VERSION, body))
+
+    def begin_delete_endpoint(self, workspace_id: str, name: str) -> Operation | None:
+        return _operation(self._arm.begin_delete(_endpoint_path(workspace_id, name), ML_API_VERSION))
+
+    def list_keys(self, workspace_id: str, name: str) -> EndpointKeys:
+        keys = _call(lambda: self._ml_client(workspace_id).serverless_endpoints.get_keys(name))
+        return EndpointKeys(primary=keys.primary_key, secondary=keys.secondary_key)
+
+    def regenerate_key(self, workspace_id: str, name: str, key_type: str) -> Operation | None:
+        path = f"{_endpoint_path(workspace_id, name)}/regenerateKeys"
+        return _operation(self._arm.post(path, ML_API_VERSION, {"keyType": key_type.capitalize()}))
+
+    def get_subscription(self, workspace_id: str, name: str) -> MarketplaceSubscription | None:
+        operations = self._ml_client(workspace_id).marketplace_subscriptions
+        try:
+            return _subscription(_call(lambda: operations.get(name)))
+        except AzureCallError as error:
+            if error.not_found:
+                return None
+            raise
+
+    def list_subscriptions(self, workspace_id: str) -> list[MarketplaceSubscription]:
+        operations = self._ml_client(workspace_id).marketplace_subscriptions
+        return _call(lambda: [_subscription(item) for item in operations.list()])
+
+    def begin_create_subscription(self, workspace_id: str, name: str, *, model_id: str) -> Operation | None:
+        body = {"properties": {"modelId": model_id}}
+        return _operation(self._arm.begin_put(_subscription_path(workspace_id, name), ML_API_VERSION, body))
+
+    def begin_delete_subscription(self, workspace_id: str, name: str) -> Operation | None:
+        return _operation(self._arm.begin_delete(_subscription_path(workspace_id, name), ML_API_VERSION))
+
+    def get_operation(self, operation: Operation) -> OperationProgress:
+        status = self._arm.get_operation(operation.url)
+        error = status.error or {}
+        return OperationProgress(
+            done=status.done,
+            succeeded=status.succeeded,
+            error_code=error.get("code"),
+            error_message=error.get("message"),
+            retry_after=status.retry_after,
+        )
+
+    def _ml_client(self, workspace_id: str) -> Any:
+        return _ml_client_for(self._credential, workspace_id)
+
+
+@cache
+def _ml_client_for(credential: TokenCredential, workspace_id: str) -> Any:
+    # Imported here: azure-ai-ml costs about a second and 100 MB, which only the worker paths should pay.
+    from azure.ai.ml import MLClient
+
+    match = _WORKSPACE_ID.match(workspace_id)
+    if not match:
+        raise ValueError(f"not a workspace id: {workspace_id}")
+    return MLClient(
+        credential,
+        subscription_id=match["subscription"],
+        resource_group_name=match["group"],
+        workspace_name=match["workspace"],
+    )
+
+
+def _call(action: Any) -> Any:
+    try:
+        return action()
+    except ResourceNotFoundError as error:
+        raise AzureCallError(404, "ResourceNotFound", _message(error)) from error
+    except HttpResponseError as error:
+        code = getattr(error.error, "code", None) or f"Http{error.status_code}"
+        raise AzureCallError(error.status_code, code, _message(error)) from error
+
+
+def _message(error: HttpResponseError) -> str:
+    return getattr(error.error, "message", None) or (error.message or "").splitlines()[0]
+
+
+def _endpoint_path(workspace_id: str, name: str) -> str:
+    return f"{workspace_id}/serverlessEndpoints/{name}"
+
+
+def _subscription_path(workspace_id: str, name: str) -> str:
+    return f"{workspace_id}/marketplaceSubscriptions/{name}"
+
+
+def _operation(accepted: AcceptedOperation) -> Operation | None:
+    if accepted.operation_url is None:
+        return None
+    return Operation(url=accepted.operation_url, retry_after=accepted.retry_after)
+
+
+def _endpoint(body: Mapping[str, Any]) -> Endpoint:
+    properties = body.get("properties") or {}
+    return Endpoint(
+        id=body["id"],
+        name=body["name"],
+        model_id=(properties.get("modelSettings") or {}).get("modelId", ""),
+        provisioning_state=properties.get("provisioningState", "Unknown"),
+        endpoint_state=properties.get("endpointState"),
+        scoring_uri=(properties.get("inferenceEndpoint") or {}).get("uri"),
+        marketplace_subscription_id=properties.get("marketplaceSubscriptionId"),
+        tags=body.get("tags") or {},
+    )
+
+
+def _subscription(entity: Any) -> MarketplaceSubscription:
+    return MarketplaceSubscription(
+        id=entity.id,
+        name=entity.name,
+        model_id=entity.model_id,
+        status=_pascal(entity.status),
+        provisioning_state=_pascal(entity.provisioning_state),
+    )
+
+
+def _pascal(snake: str | None) -> str | None:
+    # The SDK turns "PendingFulfillmentStart" into "pending_fulfillment_start"; the domain speaks ARM's values.
+    return "".join(part.capitalize() for part in snake.split("_")) if snake else None
