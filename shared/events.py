@@ -1,0 +1,112 @@
+"""CloudEvents 1.0 (JSON format) announcing deployment outcomes on the `deployment-events` queue.
+
+Event ids are derived from the run and the event type, so publishing the same outcome twice (a redelivered
+message, a resumed step) yields the same id and consumers can drop the duplicate, as CloudEvents intends
+(source + id identify an event). The data is built from a run record only, which carries Key Vault secret ids and
+never key values; no builder takes a free-form payload that could smuggle one in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.runs import RunRecord, RunStatus
+
+EVENT_TYPE_PREFIX = "com.contoso.broker.deployment"
+DEFAULT_SOURCE = "/serverless-deployment-broker"
+SPEC_VERSION = "1.0"
+
+
+class EventKind(StrEnum):
+    ACCEPTED = "accepted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    DELETED = "deleted"
+
+    @property
+    def event_type(self) -> str:
+        return f"{EVENT_TYPE_PREFIX}.{self.value}"
+
+
+_KIND_OF_STATUS = {
+    RunStatus.ACCEPTED: EventKind.ACCEPTED,
+    RunStatus.SUCCEEDED: EventKind.SUCCEEDED,
+    RunStatus.FAILED: EventKind.FAILED,
+    RunStatus.REJECTED: EventKind.REJECTED,
+    RunStatus.DELETED: EventKind.DELETED,
+}
+
+
+def event_kind_for(status: RunStatus) -> EventKind | None:
+    """The event a run in `status` announces; None for intermediate statuses, which publish nothing."""
+    return _KIND_OF_STATUS.get(status)
+
+
+def deployment_event(run: RunRecord, *, time: datetime, source: str = DEFAULT_SOURCE) -> dict[str, Any]:
+    """The CloudEvent announcing `run`'s current status (which must be one that publishes)."""
+    kind = event_kind_for(run.status)
+    if kind is None:
+        raise ValueError(f"Run {run.id} is {run.status}; only {', '.join(_KIND_OF_STATUS)} publish events.")
+    public = run.to_public_dict()
+    endpoint = public["endpoint"] or {}
+    data = {
+        "runId": run.id,
+        "ticket": run.ticket,
+        "status": run.status.value,
+        "workspaceId": run.request.workspace_id,
+        "modelId": run.request.model_id,
+        "endpointName": endpoint.get("name"),
+        "endpointId": endpoint.get("id"),
+        "scoringUri": endpoint.get("scoringUri"),
+        "secretIds": public["secretIds"],
+        "error": public["error"],
+    }
+    return _envelope(kind, event_id=f"{run.id}/{kind.value}", subject=run.id, time=time, source=source, data=data)
+
+
+def malformed_request_rejected_event(
+    *,
+    message_id: str,
+    ticket: str,
+    code: str,
+    message: str,
+    time: datetime,
+    details: Sequence[Mapping[str, str]] = (),
+    source: str = DEFAULT_SOURCE,
+) -> dict[str, Any]:
+    """The rejected event for a queue message that never became a run (subject = the queue message id)."""
+    data = {
+        "runId": None,
+        "ticket": ticket,
+        "status": RunStatus.REJECTED.value,
+        "error": {"code": code, "message": message, "details": [dict(item) for item in details]},
+    }
+    return _envelope(
+        EventKind.REJECTED,
+        event_id=f"message-{message_id}/{EventKind.REJECTED.value}",
+        subject=message_id,
+        time=time,
+        source=source,
+        data=data,
+    )
+
+
+def _envelope(
+    kind: EventKind, *, event_id: str, subject: str, time: datetime, source: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    if time.tzinfo is None:
+        raise ValueError("CloudEvents time must carry a time zone (use UTC).")
+    return {
+        "specversion": SPEC_VERSION,
+        "id": event_id,
+        "source": source,
+        "type": kind.event_type,
+        "subject": subject,
+        "time": time.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": data,
+    }

@@ -1,0 +1,216 @@
+"""The run record: one per request, from acceptance to its end, with every status change it went through.
+
+Runs are immutable values: each change returns a new record, so storage code can compare, retry and write with
+ETag concurrency without partial updates. Time always comes from the caller (`at=`), never from a clock read
+here, so tests and replays are deterministic. The record holds Key Vault secret *ids* only, never key values:
+`SecretIds` accepts nothing but Key Vault secret URLs.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from shared.requests import DeploymentRequest, RequestType
+
+_SECRET_PATH = re.compile(r"^/secrets/[A-Za-z][A-Za-z0-9-]{0,126}(/[A-Za-z0-9]+)?$")
+
+
+class RunStatus(StrEnum):
+    ACCEPTED = "Accepted"
+    VALIDATING = "Validating"
+    SUBSCRIBING = "Subscribing"
+    PROVISIONING = "Provisioning"
+    STORING_KEYS = "StoringKeys"
+    SUCCEEDED = "Succeeded"
+    REJECTED = "Rejected"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+    DELETED = "Deleted"
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.REJECTED, RunStatus.FAILED, RunStatus.DELETED})
+
+# Sold-directly models skip Subscribing; an endpoint the broker already made skips to StoringKeys (its keys are
+# re-stored, so Succeeded always means "keys are in Key Vault"). Delete runs go Validating -> Deleting -> Deleted.
+ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.ACCEPTED: frozenset({RunStatus.VALIDATING, RunStatus.REJECTED, RunStatus.FAILED}),
+    RunStatus.VALIDATING: frozenset(
+        {
+            RunStatus.SUBSCRIBING,
+            RunStatus.PROVISIONING,
+            RunStatus.STORING_KEYS,
+            RunStatus.DELETING,
+            RunStatus.REJECTED,
+            RunStatus.FAILED,
+        }
+    ),
+    RunStatus.SUBSCRIBING: frozenset({RunStatus.PROVISIONING, RunStatus.FAILED}),
+    RunStatus.PROVISIONING: frozenset({RunStatus.STORING_KEYS, RunStatus.FAILED}),
+    RunStatus.STORING_KEYS: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED}),
+    RunStatus.DELETING: frozenset({RunStatus.DELETED, RunStatus.FAILED}),
+    **{status: frozenset() for status in TERMINAL_STATUSES},
+}
+_DEPLOY_ONLY = frozenset({RunStatus.SUBSCRIBING, RunStatus.PROVISIONING, RunStatus.STORING_KEYS, RunStatus.SUCCEEDED})
+_DELETE_ONLY = frozenset({RunStatus.DELETING, RunStatus.DELETED})
+
+
+class IllegalTransitionError(ValueError):
+    """A status change the workflow does not allow; a bug or a stale record, never a user error."""
+
+
+class _Value(BaseModel):
+    # Inputs stay out of error texts: a key value put where a secret id belongs must not be echoed back.
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, extra="forbid", frozen=True, hide_input_in_errors=True
+    )
+
+
+class RunStep(_Value):
+    status: RunStatus
+    at: AwareDatetime
+    detail: str | None = None
+
+
+class EndpointInfo(_Value):
+    name: str
+    id: str
+    scoring_uri: str | None = None
+
+
+class SecretIds(_Value):
+    """Key Vault secret ids (`https://<vault>/secrets/<name>[/<version>]`) of the endpoint's keys."""
+
+    primary: str
+    secondary: str
+
+    @field_validator("primary", "secondary")
+    @classmethod
+    def _secret_id(cls, value: str) -> str:
+        # Refusing anything but a secret URL keeps a key value from ever landing here by mistake; the message
+        # must not echo the value for the same reason.
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or not _SECRET_PATH.match(parts.path) or parts.query:
+            raise ValueError("Not a Key Vault secret id (https://<vault>/secrets/<name>[/<version>]).")
+        return value
+
+
+class RunError(_Value):
+    """Why a run was rejected or failed: a stable code (a problem type slug or Azure's code) and a message."""
+
+    code: str
+    message: str
+    details: list[dict[str, Any]] = []
+
+
+class RunRecord(_Value):
+    id: str
+    caller: str
+    ticket: str | None = None
+    operation: RequestType = "deploy"
+    request: DeploymentRequest
+    status: RunStatus
+    steps: tuple[RunStep, ...]
+    endpoint: EndpointInfo | None = None
+    secret_ids: SecretIds | None = None
+    error: RunError | None = None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    idempotency_key: str | None = None
+
+    @model_validator(mode="after")
+    def _steps_end_in_status(self) -> Self:
+        if not self.steps or self.steps[-1].status is not self.status:
+            raise ValueError("The last step must record the current status.")
+        return self
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        run_id: str,
+        caller: str,
+        request: DeploymentRequest,
+        at: datetime,
+        operation: RequestType = "deploy",
+        ticket: str | None = None,
+        idempotency_key: str | None = None,
+        detail: str | None = None,
+    ) -> RunRecord:
+        """A freshly accepted run; the ticket defaults to the one in the request."""
+        return cls(
+            id=run_id,
+            caller=caller,
+            ticket=ticket if ticket is not None else request.ticket,
+            operation=operation,
+            request=request,
+            status=RunStatus.ACCEPTED,
+            steps=(RunStep(status=RunStatus.ACCEPTED, at=at, detail=detail),),
+            created_at=at,
+            updated_at=at,
+            idempotency_key=idempotency_key,
+        )
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def transition(
+        self,
+        status: RunStatus,
+        *,
+        at: datetime,
+        detail: str | None = None,
+        endpoint: EndpointInfo | None = None,
+        secret_ids: SecretIds | None = None,
+        error: RunError | None = None,
+    ) -> RunRecord:
+        """The record after moving to `status`; moving to the current status again changes nothing.
+
+        Re-entering the current status is a no-op because a resumed or redelivered step may announce a status
+        it already recorded. Anything the table does not allow raises IllegalTransitionError.
+        """
+        status = RunStatus(status)
+        if status is self.status:
+            return self
+        if status not in ALLOWED_TRANSITIONS[self.status]:
+            raise IllegalTransitionError(f"Run {self.id} cannot go from {self.status} to {status}.")
+        if status in (_DELETE_ONLY if self.operation == "deploy" else _DEPLOY_ONLY):
+            raise IllegalTransitionError(f"A {self.operation} run ({self.id}) never enters {status}.")
+        changes: dict[str, Any] = {
+            "status": status,
+            "steps": (*self.steps, RunStep(status=status, at=at, detail=detail)),
+            "updated_at": at,
+        }
+        for name, value in (("endpoint", endpoint), ("secret_ids", secret_ids), ("error", error)):
+            if value is not None:
+                changes[name] = value
+        updated = RunRecord.model_validate({**dict(self), **changes})
+        _check_outcome(updated)
+        return updated
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """The JSON body for HTTP responses and events; the idempotency key stays private to its caller."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+
+    def to_storage_dict(self) -> dict[str, Any]:
+        """Everything, JSON-ready, for the run store; `from_storage_dict` reverses it."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_storage_dict(cls, data: dict[str, Any]) -> RunRecord:
+        return cls.model_validate(data)
+
+
+def _check_outcome(run: RunRecord) -> None:
+    # Succeeded promises a usable endpoint whose keys are in Key Vault; Rejected/Failed promise a reason.
+    if run.status is RunStatus.SUCCEEDED and (run.endpoint is None or run.secret_ids is None):
+        raise IllegalTransitionError(f"Run {run.id} cannot succeed before its endpoint and secret ids are recorded.")
+    if run.status in (RunStatus.REJECTED, RunStatus.FAILED) and run.error is None:
+        raise IllegalTransitionError(f"Run {run.id} cannot end {run.status} without an error.")

@@ -1,0 +1,285 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from shared.requests import DeploymentRequest
+from shared.runs import (
+    ALLOWED_TRANSITIONS,
+    TERMINAL_STATUSES,
+    EndpointInfo,
+    IllegalTransitionError,
+    RunError,
+    RunRecord,
+    RunStatus,
+    SecretIds,
+)
+
+SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
+WS = f"/subscriptions/{SUB}/resourceGroups/rg-ai/providers/Microsoft.MachineLearningServices/workspaces/proj-a"
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+REQUEST = DeploymentRequest(
+    workspace_id=WS, model_id="azureml://registries/azureml-deepseek/models/DeepSeek-R1", ticket="CHG-1"
+)
+ENDPOINT = EndpointInfo(
+    name="deepseek-r1-abc123",
+    id=f"{WS}/serverlessEndpoints/deepseek-r1-abc123",
+    scoring_uri="https://deepseek-r1-abc123-xyz.eastus2.models.ai.azure.com",
+)
+SECRETS = SecretIds(
+    primary="https://kv-broker.vault.azure.net/secrets/serverless-x-primary/0123abcd",
+    secondary="https://kv-broker.vault.azure.net/secrets/serverless-x-secondary",
+)
+
+
+def ticks():
+    minute = 0
+
+    def at() -> datetime:
+        nonlocal minute
+        minute += 1
+        return T0 + timedelta(minutes=minute)
+
+    return at
+
+
+def new_run(**kwargs) -> RunRecord:
+    return RunRecord.new(run_id="run-1", caller="caller-oid", request=REQUEST, at=T0, **kwargs)
+
+
+def happy_path(run: RunRecord) -> RunRecord:
+    at = ticks()
+    run = run.transition(RunStatus.VALIDATING, at=at())
+    run = run.transition(RunStatus.SUBSCRIBING, at=at())
+    run = run.transition(RunStatus.PROVISIONING, at=at(), endpoint=ENDPOINT.model_copy(update={"scoring_uri": None}))
+    run = run.transition(RunStatus.STORING_KEYS, at=at(), endpoint=ENDPOINT)
+    return run.transition(RunStatus.SUCCEEDED, at=at(), secret_ids=SECRETS, detail="keys stored")
+
+
+def test_a_new_run_is_accepted_with_one_step():
+    run = new_run(idempotency_key="key-1", detail="via HTTP")
+
+    assert run.status is RunStatus.ACCEPTED
+    assert run.ticket == "CHG-1"
+    assert [(step.status, step.at, step.detail) for step in run.steps] == [(RunStatus.ACCEPTED, T0, "via HTTP")]
+    assert run.created_at == run.updated_at == T0
+    assert not run.is_terminal
+
+
+def test_an_explicit_ticket_wins_over_the_request_ticket():
+    assert new_run(ticket="INC-9").ticket == "INC-9"
+
+
+def test_the_happy_path_records_every_step_and_ends_succeeded():
+    run = happy_path(new_run())
+
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.is_terminal
+    assert [step.status for step in run.steps] == [
+        RunStatus.ACCEPTED,
+        RunStatus.VALIDATING,
+        RunStatus.SUBSCRIBING,
+        RunStatus.PROVISIONING,
+        RunStatus.STORING_KEYS,
+        RunStatus.SUCCEEDED,
+    ]
+    assert run.updated_at == T0 + timedelta(minutes=5)
+    assert run.endpoint == ENDPOINT
+    assert run.secret_ids == SECRETS
+    assert run.created_at == T0
+
+
+def test_transitions_return_new_records():
+    run = new_run()
+
+    moved = run.transition(RunStatus.VALIDATING, at=T0)
+
+    assert run.status is RunStatus.ACCEPTED
+    assert moved.status is RunStatus.VALIDATING
+
+
+def test_re_entering_the_current_status_changes_nothing():
+    run = new_run().transition(RunStatus.VALIDATING, at=T0)
+
+    assert run.transition(RunStatus.VALIDATING, at=T0 + timedelta(hours=1), detail="again") is run
+
+
+@pytest.mark.parametrize(
+    ("path", "illegal"),
+    [
+        ([], RunStatus.PROVISIONING),
+        ([], RunStatus.SUCCEEDED),
+        ([RunStatus.VALIDATING], RunStatus.SUCCEEDED),
+        ([RunStatus.VALIDATING, RunStatus.SUBSCRIBING], RunStatus.STORING_KEYS),
+        ([RunStatus.VALIDATING, RunStatus.PROVISIONING], RunStatus.SUBSCRIBING),
+        ([RunStatus.VALIDATING, RunStatus.PROVISIONING], RunStatus.REJECTED),
+    ],
+)
+def test_illegal_transitions_raise(path, illegal):
+    run = new_run()
+    for status in path:
+        run = run.transition(status, at=T0)
+
+    with pytest.raises(IllegalTransitionError, match=f"Run run-1 cannot go from {run.status} to {illegal}."):
+        run.transition(illegal, at=T0, error=RunError(code="x", message="y"))
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL_STATUSES))
+def test_terminal_statuses_allow_nothing(terminal):
+    assert ALLOWED_TRANSITIONS[terminal] == frozenset()
+
+
+def test_every_status_has_a_row_in_the_table():
+    assert set(ALLOWED_TRANSITIONS) == set(RunStatus)
+
+
+def test_a_sold_directly_model_skips_subscribing():
+    run = new_run().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.PROVISIONING, at=T0)
+
+    assert run.status is RunStatus.PROVISIONING
+
+
+def test_an_existing_broker_endpoint_goes_straight_to_storing_keys():
+    run = new_run().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.STORING_KEYS, at=T0, endpoint=ENDPOINT)
+
+    assert run.status is RunStatus.STORING_KEYS
+
+
+def test_succeeded_requires_endpoint_and_secret_ids():
+    storing = new_run().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.STORING_KEYS, at=T0)
+
+    with pytest.raises(IllegalTransitionError, match="cannot succeed before its endpoint and secret ids are recorded"):
+        storing.transition(RunStatus.SUCCEEDED, at=T0, secret_ids=SECRETS)
+    with pytest.raises(IllegalTransitionError, match="cannot succeed before"):
+        storing.transition(RunStatus.SUCCEEDED, at=T0, endpoint=ENDPOINT)
+
+
+@pytest.mark.parametrize("status", [RunStatus.REJECTED, RunStatus.FAILED])
+def test_rejected_and_failed_require_an_error(status):
+    with pytest.raises(IllegalTransitionError, match=f"cannot end {status} without an error"):
+        new_run().transition(status, at=T0)
+
+
+def test_a_rejection_carries_its_error():
+    error = RunError(
+        code="region-unsupported",
+        message="DeepSeek-R1 is not offered in westeurope.",
+        details=[{"regions": ["eastus"]}],
+    )
+
+    run = new_run().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.REJECTED, at=T0, error=error)
+
+    assert run.error == error
+    assert run.is_terminal
+
+
+def test_delete_runs_take_their_own_path():
+    run = new_run(operation="delete").transition(RunStatus.VALIDATING, at=T0)
+
+    with pytest.raises(IllegalTransitionError, match=r"A delete run \(run-1\) never enters Provisioning."):
+        run.transition(RunStatus.PROVISIONING, at=T0)
+    deleted = run.transition(RunStatus.DELETING, at=T0).transition(RunStatus.DELETED, at=T0)
+    assert deleted.is_terminal
+
+
+def test_deploy_runs_never_delete():
+    with pytest.raises(IllegalTransitionError, match=r"A deploy run \(run-1\) never enters Deleting."):
+        new_run().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.DELETING, at=T0)
+
+
+def test_timestamps_must_be_timezone_aware():
+    with pytest.raises(ValidationError, match="timezone"):
+        RunRecord.new(run_id="r", caller="c", request=REQUEST, at=datetime(2026, 1, 1))
+    with pytest.raises(ValidationError, match="timezone"):
+        new_run().transition(RunStatus.VALIDATING, at=datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0123456789abcdef0123456789abcdef",  # a key value, not an id
+        "http://kv.vault.azure.net/secrets/name",
+        "https://kv.vault.azure.net/keys/name",
+        "https://kv.vault.azure.net/secrets/9name",
+        "https://kv.vault.azure.net/secrets/name/v1/extra",
+        "https://kv.vault.azure.net/secrets/name?value=abc",
+        "https:///secrets/name",
+    ],
+)
+def test_secret_ids_accept_only_key_vault_secret_urls(value):
+    with pytest.raises(ValidationError) as caught:
+        SecretIds(primary=value, secondary=SECRETS.secondary)
+
+    assert "Not a Key Vault secret id" in str(caught.value)
+    assert value not in str(caught.value)
+
+
+def test_a_misplaced_key_is_not_echoed_when_a_stored_record_is_read():
+    key = "0123456789abcdef0123456789abcdef"
+    stored = happy_path(new_run()).to_storage_dict()
+    stored["secretIds"]["primary"] = key
+
+    with pytest.raises(ValidationError) as caught:
+        RunRecord.from_storage_dict(stored)
+
+    assert key not in str(caught.value)
+    assert "Not a Key Vault secret id" in str(caught.value)
+
+
+def test_secret_ids_accept_a_loopback_vault():
+    assert SecretIds(primary="https://127.0.0.1:8443/secrets/a-1", secondary="https://localhost/secrets/b/abc").primary
+
+
+def test_the_public_form_is_camel_case_json_without_the_idempotency_key():
+    run = happy_path(new_run(idempotency_key="key-1"))
+
+    public = run.to_public_dict()
+
+    assert "idempotencyKey" not in public
+    assert public["id"] == "run-1"
+    assert public["status"] == "Succeeded"
+    assert public["createdAt"] == "2026-11-27T09:00:00Z"
+    assert public["request"]["workspaceId"] == WS
+    assert public["endpoint"] == {
+        "name": ENDPOINT.name,
+        "id": ENDPOINT.id,
+        "scoringUri": ENDPOINT.scoring_uri,
+    }
+    assert public["secretIds"] == {"primary": SECRETS.primary, "secondary": SECRETS.secondary}
+    assert public["steps"][-1] == {"status": "Succeeded", "at": "2026-11-27T09:05:00Z", "detail": "keys stored"}
+    assert public["error"] is None
+
+
+def test_the_storage_form_round_trips():
+    run = happy_path(new_run(idempotency_key="key-1"))
+
+    stored = run.to_storage_dict()
+
+    assert stored["idempotencyKey"] == "key-1"
+    assert RunRecord.from_storage_dict(stored) == run
+
+
+def test_a_stored_record_whose_steps_disagree_with_its_status_is_refused():
+    stored = new_run().to_storage_dict() | {"status": "Validating"}
+
+    with pytest.raises(ValidationError, match=r"The last step must record the current status\."):
+        RunRecord.from_storage_dict(stored)
+
+
+def test_a_status_given_as_text_is_held_to_the_same_rules():
+    storing = new_run().transition("Validating", at=T0).transition("StoringKeys", at=T0)
+
+    assert storing.status is RunStatus.STORING_KEYS
+    with pytest.raises(IllegalTransitionError, match="cannot succeed before"):
+        storing.transition("Succeeded", at=T0)
+    with pytest.raises(ValueError, match="'Done' is not a valid RunStatus"):
+        storing.transition("Done", at=T0)
+
+
+def test_values_passed_to_a_transition_are_validated():
+    validating = new_run().transition(RunStatus.VALIDATING, at=T0)
+
+    with pytest.raises(ValidationError, match="Not a Key Vault secret id"):
+        validating.transition(
+            RunStatus.STORING_KEYS, at=T0, secret_ids={"primary": "raw-key-value-123456", "secondary": "x"}
+        )
