@@ -1,10 +1,15 @@
-"""Settings the broker reads from its environment (app settings in Azure, local.settings.json locally)."""
+"""Settings the broker reads from its environment (app settings in Azure, local.settings.json locally).
+
+Every setting is listed in local.settings.sample.json and the README; names are read here and nowhere else.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+PUBLIC_ARM_URL = "https://management.azure.com"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,8 +32,40 @@ class StorageSettings:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     storage: StorageSettings
+    arm_url: str
+    key_vault_url: str | None
+    requests_queue: str
+    work_queue: str
+    events_queue: str
+    runs_table: str
+    approved_registries: str
+    approved_publishers: str
+    approved_models: str
+    allowed_subscriptions: str
+    allowed_resource_groups: str
+    allowed_workspaces: str
+    catalog_overrides_path: str | None
+    permission_strictness: str
+    poll_seconds: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        return cls(storage=StorageSettings.from_env(env))
+        return cls(
+            storage=StorageSettings.from_env(env),
+            arm_url=env.get("AZURE_RESOURCE_MANAGER_URL") or PUBLIC_ARM_URL,
+            key_vault_url=env.get("AZURE_KEYVAULT_URL") or None,
+            requests_queue=env.get("DEPLOYMENT_REQUESTS_QUEUE") or "deployment-requests",
+            work_queue=env.get("DEPLOYMENT_WORK_QUEUE") or "deployment-work",
+            events_queue=env.get("DEPLOYMENT_EVENTS_QUEUE") or "deployment-events",
+            runs_table=env.get("DEPLOYMENT_RUNS_TABLE") or "deploymentruns",
+            approved_registries=env.get("BROKER_APPROVED_REGISTRIES", ""),
+            approved_publishers=env.get("BROKER_APPROVED_PUBLISHERS", ""),
+            approved_models=env.get("BROKER_APPROVED_MODELS", ""),
+            allowed_subscriptions=env.get("BROKER_ALLOWED_SUBSCRIPTIONS", ""),
+            allowed_resource_groups=env.get("BROKER_ALLOWED_RESOURCE_GROUPS", ""),
+            allowed_workspaces=env.get("BROKER_ALLOWED_WORKSPACES", ""),
+            catalog_overrides_path=env.get("BROKER_MODEL_CATALOG_OVERRIDES") or None,
+            permission_strictness=env.get("BROKER_PERMISSION_STRICTNESS", ""),
+            poll_seconds=float(env.get("BROKER_POLL_SECONDS") or 5),
+        )

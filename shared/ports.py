@@ -6,10 +6,13 @@ plain in-memory implementations while integration tests run the real adapters ag
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from shared.runs import RunRecord
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class MachineLearningPort(Protocol):
 
 
 class AuthorizationPort(Protocol):
+    def own_principal_id(self) -> str: ...
     def own_permissions(self, scope: str) -> list[Mapping[str, Sequence[str]]]: ...
     def principal_access(self, principal_id: str, scope: str) -> PrincipalAccess: ...
 
@@ -133,3 +137,29 @@ class SecretStorePort(Protocol):
     def list_secrets(self) -> list[StoredSecret]: ...
     def set_enabled(self, name: str, enabled: bool) -> None: ...
     def delete_secret(self, name: str) -> None: ...
+
+
+class MessageQueuePort(Protocol):
+    def send(self, message: Mapping[str, Any], *, delay_seconds: float = 0) -> None: ...
+    def send_raw(self, text: str) -> None: ...
+
+
+class RunRepositoryPort(Protocol):
+    """Run records with optimistic concurrency, and the claims that make intake idempotent and single-flight."""
+
+    def create(self, run: RunRecord) -> Any: ...
+    def get(self, run_id: str) -> Any: ...
+    def update(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord: ...
+    def list(
+        self,
+        *,
+        workspace_id: str | None = None,
+        status: str | None = None,
+        ticket: str | None = None,
+        page_size: int = 50,
+        continuation_token: str | None = None,
+    ) -> Any: ...
+    def claim_idempotency_key(self, caller: str, key: str, run_id: str) -> str: ...
+    def claim_deployment(self, workspace_id: str, model_id: str, run_id: str) -> str: ...
+    def take_over_deployment(self, workspace_id: str, model_id: str, previous_run_id: str, run_id: str) -> bool: ...
+    def release_deployment(self, workspace_id: str, model_id: str, run_id: str) -> None: ...

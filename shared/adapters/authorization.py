@@ -6,6 +6,8 @@ The permissions API answers only for the caller, so the requester's access is as
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
 
-from shared.adapters.arm import ArmClient
+from shared.adapters.arm import ARM_SCOPE, ArmClient
 from shared.azure_errors import AzureCallError
 from shared.ports import PrincipalAccess
 
@@ -26,6 +28,14 @@ class AuthorizationAdapter:
         self._arm = arm
         self._credential = credential
         self._arm_url = arm_url
+        self._own_principal_id: str | None = None
+
+    def own_principal_id(self) -> str:
+        """The broker's object id, read from its own ARM token (the `oid` claim) so it needs no configuration."""
+        if self._own_principal_id is None:
+            token = self._credential.get_token(ARM_SCOPE).token
+            self._own_principal_id = _claims(token)["oid"]
+        return self._own_principal_id
 
     def own_permissions(self, scope: str) -> list[Mapping[str, Sequence[str]]]:
         path = f"{scope.rstrip('/')}/providers/Microsoft.Authorization/permissions"
@@ -85,3 +95,9 @@ def _permission(block: Any) -> dict[str, list[str]]:
         "dataActions": list(block.data_actions or []),
         "notDataActions": list(block.not_data_actions or []),
     }
+
+
+def _claims(token: str) -> dict[str, Any]:
+    # Reading our own token's payload needs no signature check: it came straight from our credential.
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

@@ -36,6 +36,10 @@ class JsonQueue:
             client.create_queue()
         return cls(client)
 
+    def send_raw(self, text: str) -> None:
+        """Forward a message body as it was received (for poison copies of messages that are not valid JSON)."""
+        self._client.send_message(text)
+
     def send(self, message: Mapping[str, Any], *, delay_seconds: float = 0) -> None:
         # Storage takes whole seconds; rounding up never wakes a poll before ARM asked us to come back.
         delay = min(MAX_VISIBILITY_DELAY_SECONDS, max(0, int(-(-delay_seconds // 1))))

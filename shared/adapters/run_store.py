@@ -93,6 +93,20 @@ class RunStore:
         """The run id that owns deploying `model_id` into `workspace_id`."""
         return self._claim(DEPLOYMENT_CLAIM, _digest(workspace_id.lower(), model_id.lower()), run_id)
 
+    def take_over_deployment(self, workspace_id: str, model_id: str, previous_run_id: str, run_id: str) -> bool:
+        """Move the claim from a finished run to `run_id`; False when someone else moved it first."""
+        key = _digest(workspace_id.lower(), model_id.lower())
+        stored = self._table.get(DEPLOYMENT_CLAIM, key)
+        if stored is None:
+            return self._claim(DEPLOYMENT_CLAIM, key, run_id) == run_id
+        if stored.document.get("runId") != previous_run_id:
+            return False
+        try:
+            self._table.replace(DEPLOYMENT_CLAIM, key, {"runId": run_id}, {}, stored.etag)
+        except RecordChangedError:
+            return False
+        return True
+
     def release_deployment(self, workspace_id: str, model_id: str, run_id: str) -> None:
         """Drop the claim if `run_id` still holds it (a rejected or failed run lets the next request try)."""
         key = _digest(workspace_id.lower(), model_id.lower())

@@ -25,4 +25,5 @@ def queue_service_client(settings: StorageSettings) -> QueueServiceClient:
 def probe_queue_service(settings: StorageSettings) -> None:
     """Raise unless the queue service answers an authenticated request."""
     with queue_service_client(settings) as client:
-        next(iter(client.list_queues(results_per_page=1)), None)
+        # No retries: the storage SDK's default back-off (about a minute) would outlast any health probe.
+        next(iter(client.list_queues(results_per_page=1, retry_total=0)), None)

@@ -1,0 +1,1 @@
+"""Deployment requests: preflight checks, the provisioning workflow and the service the handlers call."""

@@ -1,0 +1,78 @@
+"""Builds the deployment service from settings, once per worker process (the composition root)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+
+from shared.adapters.arm import ArmClient
+from shared.adapters.authorization import AuthorizationAdapter
+from shared.adapters.identity import broker_credential
+from shared.adapters.keyvault import KeyVaultAdapter
+from shared.adapters.machine_learning import MachineLearningAdapter
+from shared.adapters.queues import JsonQueue
+from shared.adapters.run_store import RunStore
+from shared.adapters.tables import DocumentTable
+from shared.catalog import ModelCatalog
+from shared.config import Settings
+from shared.deployments.preflight import PreflightPolicy
+from shared.deployments.service import DeploymentService, Queues
+from shared.deployments.workflow import Workflow, WorkflowTimings
+from shared.policy import ApprovedModelPolicy, TargetAllowList
+from shared.required_permissions import Strictness
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@cache
+def deployment_service() -> DeploymentService:
+    return build_deployment_service(Settings.from_env())
+
+
+def build_deployment_service(settings: Settings) -> DeploymentService:
+    credential = broker_credential()
+    arm = ArmClient(settings.arm_url, credential)
+    machine_learning = MachineLearningAdapter(arm, credential)
+    runs = RunStore(DocumentTable.open(settings.storage, settings.runs_table))
+    queues = Queues(
+        work=JsonQueue.open(settings.storage, settings.work_queue),
+        events=JsonQueue.open(settings.storage, settings.events_queue),
+        requests_poison=JsonQueue.open(settings.storage, f"{settings.requests_queue}-poison"),
+    )
+    policy = PreflightPolicy(
+        catalog=ModelCatalog.load(settings.catalog_overrides_path),
+        approved_models=ApprovedModelPolicy.from_settings(
+            registries=settings.approved_registries,
+            publishers=settings.approved_publishers,
+            model_ids=settings.approved_models,
+        ),
+        allowed_targets=TargetAllowList.from_settings(
+            subscription_ids=settings.allowed_subscriptions,
+            resource_groups=settings.allowed_resource_groups,
+            workspace_ids=settings.allowed_workspaces,
+        ),
+        strictness=Strictness.from_setting(settings.permission_strictness),
+    )
+    if not settings.key_vault_url:
+        raise ValueError("Set AZURE_KEYVAULT_URL: endpoint keys are stored only in Key Vault.")
+    workflow = Workflow(
+        runs=runs,
+        machine_learning=machine_learning,
+        secrets=KeyVaultAdapter(settings.key_vault_url, credential),
+        work_queue=queues.work,
+        events=queues.events,
+        catalog=policy.catalog,
+        clock=utc_now,
+        timings=WorkflowTimings(poll_seconds=settings.poll_seconds),
+    )
+    return DeploymentService(
+        runs=runs,
+        machine_learning=machine_learning,
+        authorization=AuthorizationAdapter(arm, credential, arm_url=settings.arm_url),
+        workflow=workflow,
+        queues=queues,
+        policy=policy,
+        clock=utc_now,
+    )

@@ -1,0 +1,276 @@
+"""Preflight: every check a deployment must pass before the broker writes anything to Azure.
+
+Checks are small registered classes run in order, cheapest first (Cloud Custodian's filter pattern): local policy
+before any Azure call, so a request the broker would refuse anyway costs no ARM traffic. The first failing check
+rejects the request with a problem that says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import ClassVar
+
+from shared.azure_ids import ScopeLevel, WorkspaceId
+from shared.catalog import ModelCatalog, ModelClassification
+from shared.model_ids import ModelId, normalize_model_id
+from shared.naming import (
+    InvalidNameError,
+    SecretNames,
+    derive_endpoint_name,
+    key_vault_secret_names,
+    marketplace_subscription_name,
+)
+from shared.policy import ApprovedModelPolicy, TargetAllowList
+from shared.ports import AuthorizationPort, Endpoint, MachineLearningPort, Workspace
+from shared.problems import Problem
+from shared.rbac import PermissionSet
+from shared.requests import DeploymentRequest
+from shared.required_permissions import Strictness, check_broker_permissions, check_requester_permission
+
+MANAGED_BY_TAG = "managedBy"
+MANAGED_BY_VALUE = "serverless-deployment-broker"
+
+
+@dataclass(frozen=True)
+class PreflightPolicy:
+    """The organisation's rules, from configuration."""
+
+    catalog: ModelCatalog
+    approved_models: ApprovedModelPolicy
+    allowed_targets: TargetAllowList
+    strictness: Strictness
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """What the workflow will create, decided once at intake and re-derivable from the request."""
+
+    workspace: WorkspaceId
+    model: ModelId
+    classification: ModelClassification
+    endpoint_name: str
+    subscription_name: str | None
+    secret_names: SecretNames
+
+    @property
+    def endpoint_id(self) -> str:
+        return self.workspace.serverless_endpoint_id(self.endpoint_name)
+
+
+def plan_for(request: DeploymentRequest, catalog: ModelCatalog) -> DeploymentPlan:
+    """The plan for a request; raises InvalidNameError when no valid endpoint name can be derived."""
+    workspace, model = request.workspace, request.model
+    classification = catalog.classify(model)
+    endpoint_name = request.endpoint_name or derive_endpoint_name(model, workspace)
+    return DeploymentPlan(
+        workspace=workspace,
+        model=model,
+        classification=classification,
+        endpoint_name=endpoint_name,
+        subscription_name=(
+            marketplace_subscription_name(model) if classification.requires_marketplace_subscription else None
+        ),
+        secret_names=key_vault_secret_names(workspace, endpoint_name),
+    )
+
+
+@dataclass
+class PreflightContext:
+    """One request under check; Azure reads are made at most once and shared between checks."""
+
+    request: DeploymentRequest
+    caller: str
+    policy: PreflightPolicy
+    machine_learning: MachineLearningPort
+    authorization: AuthorizationPort
+    plan: DeploymentPlan | None = None
+    existing_endpoint: Endpoint | None = field(default=None)
+
+    @cached_property
+    def workspace(self) -> Workspace:
+        return self.machine_learning.get_workspace(self.request.workspace.resource_id)
+
+    @cached_property
+    def endpoints(self) -> list[Endpoint]:
+        return self.machine_learning.list_endpoints(self.request.workspace.resource_id)
+
+
+class Check:
+    name: ClassVar[str]
+
+    def evaluate(self, context: PreflightContext) -> Problem | None:
+        raise NotImplementedError
+
+
+CHECKS: list[type[Check]] = []
+
+
+def register(check: type[Check]) -> type[Check]:
+    CHECKS.append(check)
+    return check
+
+
+@register
+class ModelApproved(Check):
+    name = "model-approved"
+
+    def evaluate(self, context: PreflightContext) -> Problem | None:
+        model = context.request.model
+        entry = context.policy.catalog.get(model)
+        decision = context.policy.approved_models.evaluate(model, family=entry.family if entry else None)
+        return None if decision.allowed else Problem.of("model-not-approved", decision.reason, rule=decision.rule)
+
+
+@register
+class WorkspaceAllowed(Check):
+    name = "workspace-allowed"
+
+    def evaluate(self, context: PreflightContext) -> Problem | None:
+        decision = context.policy.allowed_targets.evaluate(context.request.workspace)
+        return None if decision.allowed else Problem.of("workspace-not-allowed", decision.reason, rule=decision.rule)
+
+
+@register
+class EndpointNameValid(Check):
+    name = "endpoint-name-valid"
+
+    def evaluate(self, context: PreflightContext) -> Problem | None:
+        try:
+            context.plan = plan_for(context.request, context.policy.catalog)
+        except InvalidNameError as error:
+            return Problem.of("endpoint-name-invalid", str(error))
+        return None
+
+
+@register
+class BrokerPermissions(Check):
+    name = "broker-permissions"
+
+    def evaluate(self, context: PreflightContext) -> Problem | None:
+        workspace = context.request.workspace
+        marketplace = _plan(context).classification.requires_marketplace_subscription
+        authorization = context.authorization
+        scopes = (
+            (ScopeLevel.WORKSPACE, ScopeLevel.RESOURCE_GROUP, ScopeLevel.SUBSCRIPTION)
+            if marketplace
+            else (ScopeLevel.WORKSPACE,)
+        )
+        permissions = {
+            level: PermissionSet.from_rest(authorization.own_permissions(workspace.scope(level))) for level in scopes
+        }
+        roles: frozenset[str] = frozenset()
+        if marketplace and context.policy.strictness is Strictness.ROLE_BASED:
+            broker = authorization.own_principal_id()
+            roles = authorization.principal_access(broker, workspace.resource_group_scope).role_names
+        result = check_broker_permissions(
+            workspace,
+            permissions,
+            marketplace_model=marketplace,
+            strictness=context.policy.strictness,
+            resource_group_roles=roles,
+        )
+        if result.ok:
+            return None
+        return Problem.of("broker-permissions-missing", result.rejection_text, missingActions=result.details())
+
+
+@register
+class RequesterMayDeploy(Check):
+    name = "requester-permission"
+
+    def evaluate(self, context: PreflightContext) -> Problem | None:
+        workspace = context.request.workspace
+        access = context.authorization.principal_access(context.caller, workspace.resource_id)
+        permission_set = PermissionSet.from_rest(access.permissions, access.denials)
+        result = check_requester_permission(workspace, context.caller, permission_set)
+        return None if result.allowed else Problem.of("requester-forbidden", result.rejection_text)
+
+
+@register
+class RegionSupported(Check):
+    name = "region-supported"
+
+    def evaluate(self, context: PreflightContext) -> Problem | None:
+        location = context.workspace.location
+        catalog = context.policy.catalog
+        model = context.request.model
+        if catalog.supports_location(model, location) is not False:
+            return None
+        regions = list(catalog.supported_locations(model) or ())
+        return Problem.of(
+            "region-unsupported",
+            f"{model.normalized} cannot be deployed as a serverless API in {location}, the region of workspace "
+            f"{context.workspace.name}. Regions that offer it: {', '.join(regions)}. Deploy into a project in one of "
+            "those regions and consume the endpoint from this project through a connection.",
+            workspaceLocation=location,
+            supportedRegions=regions,
+        )
+
+
+@register
+class OneDeploymentPerModel(Check):
+    name = "one-deployment-per-model"
+
+    def evaluate(self, context: PreflightContext) -> Problem | None:
+        plan = _plan(context)
+        wanted = plan.model.normalized.lower()
+        for endpoint in context.endpoints:
+            same_model = _versionless(endpoint.model_id) == wanted
+            same_name = endpoint.name.lower() == plan.endpoint_name.lower()
+            if same_model and same_name and endpoint.tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE:
+                context.existing_endpoint = endpoint
+                return None
+            if same_model:
+                return Problem.of(
+                    "deployment-conflict",
+                    f"Workspace {context.workspace.name} already has endpoint '{endpoint.name}' for "
+                    f"{plan.model.normalized}, and a project may hold one deployment per model. Use that endpoint, "
+                    "or delete it first.",
+                    existingEndpoint=endpoint.name,
+                )
+            if same_name:
+                return Problem.of(
+                    "deployment-conflict",
+                    f"Endpoint name '{endpoint.name}' is taken in workspace {context.workspace.name} by "
+                    f"{endpoint.model_id}. Choose another endpointName.",
+                    existingEndpoint=endpoint.name,
+                )
+        return None
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    problem: Problem | None
+    plan: DeploymentPlan | None
+    existing_endpoint: Endpoint | None
+    checks_passed: tuple[str, ...]
+
+
+def run_preflight(
+    context: PreflightContext, checks: list[type[Check]] | None = None, *, on_check: Callable[[str], None] | None = None
+) -> PreflightResult:
+    passed: list[str] = []
+    for check_type in CHECKS if checks is None else checks:
+        check = check_type()
+        if on_check:
+            on_check(check.name)
+        problem = check.evaluate(context)
+        if problem is not None:
+            return PreflightResult(problem, context.plan, context.existing_endpoint, tuple(passed))
+        passed.append(check.name)
+    return PreflightResult(None, context.plan, context.existing_endpoint, tuple(passed))
+
+
+def _plan(context: PreflightContext) -> DeploymentPlan:
+    if context.plan is None:
+        context.plan = plan_for(context.request, context.policy.catalog)
+    return context.plan
+
+
+def _versionless(model_id: str) -> str:
+    try:
+        return normalize_model_id(model_id).lower()
+    except ValueError:
+        return model_id.lower()

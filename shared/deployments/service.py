@@ -1,0 +1,268 @@
+"""The deployment service the handlers call: intake (HTTP and queue), reads, worker steps, availability."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.azure_ids import WorkspaceId
+from shared.catalog import ModelCatalog
+from shared.deployments.preflight import PreflightContext, PreflightPolicy, run_preflight
+from shared.deployments.work import WorkItem
+from shared.deployments.workflow import Workflow
+from shared.events import deployment_event, malformed_request_rejected_event
+from shared.model_ids import parse_model_id
+from shared.ports import AuthorizationPort, MachineLearningPort, MessageQueuePort, RunRepositoryPort
+from shared.problems import Problem
+from shared.requests import DeploymentRequest, QueueDeploymentRequest, validation_problems
+from shared.runs import EndpointInfo, RunError, RunRecord, RunStatus
+
+LOGGER = logging.getLogger(__name__)
+
+
+class IdempotencyConflictError(Exception):
+    """The Idempotency-Key was used before, by the same caller, with a different request."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.detail)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Submission:
+    run: RunRecord
+    created: bool
+    problem: Problem | None
+
+
+@dataclass(frozen=True)
+class Queues:
+    work: MessageQueuePort
+    events: MessageQueuePort
+    requests_poison: MessageQueuePort
+
+
+class DeploymentService:
+    def __init__(
+        self,
+        *,
+        runs: RunRepositoryPort,
+        machine_learning: MachineLearningPort,
+        authorization: AuthorizationPort,
+        workflow: Workflow,
+        queues: Queues,
+        policy: PreflightPolicy,
+        clock: Callable[[], datetime],
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._runs = runs
+        self._ml = machine_learning
+        self._authorization = authorization
+        self._workflow = workflow
+        self._queues = queues
+        self._policy = policy
+        self._clock = clock
+        self._new_id = new_id
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        return self._policy.catalog
+
+    def submit(
+        self,
+        request: DeploymentRequest,
+        *,
+        caller: str,
+        idempotency_key: str | None = None,
+        ticket: str | None = None,
+    ) -> Submission:
+        run_id = self._new_id()
+        if idempotency_key:
+            owner = self._runs.claim_idempotency_key(caller, idempotency_key, run_id)
+            if owner != run_id:
+                earlier = self._runs.get(owner)
+                if earlier is not None:
+                    return self._replay(earlier.run, request, idempotency_key)
+                run_id = owner  # the first attempt claimed the key but never stored its run: finish its work
+
+        run = RunRecord.new(
+            run_id=run_id,
+            caller=caller,
+            request=request,
+            at=self._clock(),
+            ticket=ticket,
+            idempotency_key=idempotency_key,
+        ).transition(RunStatus.VALIDATING, at=self._clock())
+        context = PreflightContext(
+            request=request,
+            caller=caller,
+            policy=self._policy,
+            machine_learning=self._ml,
+            authorization=self._authorization,
+        )
+        result = run_preflight(context)
+        if result.problem is not None:
+            return self._reject(run, result.problem)
+        plan = result.plan
+        assert plan is not None, "a passed preflight always has a plan"
+
+        workspace_id, model_id = plan.workspace.resource_id, plan.model.normalized
+        owner = self._runs.claim_deployment(workspace_id, model_id, run.id)
+        if owner != run.id:
+            holder = self._runs.get(owner)
+            if holder is not None and not holder.run.is_terminal:
+                return Submission(holder.run, created=False, problem=None)
+            if not self._runs.take_over_deployment(workspace_id, model_id, owner, run.id):
+                return self.submit(request, caller=caller, idempotency_key=None, ticket=ticket)
+
+        if result.existing_endpoint is not None:
+            next_status, detail = RunStatus.STORING_KEYS, f"endpoint '{plan.endpoint_name}' exists; re-storing keys"
+        elif plan.subscription_name is not None:
+            next_status, detail = RunStatus.SUBSCRIBING, plan.classification.explanation
+        else:
+            next_status, detail = RunStatus.PROVISIONING, plan.classification.explanation
+        run = run.transition(
+            next_status,
+            at=self._clock(),
+            detail=detail,
+            endpoint=EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id),
+        )
+        self._runs.create(run)
+        self._workflow.start(run)
+        self._queues.events.send(_accepted_event(run, self._clock()))
+        return Submission(run, created=True, problem=None)
+
+    def get(self, run_id: str) -> RunRecord | None:
+        stored = self._runs.get(run_id)
+        return stored.run if stored else None
+
+    def list(
+        self,
+        *,
+        workspace_id: str | None,
+        status: str | None,
+        ticket: str | None,
+        page_size: int,
+        continuation_token: str | None,
+    ) -> Any:
+        return self._runs.list(
+            workspace_id=workspace_id,
+            status=status,
+            ticket=ticket,
+            page_size=page_size,
+            continuation_token=continuation_token,
+        )
+
+    def intake_message(self, body: str, *, message_id: str) -> Submission | None:
+        """A `deployment-requests` message; a malformed one is poisoned at once, with a rejected event."""
+        try:
+            message = QueueDeploymentRequest.from_wire(json.loads(body))
+        except (json.JSONDecodeError, ValidationError) as error:
+            self._poison(body, message_id, error)
+            return None
+        if message.type != "deploy":
+            self._poison(body, message_id, None, detail=f"Request type '{message.type}' is not supported yet.")
+            return None
+        # The same message delivered twice, or re-sent verbatim, must not make a second run.
+        key = "message:" + hashlib.sha256(body.strip().encode()).hexdigest()
+        return self.submit(
+            message.deployment_request(), caller=message.requested_by, idempotency_key=key, ticket=message.ticket
+        )
+
+    def advance(self, work_message: str) -> None:
+        self._workflow.advance(WorkItem.from_message(work_message))
+
+    def availability(self, model_id: str, workspace_id: str | None) -> dict[str, Any]:
+        model = parse_model_id(model_id)
+        classification = self.catalog.classify(model)
+        regions = self.catalog.supported_locations(model)
+        answer: dict[str, Any] = {
+            **classification.to_dict(),
+            "supportedRegions": list(regions) if regions is not None else None,
+        }
+        if workspace_id:
+            workspace = self._ml.get_workspace(WorkspaceId.parse(workspace_id).resource_id)
+            answer["workspace"] = {
+                "id": workspace.id,
+                "location": workspace.location,
+                "supported": self.catalog.supports_location(model, workspace.location),
+            }
+        return answer
+
+    def _replay(self, earlier: RunRecord, request: DeploymentRequest, key: str) -> Submission:
+        if earlier.request != request:
+            raise IdempotencyConflictError(
+                Problem.of(
+                    "idempotency-conflict",
+                    f"Idempotency-Key '{key}' was already used for a different request (run {earlier.id}). "
+                    "Send a new key for a new request.",
+                    runId=earlier.id,
+                )
+            )
+        problem = _problem_of(earlier)
+        return Submission(earlier, created=False, problem=problem)
+
+    def _reject(self, run: RunRecord, problem: Problem) -> Submission:
+        extensions = dict(problem.extensions)
+        details = [extensions] if extensions else []
+        rejected = run.transition(
+            RunStatus.REJECTED,
+            at=self._clock(),
+            detail=problem.kind.slug,
+            error=RunError(code=problem.kind.slug, message=problem.detail or problem.kind.title, details=details),
+        )
+        self._runs.create(rejected)
+        self._queues.events.send(deployment_event(rejected, time=self._clock()))
+        return Submission(rejected, created=True, problem=problem)
+
+    def _poison(self, body: str, message_id: str, error: Exception | None, *, detail: str | None = None) -> None:
+        self._queues.requests_poison.send_raw(body)
+        ticket = _readable_ticket(body)
+        if isinstance(error, ValidationError):
+            errors = validation_problems(error)
+            message = "The request message is not valid: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        else:
+            errors = []
+            message = detail or "The request message is not JSON."
+        LOGGER.warning("deployment request message %s poisoned: %s", message_id, message)
+        if ticket:
+            self._queues.events.send(
+                malformed_request_rejected_event(
+                    message_id=message_id,
+                    ticket=ticket,
+                    code="validation-failed",
+                    message=message,
+                    time=self._clock(),
+                    details=errors,
+                )
+            )
+
+
+def _accepted_event(run: RunRecord, now: datetime) -> dict[str, Any]:
+    # Intake announces acceptance even though the run already moved on to its first provisioning status.
+    event = deployment_event(run.model_copy(update={"status": RunStatus.ACCEPTED}), time=now)
+    event["data"]["status"] = run.status.value
+    return event
+
+
+def _problem_of(run: RunRecord) -> Problem | None:
+    if run.status is not RunStatus.REJECTED or run.error is None:
+        return None
+    extensions = dict(run.error.details[0]) if run.error.details else {}
+    return Problem.of(run.error.code, run.error.message, **extensions)
+
+
+def _readable_ticket(body: str) -> str | None:
+    try:
+        ticket = json.loads(body).get("ticket")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return ticket if isinstance(ticket, str) and ticket.strip() else None

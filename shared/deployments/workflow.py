@@ -1,0 +1,255 @@
+"""The provisioning workflow: one idempotent step per work-queue message, never waiting on Azure in-process.
+
+Each step reads the current state in Azure before acting, so a redelivered or resumed message repeats nothing
+harmful. A long-running operation is started, and its status URL travels in a delayed message; the next step runs
+when ARM's Retry-After says it is worth asking again. Transient failures go back on the queue with backoff;
+permanent ones end the run Failed with Azure's own code and message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.azure_errors import AzureCallError
+from shared.catalog import ModelCatalog
+from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, DeploymentPlan, plan_for
+from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE, WorkItem
+from shared.events import deployment_event, event_kind_for
+from shared.ports import (
+    EndpointKeys,
+    MachineLearningPort,
+    MessageQueuePort,
+    Operation,
+    RunRepositoryPort,
+    SecretStorePort,
+)
+from shared.redaction import default_registry
+from shared.runs import EndpointInfo, RunError, RunRecord, RunStatus, SecretIds
+
+LOGGER = logging.getLogger(__name__)
+SUBSCRIBED = "subscribed"
+SUCCEEDED = "succeeded"
+IN_PROGRESS_STATES = frozenset({"creating", "updating", "accepted", "running", "inprogress"})
+SECRET_CONTENT_TYPE = "application/vnd.azure-ai-serverless-endpoint-key"
+MAX_TAG_VALUE = 256
+STEP_STATUS = {
+    SUBSCRIBE: RunStatus.SUBSCRIBING,
+    PROVISION: RunStatus.PROVISIONING,
+    STORE_KEYS: RunStatus.STORING_KEYS,
+}
+
+
+@dataclass(frozen=True)
+class WorkflowTimings:
+    """When to look again: ARM's Retry-After wins; these apply when it gives none."""
+
+    poll_seconds: float = 5.0
+    max_transient_attempts: int = 8
+    max_backoff_seconds: float = 60.0
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        return retry_after if retry_after else min(self.max_backoff_seconds, 2.0**attempt)
+
+
+class StepFailedError(Exception):
+    """Azure finished an operation unsuccessfully; the run fails with this code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Workflow:
+    def __init__(
+        self,
+        *,
+        runs: RunRepositoryPort,
+        machine_learning: MachineLearningPort,
+        secrets: SecretStorePort,
+        work_queue: MessageQueuePort,
+        events: MessageQueuePort,
+        catalog: ModelCatalog,
+        clock: Callable[[], datetime],
+        timings: WorkflowTimings | None = None,
+    ) -> None:
+        self._runs = runs
+        self._ml = machine_learning
+        self._secrets = secrets
+        self._work = work_queue
+        self._events = events
+        self._catalog = catalog
+        self._clock = clock
+        self._timings = timings or WorkflowTimings()
+        self._steps = {SUBSCRIBE: self._subscribe, PROVISION: self._provision, STORE_KEYS: self._store_keys}
+
+    def start(self, run: RunRecord) -> None:
+        """Queue the first step for a run that intake moved past Validating."""
+        first = {
+            RunStatus.SUBSCRIBING: SUBSCRIBE,
+            RunStatus.PROVISIONING: PROVISION,
+            RunStatus.STORING_KEYS: STORE_KEYS,
+        }
+        self._work.send(WorkItem(run.id, first[run.status]).to_message())
+
+    def advance(self, item: WorkItem) -> None:
+        stored = self._runs.get(item.run_id)
+        if stored is None:
+            LOGGER.warning("work item for unknown run %s dropped", item.run_id)
+            return
+        run: RunRecord = stored.run
+        if run.status is not STEP_STATUS[item.step]:
+            # A duplicate or stale delivery: the run already moved past (or never reached) this step.
+            LOGGER.info("run %s is %s; %s message dropped", run.id, run.status, item.step)
+            return
+        plan = plan_for(run.request, self._catalog)
+        try:
+            self._steps[item.step](run, plan, item)
+        except StepFailedError as failure:
+            self._fail(run.id, plan, failure.code, failure.message)
+        except AzureCallError as error:
+            if error.transient and item.attempt < self._timings.max_transient_attempts:
+                delay = self._timings.backoff(item.attempt, error.retry_after)
+                LOGGER.info("run %s step %s: transient %s, retrying in %.0fs", run.id, item.step, error.code, delay)
+                self._work.send(item.retried().to_message(), delay_seconds=delay)
+                return
+            self._fail(run.id, plan, error.code, error.message)
+
+    def _subscribe(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> None:
+        workspace_id, name = plan.workspace.resource_id, plan.subscription_name
+        assert name is not None, "only Marketplace models are routed through subscribe"
+        if item.operation_url and not self._operation_finished(item):
+            return
+        subscription = self._ml.get_subscription(workspace_id, name)
+        if subscription and (subscription.status or "").lower() == SUBSCRIBED:
+            self._move(run.id, RunStatus.PROVISIONING, f"Marketplace subscription '{name}' is Subscribed")
+            self._work.send(item.next(PROVISION).to_message())
+            return
+        if item.operation_url:
+            status = subscription.status if subscription else "missing"
+            raise StepFailedError(
+                "MarketplaceSubscriptionNotActive",
+                f"Marketplace subscription '{name}' finished creating but is {status}, so the offer cannot be used.",
+            )
+        self._wait(item, self._ml.begin_create_subscription(workspace_id, name, model_id=plan.model.normalized))
+
+    def _provision(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> None:
+        workspace_id = plan.workspace.resource_id
+        if item.operation_url and not self._operation_finished(item):
+            return
+        endpoint = self._ml.get_endpoint(workspace_id, plan.endpoint_name)
+        if endpoint is not None:
+            state = endpoint.provisioning_state.lower()
+            if state == SUCCEEDED:
+                self._move(run.id, RunStatus.STORING_KEYS, f"endpoint '{endpoint.name}' is provisioned")
+                self._work.send(item.next(STORE_KEYS).to_message())
+                return
+            if state in IN_PROGRESS_STATES:
+                self._work.send(item.to_message(), delay_seconds=self._timings.poll_seconds)
+                return
+            if item.operation_url:
+                raise StepFailedError(
+                    "EndpointProvisioningFailed",
+                    f"Endpoint '{endpoint.name}' ended {endpoint.provisioning_state}.",
+                )
+        workspace = self._ml.get_workspace(workspace_id)
+        operation = self._ml.begin_create_endpoint(
+            workspace_id,
+            plan.endpoint_name,
+            model_id=plan.model.normalized,
+            location=workspace.location,
+            content_safety=run.request.content_safety,
+            tags=_endpoint_tags(run),
+        )
+        self._wait(item, operation)
+
+    def _store_keys(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> None:
+        workspace_id = plan.workspace.resource_id
+        endpoint = self._ml.get_endpoint(workspace_id, plan.endpoint_name)
+        if endpoint is None:
+            raise StepFailedError(
+                "EndpointNotFound", f"Endpoint '{plan.endpoint_name}' disappeared before its keys were stored."
+            )
+        keys = self._ml.list_keys(workspace_id, plan.endpoint_name)
+        default_registry.register(keys.primary, keys.secondary)
+        secret_ids = self._write_secrets(run, plan, keys)
+        info = EndpointInfo(name=endpoint.name, id=endpoint.id, scoring_uri=endpoint.scoring_uri)
+        finished = self._runs.update(
+            run.id,
+            lambda current: current.transition(
+                RunStatus.SUCCEEDED,
+                at=self._clock(),
+                detail="keys stored in Key Vault",
+                endpoint=info,
+                secret_ids=secret_ids,
+            ),
+        )
+        self._announce(finished)
+
+    def _write_secrets(self, run: RunRecord, plan: DeploymentPlan, keys: EndpointKeys) -> SecretIds:
+        ids = {}
+        for key_type, name, value in (
+            ("primary", plan.secret_names.primary, keys.primary),
+            ("secondary", plan.secret_names.secondary, keys.secondary),
+        ):
+            tags = {
+                "workspace": plan.workspace.resource_id,
+                "endpoint": plan.endpoint_name,
+                "model": plan.model.normalized,
+                "run": run.id,
+                "keyType": key_type,
+                MANAGED_BY_TAG: MANAGED_BY_VALUE,
+            }
+            stored = self._secrets.set_secret(
+                name, value, content_type=SECRET_CONTENT_TYPE, tags={k: v[:MAX_TAG_VALUE] for k, v in tags.items()}
+            )
+            ids[key_type] = stored.id
+        return SecretIds(**ids)
+
+    def _operation_finished(self, item: WorkItem) -> bool:
+        """Poll the operation once; False (and a delayed re-poll queued) while it is still running."""
+        assert item.operation_url is not None
+        progress = self._ml.get_operation(Operation(item.operation_url))
+        if not progress.done:
+            delay = progress.retry_after or self._timings.poll_seconds
+            self._work.send(item.to_message(), delay_seconds=delay)
+            return False
+        if not progress.succeeded:
+            raise StepFailedError(
+                progress.error_code or "OperationFailed", progress.error_message or "Azure reported failure."
+            )
+        return True
+
+    def _wait(self, item: WorkItem, operation: Operation | None) -> None:
+        if operation is None:
+            # Finished synchronously (200/201 without an operation header): look at the resource again.
+            self._work.send(item.retried().to_message(), delay_seconds=1)
+            return
+        delay = operation.retry_after or self._timings.poll_seconds
+        self._work.send(item.polling(operation.url).to_message(), delay_seconds=delay)
+
+    def _move(self, run_id: str, status: RunStatus, detail: str) -> None:
+        self._runs.update(run_id, lambda current: current.transition(status, at=self._clock(), detail=detail))
+
+    def _fail(self, run_id: str, plan: DeploymentPlan, code: str, message: str) -> None:
+        failed = self._runs.update(
+            run_id,
+            lambda current: (
+                current
+                if current.is_terminal
+                else current.transition(RunStatus.FAILED, at=self._clock(), error=RunError(code=code, message=message))
+            ),
+        )
+        self._runs.release_deployment(plan.workspace.resource_id, plan.model.normalized, run_id)
+        self._announce(failed)
+
+    def _announce(self, run: RunRecord) -> None:
+        if event_kind_for(run.status) is not None:
+            self._events.send(deployment_event(run, time=self._clock()))
+
+
+def _endpoint_tags(run: RunRecord) -> dict[str, str]:
+    return {**(run.request.tags or {}), MANAGED_BY_TAG: MANAGED_BY_VALUE, "brokerRunId": run.id}
