@@ -50,7 +50,7 @@ def main() -> int:
     emulator, emulator_env = start_emulator()
     try:
         env = {**emulator_env, "AzureWebJobsStorage": azurite.connection_string}
-        host = start_host(REPO_ROOT, env=env, port=HOST_PORT)
+        host = start_host(REPO_ROOT, env=env, port=HOST_PORT, log_path=STATE_DIR / "host.log")
         try:
             run_env = {
                 "BROKER_URL": host.url,
