@@ -2,7 +2,17 @@
 
 import azure.functions as func
 
+from handlers.deployments import blueprint as deployments_blueprint
 from handlers.health import blueprint as health_blueprint
+from handlers.intake import blueprint as intake_blueprint
+from handlers.models import blueprint as models_blueprint
+from handlers.openapi import blueprint as openapi_blueprint
+from handlers.worker import blueprint as worker_blueprint
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_blueprint)
+app.register_functions(deployments_blueprint)
+app.register_functions(models_blueprint)
+app.register_functions(openapi_blueprint)
+app.register_functions(intake_blueprint)
+app.register_functions(worker_blueprint)

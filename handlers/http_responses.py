@@ -1,13 +1,21 @@
-"""JSON and RFC 9457 problem+json responses."""
+"""JSON and RFC 9457 problem+json responses, and the last-resort guard that turns a crash into a 500 problem."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+import logging
+import traceback
+from collections.abc import Callable, Mapping
 
 import azure.functions as func
 
-PROBLEM_TYPE_BASE = "https://broker.example.com/problems/"
+from shared.problems import CONTENT_TYPE, INTERNAL, Problem
+from shared.redaction import default_registry
+
+LOGGER = logging.getLogger(__name__)
+
+HttpHandler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
 def json_response(
@@ -19,3 +27,38 @@ def json_response(
         mimetype="application/json",
         headers=dict(headers or {}),
     )
+
+
+def problem_response(problem: Problem, *, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
+    """`problem` as application/problem+json with its own status code."""
+    return func.HttpResponse(
+        json.dumps(problem.to_dict()),
+        status_code=problem.status,
+        mimetype=CONTENT_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def problems_on_crash(handler: HttpHandler) -> HttpHandler:
+    """Answer any exception `handler` lets escape with a 500 `internal` problem that reveals nothing of it.
+
+    The exception text may quote an Azure response body, so it stays out of the response and reaches the log only
+    after every key the process knows of has been scrubbed from it.
+    """
+
+    @functools.wraps(handler)
+    def guarded(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return handler(req)
+        except Exception:  # noqa: BLE001 - the guard exists to catch what nothing else did
+            LOGGER.error(
+                "%s %s failed unexpectedly:\n%s",
+                req.method,
+                handler.__name__,
+                default_registry.redact(traceback.format_exc()),
+            )
+            return problem_response(
+                Problem(INTERNAL, "The broker failed unexpectedly; the error has been logged. Try again later.")
+            )
+
+    return guarded

@@ -1,0 +1,76 @@
+import pytest
+from handler_support import MODEL, SUBSCRIPTION, WORKSPACE, http_request, json_body, user_function
+
+from handlers import models
+from shared.azure_errors import AzureCallError
+from shared.problems import CONTENT_TYPE, PROBLEM_TYPE_BASE
+
+availability = user_function(models.model_availability)
+
+
+def _get(params: dict[str, str]):
+    return availability(http_request("GET", "/api/models/availability", params=params))
+
+
+def test_the_service_answer_is_returned_for_the_normalised_ids(service):
+    service.availability_answer = {"modelId": MODEL, "soldDirectly": False, "supportedRegions": ["eastus2"]}
+    lower_case_keywords = WORKSPACE.replace("resourceGroups", "resourcegroups").replace("/workspaces/", "/Workspaces/")
+
+    response = _get({"modelId": f" {MODEL}/versions/2 ", "workspaceId": lower_case_keywords})
+
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert json_body(response) == service.availability_answer
+    assert service.calls == [("availability", {"model_id": MODEL, "workspace_id": WORKSPACE})]
+
+
+def test_the_workspace_is_optional(service):
+    assert _get({"modelId": MODEL, "workspaceId": ""}).status_code == 200
+
+    assert service.calls == [("availability", {"model_id": MODEL, "workspace_id": None})]
+
+
+@pytest.mark.parametrize(
+    ("params", "errors"),
+    [
+        ({}, {"modelId": "This query parameter is required: azureml://registries/<registry>/models/<name>"}),
+        ({"modelId": "gpt-4o"}, {"modelId": "gpt-4o"}),
+        (
+            {"modelId": "gpt-4o", "workspaceId": f"/subscriptions/{SUBSCRIPTION}"},
+            {"modelId": "gpt-4o", "workspaceId": "is not a workspace id"},
+        ),
+    ],
+)
+def test_bad_ids_are_a_400_naming_each_parameter(service, params, errors):
+    response = _get(params)
+
+    assert response.status_code == 400
+    assert response.mimetype == CONTENT_TYPE
+    body = json_body(response)
+    assert body["type"] == PROBLEM_TYPE_BASE + "validation-failed"
+    reported = {error["field"]: error["message"] for error in body["errors"]}
+    assert reported.keys() == errors.keys()
+    for field, fragment in errors.items():
+        assert fragment in reported[field]
+    assert service.calls == []
+
+
+def test_a_workspace_azure_does_not_know_is_a_404(service):
+    service.failure = AzureCallError(404, "ResourceNotFound", "The Resource 'proj-a' was not found.")
+
+    response = _get({"modelId": MODEL, "workspaceId": WORKSPACE})
+
+    assert response.status_code == 404
+    body = json_body(response)
+    assert body["type"] == PROBLEM_TYPE_BASE + "not-found"
+    assert body["detail"] == f"Workspace '{WORKSPACE}' does not exist: The Resource 'proj-a' was not found."
+
+
+def test_other_azure_failures_are_internal_errors(service):
+    service.failure = AzureCallError(403, "AuthorizationFailed", "no read access")
+
+    response = _get({"modelId": MODEL, "workspaceId": WORKSPACE})
+
+    assert response.status_code == 500
+    assert json_body(response)["type"] == PROBLEM_TYPE_BASE + "internal"
+    assert "AuthorizationFailed" not in response.get_body().decode()

@@ -1,0 +1,86 @@
+import json
+import logging
+
+import pytest
+from handler_support import CALLER, MODEL, WORKSPACE, queue_message, user_function
+
+from handlers import intake, worker
+
+intake_request = user_function(intake.intake_deployment_request)
+advance = user_function(worker.advance_deployment)
+
+MESSAGE = {"workspaceId": WORKSPACE, "modelId": MODEL, "ticket": "CHG-7", "requestedBy": CALLER}
+
+
+def test_the_intake_listens_on_the_configured_requests_queue():
+    trigger = intake.intake_deployment_request.build().get_trigger()
+
+    assert trigger.type == "queueTrigger"
+    assert trigger.queue_name == "%DEPLOYMENT_REQUESTS_QUEUE%"
+    assert trigger.connection == "AzureWebJobsStorage"
+
+
+def test_the_worker_listens_on_the_configured_work_queue():
+    trigger = worker.advance_deployment.build().get_trigger()
+
+    assert trigger.type == "queueTrigger"
+    assert trigger.queue_name == "%DEPLOYMENT_WORK_QUEUE%"
+    assert trigger.connection == "AzureWebJobsStorage"
+
+
+def test_a_request_message_is_handed_to_the_service_as_text_with_its_id(service, caplog):
+    text = json.dumps(MESSAGE, ensure_ascii=False) + " "
+
+    with caplog.at_level(logging.INFO, logger="handlers.intake"):
+        intake_request(queue_message(text.encode(), message_id="m-17"))
+
+    assert service.calls[0] == ("intake_message", {"body": text, "message_id": "m-17"})
+    assert service.runs["run-1"].ticket == "CHG-7"
+    assert "m-17 answered by new run run-1 (Validating)" in caplog.text
+    assert CALLER not in caplog.text, "message bodies stay out of the log"
+
+
+def test_non_ascii_text_survives_the_decoding(service):
+    text = json.dumps({**MESSAGE, "tags": {"owner": "Zoë"}}, ensure_ascii=False)
+
+    intake_request(queue_message(text.encode()))
+
+    assert service.calls[0][1]["body"] == text
+    assert service.runs["run-1"].request.tags == {"owner": "Zoë"}
+
+
+def test_a_malformed_message_left_to_the_service_is_logged_as_poisoned(service, caplog):
+    with caplog.at_level(logging.INFO, logger="handlers.intake"):
+        intake_request(queue_message(b"{not json", message_id="m-18"))
+
+    assert service.operations() == ["intake_message"]
+    assert "m-18 was malformed" in caplog.text
+
+
+def test_a_failing_service_fails_the_invocation_so_the_host_retries(service):
+    service.failure = ConnectionError("table storage unreachable")
+
+    with pytest.raises(ConnectionError):
+        intake_request(queue_message(json.dumps(MESSAGE).encode()))
+
+
+def test_a_body_that_is_not_utf8_fails_the_invocation_and_reaches_no_service(service):
+    with pytest.raises(UnicodeDecodeError):
+        intake_request(queue_message(b"\xff\xfe{}"))
+
+    assert service.calls == []
+
+
+def test_a_work_message_is_one_worker_step(service):
+    text = json.dumps({"run_id": "run-1", "step": "provision"})
+
+    advance(queue_message(text.encode(), dequeue_count=3))
+
+    assert service.calls == [("advance", {"work_message": text})]
+
+
+def test_a_failing_step_fails_the_invocation_so_the_host_retries(service):
+    service.failure = TimeoutError("ARM did not answer")
+
+    with pytest.raises(TimeoutError):
+        advance(queue_message(b'{"run_id": "run-1", "step": "provision"}'))
