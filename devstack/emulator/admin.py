@@ -11,9 +11,9 @@ from aiohttp import web
 
 from devstack.emulator import lifecycle
 from devstack.emulator.lro import status_body
-from devstack.emulator.middleware import ADMIN_PREFIX
+from devstack.emulator.middleware import ADMIN_PREFIX, Handler
 from devstack.emulator.ml_bodies import endpoint_json, subscription_json
-from devstack.emulator.resources import WorkspaceKey, workspace_key
+from devstack.emulator.resources import Operation, WorkspaceKey, workspace_key
 from devstack.emulator.scenario import Timings, merge_overrides, throttling_from_json
 from devstack.emulator.state import EmulatorState
 
@@ -40,7 +40,7 @@ class AdminError(Exception):
 
 
 @web.middleware
-async def _admin_errors(request: web.Request, handler) -> web.StreamResponse:
+async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except AdminError as error:
@@ -168,7 +168,7 @@ class Admin:
 
     # -- operations ------------------------------------------------------------------------------------------------
 
-    def _operation_json(self, operation) -> dict[str, Any]:
+    def _operation_json(self, operation: Operation) -> dict[str, Any]:
         return {
             **status_body(operation),
             "action": operation.action,
@@ -189,7 +189,7 @@ class Admin:
                 ]
             )
 
-    def _pending(self, request: web.Request) -> list:
+    def _pending(self, request: web.Request) -> list[Operation]:
         operation_id = request.match_info.get("operationId")
         operations = self.state.operations
         if operation_id is None:

@@ -56,7 +56,3 @@ def user_error(status: int, message: str, inner_code: str | None = None) -> ArmE
     """A Machine Learning resource-provider error: code UserError, the specific reason in details/innerError."""
     details = [{"code": inner_code, "message": message}] if inner_code else None
     return ArmError(status, "UserError", message, details=details)
-
-
-def not_found(resource_type: str, name: str) -> ArmError:
-    return ArmError(404, "ResourceNotFound", f"The Resource '{resource_type}/{name}' was not found.")

@@ -16,9 +16,7 @@ ENDPOINTS = "serverlessEndpoints"
 SUBSCRIPTIONS = "marketplaceSubscriptions"
 
 
-def subscription_for_model(
-    state: EmulatorState, key: WorkspaceKey, model_id: str
-) -> MarketplaceSubscription | None:
+def subscription_for_model(state: EmulatorState, key: WorkspaceKey, model_id: str) -> MarketplaceSubscription | None:
     """The project's subscription to a model's offer, preferring a healthy one."""
     candidates = [
         subscription

@@ -15,7 +15,6 @@ from typing import Any
 from devstack.emulator.resources import ML_PROVIDER, Operation
 from devstack.emulator.state import EmulatorState
 
-STATUS_API_VERSION = "2024-01-01-preview"
 # The service's async-operation timeout as ARM advertises it (ISO 8601).
 OPERATION_TIMEOUT = "PT1H"
 
@@ -24,9 +23,7 @@ def iso_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def start_operation(
-    state: EmulatorState, *, action: str, resource_type: str, target: Any, location: str
-) -> Operation:
+def start_operation(state: EmulatorState, *, action: str, resource_type: str, target: Any, location: str) -> Operation:
     now = state.clock()
     seconds = state.scenario.timings.lro_seconds
     operation = Operation(
@@ -70,8 +67,10 @@ def retry_headers(state: EmulatorState) -> dict[str, str]:
     return headers
 
 
-def operation_headers(state: EmulatorState, operation: Operation, base_url: str, *, with_location: bool) -> dict:
-    query = f"?api-version={STATUS_API_VERSION}"
+def operation_headers(
+    state: EmulatorState, operation: Operation, base_url: str, api_version: str, *, with_location: bool
+) -> dict[str, str]:
+    query = f"?api-version={api_version}"
     headers = {
         "Azure-AsyncOperation": f"{base_url}{status_path(operation)}{query}",
         "x-ms-async-operation-timeout": OPERATION_TIMEOUT,

@@ -77,9 +77,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ArmError as error:
         return error.to_response()
-    except (web.HTTPException, asyncio.CancelledError):
+    except web.HTTPException:
         raise
-    except Exception as exc:  # noqa: BLE001 - any crash must still answer with the ARM envelope
+    except Exception as exc:
         logger.exception("unhandled error for %s %s", request.method, request.path)
         return ArmError(500, "InternalServerError", f"The emulator failed: {type(exc).__name__}: {exc}").to_response()
 

@@ -3,7 +3,7 @@ their long-running operations. Plain records with a JSON form for the optional s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 WorkspaceKey = tuple[str, str, str]
@@ -54,7 +54,8 @@ class Endpoint:
 
     @property
     def resource_id(self) -> str:
-        return f"{workspace_path(self.subscription_id, self.resource_group, self.workspace)}/serverlessEndpoints/{self.name}"
+        workspace = workspace_path(self.subscription_id, self.resource_group, self.workspace)
+        return f"{workspace}/serverlessEndpoints/{self.name}"
 
 
 @dataclass
@@ -102,8 +103,6 @@ class Operation:
     status: str = "InProgress"
     end_time: float | None = None
     error: dict[str, str] | None = None
-    # Filled from the request that started it, so Location/Azure-AsyncOperation can be rebuilt for any host.
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> WorkspaceKey:

@@ -171,7 +171,8 @@ def scenario_from_dict(document: dict[str, Any]) -> Scenario:
             subscription_id=raw["subscriptionId"],
             display_name=raw.get("displayName", raw["subscriptionId"]),
             resource_groups=tuple(
-                ResourceGroupSpec(group["name"], group.get("location", "eastus2")) for group in raw.get("resourceGroups", ())
+                ResourceGroupSpec(group["name"], group.get("location", "eastus2"))
+                for group in raw.get("resourceGroups", ())
             ),
         )
         for raw in document.get("subscriptions", ())

@@ -59,9 +59,12 @@ class EmulatorState:
         self.catalog: ModelCatalog
         self.tokens: TokenService
         self.throttle: Throttle
+        # Read before load(), which starts the world empty and writes that down.
+        saved = json.loads(state_file.read_text(encoding="utf-8")) if state_file and state_file.exists() else None
         self.load(document)
-        if state_file is not None and state_file.exists():
-            self._restore(json.loads(state_file.read_text(encoding="utf-8")))
+        if saved is not None:
+            self._restore(saved)
+            self.commit()
 
     def load(self, document: dict[str, Any]) -> None:
         """Switch to a scenario and forget every resource, fault rule and log entry created before."""

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +142,7 @@ class EmulatorHandle:
     state: EmulatorState
     env: dict[str, str]
     admin: AdminClient
-    _stop: Any
+    _stop: Callable[[], None]
 
     @property
     def arm_url(self) -> str:
@@ -223,7 +223,7 @@ def running_emulator(
         stop()
 
 
-def wait_until(condition: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
+def wait_until(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
     """Poll `condition()` until it returns something truthy; that value, or TimeoutError."""
     deadline = time.monotonic() + timeout
     while True:

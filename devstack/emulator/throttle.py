@@ -55,9 +55,7 @@ class Throttle:
         with self._lock:
             now = self._clock()
             spec: BucketSpec = getattr(self.spec, kind)
-            bucket = self._buckets.setdefault(
-                (subscription_id.lower(), kind), _Bucket(spec, float(spec.capacity), now)
-            )
+            bucket = self._buckets.setdefault((subscription_id.lower(), kind), _Bucket(spec, float(spec.capacity), now))
             bucket.refill(now)
             if bucket.tokens < 1.0:
                 wait = math.ceil((1.0 - bucket.tokens) / spec.refill_per_second) if spec.refill_per_second else 3600

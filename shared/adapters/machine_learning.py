@@ -1,8 +1,9 @@
 """Azure Machine Learning serverless endpoints and Marketplace subscriptions (implements MachineLearningPort).
 
-azure-ai-ml serves the reads its entities carry fully (subscriptions, keys). Endpoint reads and every write go
-through the ARM pipeline because the SDK's entity drops `endpointState`, `marketplaceSubscriptionId` and
-`contentSafety`, its regenerate call never sends regenerateKeys, and its pollers block (azure-facts §1).
+azure-ai-ml serves the reads its entities carry fully (Marketplace subscriptions). Endpoint reads, keys and every
+write go through the ARM pipeline: it is light to import on a worker's hot path, and the SDK's entity drops
+`endpointState`, `marketplaceSubscriptionId` and `contentSafety`, its regenerate call never sends regenerateKeys, and
+its pollers block (azure-facts §1).
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ class MachineLearningAdapter:
         return _operation(self._arm.begin_delete(_endpoint_path(workspace_id, name), ML_API_VERSION))
 
     def list_keys(self, workspace_id: str, name: str) -> EndpointKeys:
-        keys = _call(lambda: self._ml_client(workspace_id).serverless_endpoints.get_keys(name))
-        return EndpointKeys(primary=keys.primary_key, secondary=keys.secondary_key)
+        keys = self._arm.post(f"{_endpoint_path(workspace_id, name)}/listKeys", ML_API_VERSION).resource or {}
+        return EndpointKeys(primary=keys.get("primaryKey", ""), secondary=keys.get("secondaryKey", ""))
 
     def regenerate_key(self, workspace_id: str, name: str, key_type: str) -> Operation | None:
         path = f"{_endpoint_path(workspace_id, name)}/regenerateKeys"

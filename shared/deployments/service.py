@@ -13,11 +13,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.azure_errors import RecordExistsError
 from shared.azure_ids import WorkspaceId
 from shared.catalog import ModelCatalog
 from shared.deployments.preflight import PreflightContext, PreflightPolicy, run_preflight
 from shared.deployments.work import WorkItem
-from shared.deployments.workflow import Workflow
+from shared.deployments.workflow import SUCCEEDED, Workflow
 from shared.events import deployment_event, malformed_request_rejected_event
 from shared.model_ids import parse_model_id
 from shared.ports import AuthorizationPort, MachineLearningPort, MessageQueuePort, RunRepositoryPort
@@ -115,15 +116,17 @@ class DeploymentService:
         assert plan is not None, "a passed preflight always has a plan"
 
         workspace_id, model_id = plan.workspace.resource_id, plan.model.normalized
-        owner = self._runs.claim_deployment(workspace_id, model_id, run.id)
-        if owner != run.id:
+        # Claim again under the same run id after losing a take-over race, so the run keeps its idempotency key.
+        while (owner := self._runs.claim_deployment(workspace_id, model_id, run.id)) != run.id:
             holder = self._runs.get(owner)
             if holder is not None and not holder.run.is_terminal:
                 return Submission(holder.run, created=False, problem=None)
-            if not self._runs.take_over_deployment(workspace_id, model_id, owner, run.id):
-                return self.submit(request, caller=caller, idempotency_key=None, ticket=ticket)
+            if self._runs.take_over_deployment(workspace_id, model_id, owner, run.id):
+                break
 
-        if result.existing_endpoint is not None:
+        existing = result.existing_endpoint
+        # Only a provisioned endpoint may skip to its keys; one left Creating or Failed is provisioned again.
+        if existing is not None and existing.provisioning_state.lower() == SUCCEEDED:
             next_status, detail = RunStatus.STORING_KEYS, f"endpoint '{plan.endpoint_name}' exists; re-storing keys"
         elif plan.subscription_name is not None:
             next_status, detail = RunStatus.SUBSCRIBING, plan.classification.explanation
@@ -135,7 +138,9 @@ class DeploymentService:
             detail=detail,
             endpoint=EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id),
         )
-        self._runs.create(run)
+        replay = self._create(run)
+        if replay is not None:
+            return replay
         self._workflow.start(run)
         self._queues.events.send(_accepted_event(run, self._clock()))
         return Submission(run, created=True, problem=None)
@@ -219,9 +224,21 @@ class DeploymentService:
             detail=problem.kind.slug,
             error=RunError(code=problem.kind.slug, message=problem.detail or problem.kind.title, details=details),
         )
-        self._runs.create(rejected)
+        replay = self._create(rejected)
+        if replay is not None:
+            return replay
         self._queues.events.send(deployment_event(rejected, time=self._clock()))
         return Submission(rejected, created=True, problem=problem)
+
+    def _create(self, run: RunRecord) -> Submission | None:
+        """Store a new run; None when stored, else the replay of the run a concurrent same-key attempt stored."""
+        try:
+            self._runs.create(run)
+        except RecordExistsError:
+            # Only runs sharing an Idempotency-Key share an id: the other attempt won, so answer as a replay does.
+            earlier = self._runs.get(run.id)
+            return self._replay(earlier.run, run.request, run.idempotency_key or "")
+        return None
 
     def _poison(self, body: str, message_id: str, error: Exception | None, *, detail: str | None = None) -> None:
         self._queues.requests_poison.send_raw(body)

@@ -16,7 +16,7 @@ DEEPSEEK = "azureml://registries/azureml-deepseek/models/DeepSeek-R1"
 COHERE = "azureml://registries/azureml-cohere/models/Cohere-command-r-08-2024"
 OPERATION_STATUS = re.compile(
     r"^https://127\.0\.0\.1:\d+/subscriptions/[^/]+/resourceGroups/rg-demo/providers/"
-    r"Microsoft\.MachineLearningServices/locations/eastus2/mfeOperationsStatus/[^/?]+\?api-version=.+$"
+    r"Microsoft\.MachineLearningServices/locations/eastus2/mfeOperationsStatus/[^/?]+\?api-version=2024-01-01-preview$"
 )
 
 
@@ -55,8 +55,10 @@ def test_create_is_a_long_running_operation_the_sdk_can_poll(emulator):
     assert "endTime" not in first.json()
 
     done = wait_until(
-        lambda: (body := emulator.arm().request("GET", status_url, api_version=None).json())["status"] != "InProgress"
-        and body
+        lambda: (
+            (body := emulator.arm().request("GET", status_url, api_version=None).json())["status"] != "InProgress"
+            and body
+        )
     )
     assert done["status"] == "Succeeded"
     assert done["endTime"] >= done["startTime"]
@@ -79,7 +81,8 @@ def test_server_defaults_fill_what_the_sdk_never_sends(emulator, ml_client):
     assert properties["authMode"] == "Key"
     assert properties["contentSafety"] == {"contentSafetyStatus": "Enabled"}
     assert re.fullmatch(
-        r"https://deepseek-r1-qwerty-[a-z0-9]{4}\.eastus2\.models\.ai\.azure\.com", properties["inferenceEndpoint"]["uri"]
+        r"https://deepseek-r1-qwerty-[a-z0-9]{4}\.eastus2\.models\.ai\.azure\.com",
+        properties["inferenceEndpoint"]["uri"],
     )
     assert "marketplaceSubscriptionId" not in properties
     broker = emulator.state.scenario.principal(emulator.env["DEMO_BROKER_OBJECT_ID"])
@@ -176,8 +179,11 @@ def region_scenario() -> dict:
             {**group, "name": "west", "location": "westeurope"},
         ],
         "models": [
-            {"modelId": f"azureml://registries/azureml-test/models/model-{index}", "soldDirectly": True,
-             "locations": ["eastus2", "westeurope"]}
+            {
+                "modelId": f"azureml://registries/azureml-test/models/model-{index}",
+                "soldDirectly": True,
+                "locations": ["eastus2", "westeurope"],
+            }
             for index in range(5)
         ],
         "timings": {"lroSeconds": 0.1, "retryAfterMs": 50},
@@ -215,7 +221,9 @@ def test_a_repeated_put_updates_in_place_but_cannot_change_the_model(emulator, m
     keys_before = emulator.arm().request("POST", f"{emulator.workspace_path()}/serverlessEndpoints/ep/listKeys").json()
 
     again = put_endpoint(emulator, "EP", {**endpoint_body(), "tags": {"team": "search"}})
-    other_model = put_endpoint(emulator, "ep", endpoint_body("azureml://registries/azureml-deepseek/models/DeepSeek-V3-0324"))
+    other_model = put_endpoint(
+        emulator, "ep", endpoint_body("azureml://registries/azureml-deepseek/models/DeepSeek-V3-0324")
+    )
 
     assert again.status_code == 200
     assert again.json()["tags"] == {"team": "search"}
@@ -347,8 +355,11 @@ def test_missing_things_answer_404_like_arm(emulator, ml_client):
     with pytest.raises(ResourceNotFoundError):
         ml_client().serverless_endpoints.get("nope")
     workspace = arm.request("GET", emulator.workspace_path().replace("demo-project", "nope") + "/serverlessEndpoints")
-    group = arm.request("GET", f"/subscriptions/{subscription}/resourceGroups/rg-nope/providers/"
-                        "Microsoft.MachineLearningServices/workspaces/demo-project/serverlessEndpoints")
+    group = arm.request(
+        "GET",
+        f"/subscriptions/{subscription}/resourceGroups/rg-nope/providers/"
+        "Microsoft.MachineLearningServices/workspaces/demo-project/serverlessEndpoints",
+    )
     unknown_subscription = arm.request(
         "GET", emulator.workspace_path().replace(subscription, "11111111-1111-1111-1111-111111111111")
     )
@@ -374,6 +385,18 @@ def test_a_failed_operation_reaches_the_sdk_as_its_error(emulator, ml_client):
     assert get_endpoint(emulator, "ep")["properties"]["endpointState"] == "CreationFailed"
 
 
+def test_a_put_on_a_failed_endpoint_provisions_it_again(emulator, ml_client):
+    emulator.admin.call("PUT", "/timings", {"lroSeconds": None})
+    put_endpoint(emulator, "ep", endpoint_body())
+    emulator.admin.fail_operations()
+    emulator.admin.call("PUT", "/timings", {"lroSeconds": 0.05})
+
+    retried = ml_client().serverless_endpoints.begin_create_or_update(ServerlessEndpoint(name="ep", model_id=DEEPSEEK))
+
+    assert retried.result().provisioning_state == "succeeded"
+    assert get_endpoint(emulator, "ep")["properties"]["endpointState"] == "Online"
+
+
 def test_every_ml_route_is_authorized_through_rbac(emulator):
     env = emulator.env
     reader, requester = env["DEMO_READER_OBJECT_ID"], env["DEMO_REQUESTER_OBJECT_ID"]
@@ -383,8 +406,9 @@ def test_every_ml_route_is_authorized_through_rbac(emulator):
 
     denied_write = put_endpoint(emulator, "ep2", endpoint_body(), principal=reader)
     denied_keys = emulator.arm(reader).request("POST", f"{path}/listKeys")
-    denied_elsewhere = put_endpoint(emulator, "ep3", endpoint_body(location="westeurope"),
-                                    "demo-project-westeurope", principal=requester)
+    denied_elsewhere = put_endpoint(
+        emulator, "ep3", endpoint_body(location="westeurope"), "demo-project-westeurope", principal=requester
+    )
     reader_can_read = emulator.arm(reader).request("GET", path)
     reader_can_poll = emulator.arm(reader).request("GET", status_url, api_version=None)
 

@@ -93,7 +93,7 @@ def test_snippets_are_verbatim_copies_of_the_seed():
 
 
 def run(snippet: str, namespace: dict) -> None:
-    exec(compile(snippet, "<seed snippet>", "exec"), namespace)  # noqa: S102 - running the document's code is the test
+    exec(compile(snippet, "<seed snippet>", "exec"), namespace)
 
 
 @pytest.mark.usefixtures("emulator_env")
@@ -126,7 +126,9 @@ def test_partner_model_flow_runs_as_documented(emulator, capsys):
     capsys.readouterr()
     run(GET_KEYS, namespace)
     primary, secondary = capsys.readouterr().out.split()
-    keys = emulator.arm().request("POST", f"{emulator.workspace_path()}/serverlessEndpoints/DeepSeek-R1-qwerty/listKeys")
+    keys = emulator.arm().request(
+        "POST", f"{emulator.workspace_path()}/serverlessEndpoints/DeepSeek-R1-qwerty/listKeys"
+    )
     assert keys.json() == {"primaryKey": primary, "secondaryKey": secondary}
     assert primary != secondary
 
@@ -150,7 +152,5 @@ def test_sold_directly_model_flow_needs_no_subscription(emulator, capsys):
     run(DELETE_ENDPOINT, namespace)
 
     assert emulator.admin.state()["endpoints"] == []
-    puts = [
-        entry for entry in emulator.admin.requests()["entries"] if entry["method"] == "PUT"
-    ]
+    puts = [entry for entry in emulator.admin.requests()["entries"] if entry["method"] == "PUT"]
     assert [entry["path"].rsplit("/", 2)[-2] for entry in puts] == ["serverlessEndpoints"]

@@ -81,9 +81,11 @@ class Broker:
         return collected
 
 
-def start_broker_host(emulator: EmulatorHandle, storage: str, log_path: Path, **extra_env: str) -> HostProcess:
+def start_broker_host(
+    emulator: EmulatorHandle, storage: str, log_path: Path, *, extra_args: tuple[str, ...] = (), **extra_env: str
+) -> HostProcess:
     env = {**emulator.env, "AzureWebJobsStorage": storage, "BROKER_POLL_SECONDS": "1", **extra_env}
-    return start_host(REPO_ROOT, env=env, log_path=log_path, extra_args=SETTINGS)
+    return start_host(REPO_ROOT, env=env, log_path=log_path, extra_args=[*SETTINGS, *extra_args])
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,141 @@
+"""Remediation of open findings, only as far as configuration allows, every step audited on the finding.
+
+- report (every rule's default): nothing is touched.
+- disable-secrets: the endpoint's Key Vault secrets are disabled, so consumers fail closed (reversible).
+- delete: the endpoint and its secrets are deleted (secrets soft-deleted, never purged), but only after a grace
+  period that began when a warning alert was delivered (Cloud Custodian's mark-for-op): the first scan schedules
+  it, a later scan past the grace period acts, and a finding that resolves meanwhile cancels it.
+Only resources the broker made are ever touched. Dry run plans and audits but touches nothing and warns nobody.
+When a scan would take more destructive actions than the cap, it takes none (Cloud Custodian's max-resources):
+so many at once more likely means an outage or a bug than that many broken endpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from shared.hygiene.findings import AuditEntry, FindingRecord, FindingState, Outcome
+from shared.hygiene.inventory import CallFailure, ScanMachineLearningPort
+from shared.hygiene.rules import RULES, Remediation
+from shared.hygiene.settings import HygieneSettings, HygieneSettingsError
+from shared.ports import SecretStorePort
+
+LOGGER = logging.getLogger(__name__)
+
+
+class Action(StrEnum):
+    DISABLE_SECRETS = "disable-secrets"
+    SCHEDULE_DELETION = "schedule-deletion"
+    DELETE = "delete"
+
+    @property
+    def destructive(self) -> bool:
+        return self is not Action.SCHEDULE_DELETION
+
+
+@dataclass(frozen=True)
+class RemediationPolicy:
+    modes: Mapping[str, Remediation] = field(default_factory=dict)
+    dry_run: bool = True
+    delete_grace: timedelta = timedelta(hours=24)
+    max_actions: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: HygieneSettings) -> RemediationPolicy:
+        """The policy, refusing unknown rules, unknown modes and modes a rule does not allow (e.g. deleting an
+        endpoint the broker did not make)."""
+        modes: dict[str, Remediation] = {}
+        for rule_id, mode in settings.remediation.items():
+            rule = RULES.get(rule_id)
+            if rule is None:
+                raise HygieneSettingsError(f"HYGIENE_REMEDIATION: no rule '{rule_id}'; rules: {', '.join(RULES)}.")
+            allowed = ", ".join(sorted(rule.remediations))
+            if mode not in rule.remediations:
+                raise HygieneSettingsError(f"HYGIENE_REMEDIATION: {rule_id} allows {allowed}, not '{mode}'.")
+            modes[rule_id] = Remediation(mode)
+        return cls(
+            modes=modes,
+            dry_run=settings.dry_run,
+            delete_grace=settings.delete_grace,
+            max_actions=settings.max_remediations,
+        )
+
+    def mode_for(self, rule_id: str) -> Remediation:
+        return self.modes.get(rule_id, Remediation.REPORT)
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    finding_key: str
+    action: Action
+    detail: str
+
+
+def plan(policy: RemediationPolicy, records: Iterable[FindingRecord], *, now: datetime) -> list[PlannedAction]:
+    """What this scan would do about the open findings, before the cap and dry run are applied."""
+    planned = []
+    for record in records:
+        mode = policy.mode_for(record.rule)
+        if mode is Remediation.REPORT or record.state is not FindingState.OPEN or not record.broker_managed:
+            continue
+        if mode is Remediation.DISABLE_SECRETS and record.secret_names:
+            if not record.done_since_opened(Action.DISABLE_SECRETS):
+                planned.append(
+                    PlannedAction(record.key, Action.DISABLE_SECRETS, f"disable {', '.join(record.secret_names)}")
+                )
+        elif mode is Remediation.DELETE and not record.done_since_opened(Action.DELETE):
+            if record.deletion_warned_at is None:
+                if record.done_since_opened(Action.SCHEDULE_DELETION):
+                    continue  # the warning is queued but not delivered yet; the grace period has not begun
+                due = now + policy.delete_grace
+                planned.append(
+                    PlannedAction(record.key, Action.SCHEDULE_DELETION, f"warn now, delete after {due.isoformat()}")
+                )
+            elif now >= record.deletion_warned_at + policy.delete_grace:
+                planned.append(PlannedAction(record.key, Action.DELETE, _deletion_detail(record)))
+    return planned
+
+
+def _deletion_detail(record: FindingRecord) -> str:
+    targets = ([f"endpoint {record.endpoint_name}"] if record.endpoint_name else []) + list(record.secret_names)
+    return f"delete {', '.join(targets)}"
+
+
+class Remediator:
+    def __init__(
+        self,
+        policy: RemediationPolicy,
+        machine_learning: ScanMachineLearningPort,
+        secret_store: SecretStorePort | None,
+    ) -> None:
+        self.policy = policy
+        self._ml = machine_learning
+        self._secrets = secret_store
+
+    def apply(self, action: PlannedAction, record: FindingRecord, *, now: datetime) -> AuditEntry:
+        """Carry out one destructive action (the caller has checked dry run and the cap); the audit entry says how
+        it went. Scheduling a deletion is not done here: it is the warning alert itself."""
+        try:
+            if action.action is Action.DISABLE_SECRETS:
+                for name in record.secret_names:
+                    self._secret_store().set_enabled(name, False)
+            elif action.action is Action.DELETE:
+                if record.endpoint_name and record.workspace_id:
+                    self._ml.begin_delete_endpoint(record.workspace_id, record.endpoint_name)
+                for name in record.secret_names:
+                    self._secret_store().delete_secret(name)
+        except Exception as error:  # noqa: BLE001 - a failed action is audited and retried next scan
+            failure = CallFailure.of(error)
+            LOGGER.warning("remediation %s of finding %s failed: %s", action.action, record.key, failure.code)
+            detail = f"{action.detail}: {failure.status} {failure.code}: {failure.message}"
+            return AuditEntry(at=now, action=action.action, outcome=Outcome.FAILED, detail=detail)
+        return AuditEntry(at=now, action=action.action, outcome=Outcome.DONE, detail=action.detail)
+
+    def _secret_store(self) -> SecretStorePort:
+        if self._secrets is None:
+            raise HygieneSettingsError("AZURE_KEYVAULT_URL is not set, so secrets cannot be remediated.")
+        return self._secrets

@@ -1,0 +1,367 @@
+"""Hygiene rules: small registered classes, each with an id, a severity, the sources it reads and the remediations
+it allows (Cloud Custodian's filter pattern). A rule only observes; persisting, alerting and acting happen elsewhere.
+
+"Unhealthy" is portal wording with no API value (azure-facts §1), so endpoint-unhealthy combines signals whose
+mapping is configurable: the endpoint's Marketplace subscription no longer resolves, the subscription's status is
+one of the unhealthy ones, or endpointState is not a healthy one for longer than a grace window.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import timedelta
+from enum import StrEnum
+from typing import ClassVar
+
+from shared.azure_ids import InvalidResourceIdError, WorkspaceId
+from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from shared.hygiene.context import ScanContext, Source
+from shared.hygiene.findings import Finding, FindingRecord, Severity
+from shared.naming import InvalidNameError, SecretNames, key_vault_secret_names
+from shared.ports import Endpoint, StoredSecret
+from shared.redaction import default_registry
+
+FAILED_ENDPOINT_STATES = frozenset({"creationfailed", "deletionfailed"})
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+
+class Remediation(StrEnum):
+    REPORT = "report"
+    DISABLE_SECRETS = "disable-secrets"
+    DELETE = "delete"
+
+
+class Rule:
+    id: ClassVar[str]
+    severity: ClassVar[Severity]
+    description: ClassVar[str]
+    sources: ClassVar[frozenset[Source]] = frozenset({Source.WORKSPACE})
+    remediations: ClassVar[frozenset[Remediation]] = frozenset({Remediation.REPORT})
+
+    def evaluate(self, context: ScanContext) -> Iterable[Finding]:
+        raise NotImplementedError
+
+    def ready(self, context: ScanContext) -> bool:
+        """Whether the scan-wide sources this rule reads loaded (per-workspace ones are checked per workspace)."""
+        return all(context.available(source) for source in self.sources - {Source.WORKSPACE})
+
+    def covers(self, context: ScanContext, record: FindingRecord) -> bool:
+        """Whether this scan looked at `record`'s resource, so its absence from the findings means it is fixed."""
+        if context.is_inconclusive(self.id, record.resource_id):
+            return False
+        return all(context.available(source, record.workspace_id) for source in self.sources)
+
+    def finding(self, resource_id: str, workspace_id: str | None, summary: str, evidence: dict) -> Finding:
+        return Finding(
+            rule=self.id,
+            severity=self.severity,
+            resource_id=resource_id,
+            workspace_id=workspace_id,
+            summary=summary,
+            evidence=evidence,
+        )
+
+    def endpoint_finding(
+        self,
+        workspace_id: str,
+        endpoint: Endpoint,
+        summary: str,
+        evidence: dict,
+        *,
+        grace: timedelta = timedelta(0),
+    ) -> Finding:
+        """A finding about an endpoint, naming what remediation may touch: the endpoint and, for one the broker
+        made, its two Key Vault secrets."""
+        managed = broker_managed(endpoint)
+        names = endpoint_secret_names(workspace_id, endpoint.name) if managed else None
+        return Finding(
+            rule=self.id,
+            severity=self.severity,
+            resource_id=endpoint.id,
+            workspace_id=workspace_id,
+            summary=summary,
+            evidence={**_endpoint_evidence(endpoint), **evidence},
+            grace=grace,
+            endpoint_name=endpoint.name,
+            secret_names=(names.primary, names.secondary) if names else (),
+            broker_managed=managed,
+        )
+
+
+RULES: dict[str, type[Rule]] = {}
+
+
+def register(rule: type[Rule]) -> type[Rule]:
+    RULES[rule.id] = rule
+    return rule
+
+
+def broker_managed(endpoint: Endpoint) -> bool:
+    return endpoint.tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE
+
+
+def endpoint_secret_names(workspace_id: str, endpoint_name: str) -> SecretNames | None:
+    """The Key Vault secrets the broker keeps an endpoint's keys in; None for names it could never have made."""
+    try:
+        return key_vault_secret_names(WorkspaceId.parse(workspace_id), endpoint_name)
+    except (InvalidResourceIdError, InvalidNameError):
+        return None
+
+
+def _endpoint_failed(endpoint: Endpoint) -> bool:
+    return (
+        endpoint.provisioning_state.lower() == FAILED
+        or (endpoint.endpoint_state or "").lower() in FAILED_ENDPOINT_STATES
+    )
+
+
+def _endpoint_evidence(endpoint: Endpoint) -> dict[str, object]:
+    return {
+        "endpointName": endpoint.name,
+        "modelId": endpoint.model_id,
+        "provisioningState": endpoint.provisioning_state,
+        "endpointState": endpoint.endpoint_state,
+        "marketplaceSubscriptionId": endpoint.marketplace_subscription_id,
+        "managedByBroker": broker_managed(endpoint),
+    }
+
+
+@register
+class EndpointUnhealthy(Rule):
+    id = "endpoint-unhealthy"
+    severity = Severity.HIGH
+    description = (
+        "An endpoint whose Marketplace subscription is gone, Suspended or Unsubscribed, or whose endpointState has "
+        "not been healthy for longer than the grace window: it cannot serve requests."
+    )
+    remediations = frozenset(Remediation)
+
+    def evaluate(self, context: ScanContext) -> Iterable[Finding]:
+        settings = context.settings
+        for inventory in context.reachable():
+            subscriptions = {subscription.id.lower(): subscription for subscription in inventory.subscriptions}
+            for endpoint in inventory.endpoints:
+                if _endpoint_failed(endpoint):
+                    continue  # endpoint-failed reports it
+                signals = []
+                subscription_id = endpoint.marketplace_subscription_id
+                if subscription_id:
+                    subscription = subscriptions.get(subscription_id.lower())
+                    if subscription is None and settings.missing_subscription_unhealthy:
+                        signals.append(
+                            {"signal": "subscription-missing", "detail": f"subscription {subscription_id} not found"}
+                        )
+                    elif (
+                        subscription and (subscription.status or "").lower() in settings.unhealthy_subscription_statuses
+                    ):
+                        signals.append(
+                            {
+                                "signal": "subscription-status",
+                                "detail": f"subscription {subscription.name} is {subscription.status}",
+                            }
+                        )
+                # A subscription signal is conclusive at once; an endpoint state may be a passing transition.
+                grace = timedelta(0) if signals else settings.endpoint_state_grace
+                state = endpoint.endpoint_state
+                if state and state.lower() not in settings.healthy_endpoint_states:
+                    signals.append({"signal": "endpoint-state", "detail": f"endpointState is {state}"})
+                if signals:
+                    details = "; ".join(signal["detail"] for signal in signals)
+                    summary = f"Endpoint '{endpoint.name}' is unhealthy: {details}."
+                    yield self.endpoint_finding(
+                        inventory.workspace_id, endpoint, summary, {"signals": signals}, grace=grace
+                    )
+
+
+@register
+class EndpointFailed(Rule):
+    id = "endpoint-failed"
+    severity = Severity.HIGH
+    description = (
+        "An endpoint whose creation or deletion failed (provisioningState Failed, CreationFailed, DeletionFailed)."
+    )
+    remediations = frozenset(Remediation)
+
+    def evaluate(self, context: ScanContext) -> Iterable[Finding]:
+        for inventory in context.reachable():
+            for endpoint in inventory.endpoints:
+                if _endpoint_failed(endpoint):
+                    summary = (
+                        f"Endpoint '{endpoint.name}' failed: provisioningState {endpoint.provisioning_state}, "
+                        f"endpointState {endpoint.endpoint_state}."
+                    )
+                    yield self.endpoint_finding(inventory.workspace_id, endpoint, summary, {})
+
+
+@register
+class SecretsMissing(Rule):
+    id = "secrets-missing"
+    severity = Severity.HIGH
+    description = (
+        "A provisioned endpoint the broker made whose two Key Vault secrets are missing, or whose secret values no "
+        "longer match the endpoint's keys (listKeys). Values are compared, never recorded."
+    )
+    sources = frozenset({Source.WORKSPACE, Source.SECRETS, Source.RUNS})
+
+    def evaluate(self, context: ScanContext) -> Iterable[Finding]:
+        verify = context.settings.verify_key_values
+        findings: list[Finding] = []
+        to_verify: list[tuple[str, Endpoint, tuple[StoredSecret, StoredSecret]]] = []
+        for inventory in context.reachable():
+            if inventory.workspace_id.lower() in context.busy_workspaces:
+                continue
+            for endpoint in inventory.endpoints:
+                if not broker_managed(endpoint) or endpoint.provisioning_state.lower() != SUCCEEDED:
+                    continue
+                names = endpoint_secret_names(inventory.workspace_id, endpoint.name)
+                if names is None:
+                    continue
+                primary, secondary = (
+                    context.secrets_by_name.get(name.lower()) for name in (names.primary, names.secondary)
+                )
+                missing = [
+                    name for name, secret in ((names.primary, primary), (names.secondary, secondary)) if secret is None
+                ]
+                if missing:
+                    summary = f"Endpoint '{endpoint.name}' has no Key Vault secret {', '.join(missing)}."
+                    findings.append(
+                        self.endpoint_finding(inventory.workspace_id, endpoint, summary, {"missingSecrets": missing})
+                    )
+                elif primary and secondary and primary.enabled and secondary.enabled and verify:
+                    # Disabled secrets cannot be read, and were disabled on purpose: nothing to compare.
+                    to_verify.append((inventory.workspace_id, endpoint, (primary, secondary)))
+        mismatches = context.parallel(lambda item: self._mismatch(context, *item), to_verify)
+        return findings + [finding for finding in mismatches if finding is not None]
+
+    def _mismatch(
+        self, context: ScanContext, workspace_id: str, endpoint: Endpoint, secrets: tuple[StoredSecret, StoredSecret]
+    ) -> Finding | None:
+        store = context.secret_store
+        if store is None:
+            return None
+        try:
+            keys = context.retrier.call(lambda: context.machine_learning.list_keys(workspace_id, endpoint.name))
+            default_registry.register(keys.primary, keys.secondary)
+            values = [context.retrier.call(lambda name=secret.name: store.get_secret_value(name)) for secret in secrets]
+        except Exception as error:  # noqa: BLE001 - one unreadable endpoint must not end the rule for the others
+            context.mark_inconclusive(self.id, endpoint.id, error)
+            return None
+        default_registry.register(*values)
+        differing = [
+            secret.name
+            for secret, key, value in zip(secrets, (keys.primary, keys.secondary), values, strict=True)
+            if value is None or not hmac.compare_digest(key.encode(), value.encode())
+        ]
+        if not differing:
+            return None
+        summary = f"Key Vault secret {', '.join(differing)} of endpoint '{endpoint.name}' no longer matches its keys."
+        return self.endpoint_finding(workspace_id, endpoint, summary, {"mismatchedSecrets": differing})
+
+
+@register
+class SecretsOrphaned(Rule):
+    id = "secrets-orphaned"
+    severity = Severity.MEDIUM
+    description = "Key Vault secrets the broker wrote for an endpoint that no longer exists in its workspace."
+    sources = frozenset({Source.WORKSPACE, Source.SECRETS, Source.RUNS})
+    remediations = frozenset(Remediation)
+
+    def evaluate(self, context: ScanContext) -> Iterable[Finding]:
+        groups: dict[tuple[str, str], list[StoredSecret]] = defaultdict(list)
+        for secret in context.secrets or ():
+            tags = secret.tags
+            if tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE and tags.get("workspace") and tags.get("endpoint"):
+                groups[(tags["workspace"].lower(), tags["endpoint"].lower())].append(secret)
+        for (workspace_key, endpoint_name), secrets in sorted(groups.items()):
+            inventory = context.inventory(workspace_key)
+            if inventory is None or not inventory.reachable or workspace_key in context.busy_workspaces:
+                continue
+            if any(endpoint.name.lower() == endpoint_name for endpoint in inventory.endpoints):
+                continue
+            names = tuple(sorted(secret.name for secret in secrets))
+            yield Finding(
+                rule=self.id,
+                severity=self.severity,
+                resource_id=f"{inventory.workspace_id}/serverlessEndpoints/{endpoint_name}",
+                workspace_id=inventory.workspace_id,
+                summary=f"Key Vault secrets {', '.join(names)} belong to endpoint '{endpoint_name}', which is gone.",
+                evidence={
+                    "endpointName": endpoint_name,
+                    "secrets": [{"name": secret.name, "enabled": secret.enabled} for secret in secrets],
+                    "runId": secrets[0].tags.get("run"),
+                },
+                secret_names=names,
+                broker_managed=True,
+            )
+
+
+@register
+class EndpointUnmanaged(Rule):
+    id = "endpoint-unmanaged"
+    severity = Severity.INFO
+    description = (
+        "An endpoint the broker did not make (no managedBy tag): it has no run record, audit or Key Vault keys."
+    )
+
+    def evaluate(self, context: ScanContext) -> Iterable[Finding]:
+        for inventory in context.reachable():
+            for endpoint in inventory.endpoints:
+                if not broker_managed(endpoint):
+                    summary = f"Endpoint '{endpoint.name}' was not made by the broker."
+                    yield self.endpoint_finding(inventory.workspace_id, endpoint, summary, {})
+
+
+@register
+class RunStuck(Rule):
+    id = "run-stuck"
+    severity = Severity.MEDIUM
+    description = "A deployment run that has not reached a terminal status within the timeout."
+    sources = frozenset({Source.RUNS})
+
+    def evaluate(self, context: ScanContext) -> Iterable[Finding]:
+        timeout = context.settings.run_stuck_after
+        for run in context.active_runs or ():
+            if context.now - run.created_at > timeout:
+                yield self.finding(
+                    run_resource_id(run.id),
+                    run.request.workspace_id,
+                    f"Run {run.id} has been {run.status.value} since {run.updated_at.isoformat()} "
+                    f"(created {run.created_at.isoformat()}).",
+                    {
+                        "runId": run.id,
+                        "status": run.status.value,
+                        "operation": run.operation,
+                        "ticket": run.ticket,
+                        "createdAt": run.created_at.isoformat(),
+                        "updatedAt": run.updated_at.isoformat(),
+                    },
+                )
+
+
+def run_resource_id(run_id: str) -> str:
+    return f"runs/{run_id}"
+
+
+@register
+class WorkspaceUnreachable(Rule):
+    id = "workspace-unreachable"
+    severity = Severity.HIGH
+    description = "A workspace the scan could not read (403, 404, 5xx, throttled past the retry budget)."
+    sources = frozenset()
+
+    def evaluate(self, context: ScanContext) -> Iterable[Finding]:
+        for inventory in context.inventories.values():
+            if inventory.failure is not None:
+                failure = inventory.failure
+                yield self.finding(
+                    inventory.workspace_id,
+                    inventory.workspace_id,
+                    f"Workspace could not be scanned: {failure.status} {failure.code}: {failure.message}",
+                    failure.as_dict(),
+                )
+
+    def covers(self, context: ScanContext, record: FindingRecord) -> bool:
+        return context.inventory(record.workspace_id) is not None

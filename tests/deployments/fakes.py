@@ -1,0 +1,642 @@
+"""In-memory implementations of the broker's own ports (shared/ports.py) for unit tests of the deployment domain.
+
+They are fakes of our domain interfaces, not of Azure SDK objects: each keeps the state the domain reads back and
+records every call, so a test can assert what was (or was not) asked of Azure. Behaviour the domain relies on is
+modelled faithfully: operations that finish only after being polled, effective permissions inherited from
+ancestor scopes, Key Vault versions, JSON-only queues, and run storage with create-if-absent, ETag
+compare-and-swap and claims only one writer can win (the semantics of shared/adapters/run_store.py).
+
+`fail_next(method, error)` makes the next call of `method` raise; `before_next(operation, action)` on the
+run repository runs `action` just before the next `operation`, which is how tests interleave a concurrent writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
+from shared.azure_ids import WorkspaceId, is_within
+from shared.ports import (
+    Endpoint,
+    EndpointKeys,
+    MarketplaceSubscription,
+    Operation,
+    OperationProgress,
+    PrincipalAccess,
+    StoredSecret,
+    Workspace,
+)
+from shared.runs import RunRecord
+
+START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class FixedClock:
+    """Always the same instant until a test moves it on."""
+
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+
+class _Recorder:
+    """Call log plus queued failures, shared by the Azure-facing fakes."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._failures: dict[str, list[Exception]] = defaultdict(list)
+
+    def fail_next(self, method: str, error: Exception, *, times: int = 1) -> None:
+        self._failures[method].extend([error] * times)
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.name == method]
+
+    @property
+    def call_names(self) -> list[str]:
+        return [call.name for call in self.calls]
+
+    def _enter(self, method: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(Call(method, args, kwargs))
+        if self._failures[method]:
+            raise self._failures[method].pop(0)
+
+
+def not_found(what: str) -> AzureCallError:
+    return AzureCallError(404, "ResourceNotFound", f"The resource '{what}' was not found.")
+
+
+@dataclass
+class _PendingOperation:
+    polls_left: int
+    error: tuple[str | None, str | None] | None
+    finish: Callable[[bool], None]
+    done: bool = False
+
+
+class FakeMachineLearning(_Recorder):
+    """Workspaces, serverless endpoints and Marketplace subscriptions, keyed case-insensitively like ARM.
+
+    A `begin_*` call puts the resource in a transitional state and returns an operation that reports InProgress
+    for `polls_before_done` polls, then finishes: the endpoint becomes `endpoint_outcome`, the subscription
+    `subscription_outcome`. Setting `fail_next_operation = (code, message)` makes the next operation end Failed.
+    With `synchronous = True` a `begin_*` call finishes at once and returns None (ARM's 200 without headers).
+    """
+
+    OPERATIONS_URL = "https://management.example.test/providers/Microsoft.MachineLearningServices/operations/"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.workspaces: dict[str, Workspace] = {}
+        self.endpoints: dict[tuple[str, str], Endpoint] = {}
+        self.subscriptions: dict[tuple[str, str], MarketplaceSubscription] = {}
+        self.keys: dict[tuple[str, str], EndpointKeys] = {}
+        self.polls_before_done = 1
+        self.operation_retry_after: float | None = 3.0
+        self.poll_retry_after: float | None = 4.0
+        self.synchronous = False
+        self.fail_next_operation: tuple[str | None, str | None] | None = None
+        self.endpoint_outcome = "Succeeded"
+        self.subscription_outcome = "Subscribed"
+        self._operations: dict[str, _PendingOperation] = {}
+        self._operation_ids = itertools.count(1)
+        self._key_generations = itertools.count(1)
+
+    # Arrangement helpers (not part of the port).
+
+    def add_workspace(self, workspace_id: str, location: str) -> Workspace:
+        parsed = WorkspaceId.parse(workspace_id)
+        workspace = Workspace(id=parsed.resource_id, name=parsed.name, location=location)
+        self.workspaces[parsed.key] = workspace
+        return workspace
+
+    def add_endpoint(
+        self,
+        workspace_id: str,
+        name: str,
+        model_id: str,
+        *,
+        provisioning_state: str = "Succeeded",
+        tags: Mapping[str, str] | None = None,
+    ) -> Endpoint:
+        endpoint = Endpoint(
+            id=WorkspaceId.parse(workspace_id).serverless_endpoint_id(name),
+            name=name,
+            model_id=model_id,
+            provisioning_state=provisioning_state,
+            endpoint_state="Online" if provisioning_state == "Succeeded" else "Creating",
+            scoring_uri=f"https://{name.lower()}-x1y2.eastus2.models.ai.azure.com",
+            marketplace_subscription_id=None,
+            tags=dict(tags or {}),
+        )
+        self.endpoints[_key(workspace_id, name)] = endpoint
+        self.keys[_key(workspace_id, name)] = _keys_for(workspace_id, name, generation=0)
+        return endpoint
+
+    def add_subscription(self, workspace_id: str, name: str, model_id: str, *, status: str) -> MarketplaceSubscription:
+        subscription = MarketplaceSubscription(
+            id=WorkspaceId.parse(workspace_id).marketplace_subscription_id(name),
+            name=name,
+            model_id=model_id,
+            status=status,
+            provisioning_state="Succeeded",
+        )
+        self.subscriptions[_key(workspace_id, name)] = subscription
+        return subscription
+
+    def endpoint(self, workspace_id: str, name: str) -> Endpoint | None:
+        return self.endpoints.get(_key(workspace_id, name))
+
+    def endpoint_keys(self, workspace_id: str, name: str) -> EndpointKeys:
+        return self.keys[_key(workspace_id, name)]
+
+    def subscription(self, workspace_id: str, name: str) -> MarketplaceSubscription | None:
+        return self.subscriptions.get(_key(workspace_id, name))
+
+    def set_endpoint_state(self, workspace_id: str, name: str, provisioning_state: str) -> None:
+        key = _key(workspace_id, name)
+        self.endpoints[key] = replace(self.endpoints[key], provisioning_state=provisioning_state)
+
+    # MachineLearningPort.
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        self._enter("get_workspace", workspace_id)
+        workspace = self.workspaces.get(WorkspaceId.parse(workspace_id).key)
+        if workspace is None:
+            raise not_found(workspace_id)
+        return workspace
+
+    def list_endpoints(self, workspace_id: str) -> list[Endpoint]:
+        self._enter("list_endpoints", workspace_id)
+        wanted = WorkspaceId.parse(workspace_id).key
+        return [endpoint for (workspace, _), endpoint in self.endpoints.items() if workspace == wanted]
+
+    def get_endpoint(self, workspace_id: str, name: str) -> Endpoint | None:
+        self._enter("get_endpoint", workspace_id, name)
+        return self.endpoints.get(_key(workspace_id, name))
+
+    def begin_create_endpoint(
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        model_id: str,
+        location: str,
+        content_safety: str,
+        tags: Mapping[str, str],
+    ) -> Operation | None:
+        self._enter(
+            "begin_create_endpoint",
+            workspace_id,
+            name,
+            model_id=model_id,
+            location=location,
+            content_safety=content_safety,
+            tags=dict(tags),
+        )
+        key = _key(workspace_id, name)
+        self.endpoints[key] = Endpoint(
+            id=WorkspaceId.parse(workspace_id).serverless_endpoint_id(name),
+            name=name,
+            model_id=model_id,
+            provisioning_state="Creating",
+            endpoint_state="Creating",
+            scoring_uri=None,
+            marketplace_subscription_id=None,
+            tags=dict(tags),
+        )
+
+        def finish(succeeded: bool) -> None:
+            if key not in self.endpoints:  # deleted while the operation ran
+                return
+            state = self.endpoint_outcome if succeeded else "Failed"
+            self.endpoints[key] = replace(
+                self.endpoints[key],
+                provisioning_state=state,
+                endpoint_state="Online" if state == "Succeeded" else "CreationFailed",
+                scoring_uri=f"https://{name.lower()}-x1y2.{location}.models.ai.azure.com",
+            )
+            self.keys[key] = _keys_for(workspace_id, name, generation=0)
+
+        return self._start(finish)
+
+    def begin_delete_endpoint(self, workspace_id: str, name: str) -> Operation | None:
+        self._enter("begin_delete_endpoint", workspace_id, name)
+        key = _key(workspace_id, name)
+        return self._start(lambda succeeded: succeeded and self._forget(key))
+
+    def list_keys(self, workspace_id: str, name: str) -> EndpointKeys:
+        self._enter("list_keys", workspace_id, name)
+        keys = self.keys.get(_key(workspace_id, name))
+        if keys is None or _key(workspace_id, name) not in self.endpoints:
+            raise not_found(f"{workspace_id}/serverlessEndpoints/{name}")
+        return keys
+
+    def regenerate_key(self, workspace_id: str, name: str, key_type: str) -> Operation | None:
+        self._enter("regenerate_key", workspace_id, name, key_type)
+        key = _key(workspace_id, name)
+        current = self.keys[key]
+        fresh = _keys_for(workspace_id, name, generation=next(self._key_generations))
+        if key_type.lower() == "primary":
+            self.keys[key] = EndpointKeys(primary=fresh.primary, secondary=current.secondary)
+        else:
+            self.keys[key] = EndpointKeys(primary=current.primary, secondary=fresh.secondary)
+        return None
+
+    def get_subscription(self, workspace_id: str, name: str) -> MarketplaceSubscription | None:
+        self._enter("get_subscription", workspace_id, name)
+        return self.subscriptions.get(_key(workspace_id, name))
+
+    def list_subscriptions(self, workspace_id: str) -> list[MarketplaceSubscription]:
+        self._enter("list_subscriptions", workspace_id)
+        wanted = WorkspaceId.parse(workspace_id).key
+        return [item for (workspace, _), item in self.subscriptions.items() if workspace == wanted]
+
+    def begin_create_subscription(self, workspace_id: str, name: str, *, model_id: str) -> Operation | None:
+        self._enter("begin_create_subscription", workspace_id, name, model_id=model_id)
+        key = _key(workspace_id, name)
+        self.subscriptions[key] = MarketplaceSubscription(
+            id=WorkspaceId.parse(workspace_id).marketplace_subscription_id(name),
+            name=name,
+            model_id=model_id,
+            status=None,
+            provisioning_state="Creating",
+        )
+
+        def finish(succeeded: bool) -> None:
+            if key not in self.subscriptions:  # deleted while the operation ran
+                return
+            self.subscriptions[key] = replace(
+                self.subscriptions[key],
+                status=self.subscription_outcome if succeeded else None,
+                provisioning_state="Succeeded" if succeeded else "Failed",
+            )
+
+        return self._start(finish)
+
+    def begin_delete_subscription(self, workspace_id: str, name: str) -> Operation | None:
+        self._enter("begin_delete_subscription", workspace_id, name)
+        key = _key(workspace_id, name)
+        return self._start(lambda succeeded: succeeded and self.subscriptions.pop(key, None))
+
+    def get_operation(self, operation: Operation) -> OperationProgress:
+        self._enter("get_operation", operation.url)
+        pending = self._operations.get(operation.url)
+        if pending is None:
+            raise not_found(operation.url)
+        if not pending.done and pending.polls_left > 0:
+            pending.polls_left -= 1
+            return OperationProgress(done=False, succeeded=False, retry_after=self.poll_retry_after)
+        if not pending.done:
+            pending.done = True
+            pending.finish(pending.error is None)
+        code, message = pending.error or (None, None)
+        return OperationProgress(done=True, succeeded=pending.error is None, error_code=code, error_message=message)
+
+    def _start(self, finish: Callable[[bool], Any]) -> Operation | None:
+        error, self.fail_next_operation = self.fail_next_operation, None
+        if self.synchronous:
+            finish(error is None)
+            return None
+        url = f"{self.OPERATIONS_URL}{next(self._operation_ids)}?api-version=2024-01-01-preview"
+        self._operations[url] = _PendingOperation(self.polls_before_done, error, finish)
+        return Operation(url=url, retry_after=self.operation_retry_after)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self.endpoints.pop(key, None)
+        self.keys.pop(key, None)
+
+
+class FakeAuthorization(_Recorder):
+    """Grants per scope; what a scope reports includes what its ancestors grant, as ARM's APIs do."""
+
+    def __init__(self, principal_id: str) -> None:
+        super().__init__()
+        self.principal_id = principal_id
+        self._own: list[tuple[str, Mapping[str, Sequence[str]]]] = []
+        self._grants: list[tuple[str, str, PrincipalAccess]] = []
+
+    def grant_own(self, scope: str, *blocks: Mapping[str, Sequence[str]]) -> None:
+        """Permissions the broker's identity holds at `scope` (the permissions API's blocks)."""
+        self._own.extend((scope, block) for block in blocks)
+
+    def grant(
+        self,
+        principal_id: str,
+        scope: str,
+        *,
+        permissions: Sequence[Mapping[str, Sequence[str]]] = (),
+        denials: Sequence[Mapping[str, Sequence[str]]] = (),
+        roles: Sequence[str] = (),
+    ) -> None:
+        """Role assignments (and deny assignments) of any principal at `scope`."""
+        access = PrincipalAccess(permissions=tuple(permissions), denials=tuple(denials), role_names=frozenset(roles))
+        self._grants.append((principal_id.lower(), scope, access))
+
+    def own_principal_id(self) -> str:
+        self._enter("own_principal_id")
+        return self.principal_id
+
+    def own_permissions(self, scope: str) -> list[Mapping[str, Sequence[str]]]:
+        self._enter("own_permissions", scope)
+        return [block for granted_at, block in self._own if is_within(scope, granted_at)]
+
+    def principal_access(self, principal_id: str, scope: str) -> PrincipalAccess:
+        self._enter("principal_access", principal_id, scope)
+        held = [
+            access
+            for principal, granted_at, access in self._grants
+            if principal == principal_id.lower() and is_within(scope, granted_at)
+        ]
+        return PrincipalAccess(
+            permissions=tuple(block for access in held for block in access.permissions),
+            denials=tuple(block for access in held for block in access.denials),
+            role_names=frozenset(role for access in held for role in access.role_names),
+        )
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    value: str
+    secret: StoredSecret
+
+
+class FakeSecretStore(_Recorder):
+    """A vault of versioned secrets; names compare case-insensitively, as Key Vault's do."""
+
+    VAULT_URL = "https://kv-broker-test.vault.azure.net"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.versions: dict[str, list[SecretVersion]] = defaultdict(list)
+        self._version_ids = itertools.count(1)
+
+    def latest(self, name: str) -> SecretVersion | None:
+        versions = self.versions.get(name.lower())
+        return versions[-1] if versions else None
+
+    def set_secret(
+        self,
+        name: str,
+        value: str,
+        *,
+        content_type: str,
+        tags: Mapping[str, str],
+        expires_on: datetime | None = None,
+    ) -> StoredSecret:
+        # The value is deliberately left out of the call log, as the adapter's logging would leave it out.
+        self._enter("set_secret", name, content_type=content_type, tags=dict(tags), expires_on=expires_on)
+        version = f"{next(self._version_ids):032x}"
+        secret = StoredSecret(
+            id=f"{self.VAULT_URL}/secrets/{name}/{version}",
+            name=name,
+            version=version,
+            enabled=True,
+            expires_on=expires_on,
+            tags=dict(tags),
+            content_type=content_type,
+        )
+        self.versions[name.lower()].append(SecretVersion(value, secret))
+        return secret
+
+    def get_secret_value(self, name: str) -> str | None:
+        self._enter("get_secret_value", name)
+        latest = self.latest(name)
+        return latest.value if latest and latest.secret.enabled else None
+
+    def list_secrets(self) -> list[StoredSecret]:
+        self._enter("list_secrets")
+        return [versions[-1].secret for versions in self.versions.values() if versions]
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        self._enter("set_enabled", name, enabled)
+        versions = self.versions[name.lower()]
+        versions[-1] = SecretVersion(versions[-1].value, replace(versions[-1].secret, enabled=enabled))
+
+    def delete_secret(self, name: str) -> None:
+        self._enter("delete_secret", name)
+        self.versions.pop(name.lower(), None)
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    body: dict[str, Any]
+    delay_seconds: float
+    text: str
+
+
+class FakeQueue:
+    """A queue that keeps what was sent; messages must survive a JSON round trip, as on the real queue."""
+
+    def __init__(self) -> None:
+        self.sent: list[SentMessage] = []
+        self.raw: list[str] = []
+
+    def send(self, message: Mapping[str, Any], *, delay_seconds: float = 0) -> None:
+        text = json.dumps(message)
+        self.sent.append(SentMessage(json.loads(text), delay_seconds, text))
+
+    def send_raw(self, text: str) -> None:
+        self.raw.append(text)
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return [message.body for message in self.sent]
+
+    def take(self) -> SentMessage:
+        """The oldest message, removed (delays are recorded, not waited for)."""
+        return self.sent.pop(0)
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    run: RunRecord
+    etag: str
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[RunRecord]
+    continuation_token: str | None
+
+
+@dataclass
+class _Row:
+    document: str
+    etag: str
+
+
+class InMemoryRunRepository:
+    """Runs stored as JSON text with an ETag each; claims as rows that only the first creator owns."""
+
+    def __init__(self, *, max_update_attempts: int = 8) -> None:
+        self.max_update_attempts = max_update_attempts
+        self.conflicts = 0
+        self._runs: dict[str, _Row] = {}
+        self._claims: dict[tuple[str, str], _Row] = {}
+        self._hooks: dict[str, list[Callable[[], None]]] = defaultdict(list)
+        self._etags = itertools.count(1)
+        self._lock = threading.RLock()
+
+    def before_next(self, operation: str, action: Callable[[], None]) -> None:
+        """Run `action` just before the next call of `operation` (e.g. "save", "create", "take_over_deployment")."""
+        self._hooks[operation].append(action)
+
+    def _hook(self, operation: str) -> None:
+        hooks, self._hooks[operation] = self._hooks[operation], []
+        for action in hooks:
+            action()
+
+    def _etag(self) -> str:
+        return f'W/"{next(self._etags)}"'
+
+    # Runs.
+
+    def create(self, run: RunRecord) -> StoredRun:
+        self._hook("create")
+        with self._lock:
+            if run.id in self._runs:
+                raise RecordExistsError(f"run/{run.id}")
+            row = _Row(json.dumps(run.to_storage_dict()), self._etag())
+            self._runs[run.id] = row
+            return StoredRun(run, row.etag)
+
+    def get(self, run_id: str) -> StoredRun | None:
+        with self._lock:
+            row = self._runs.get(run_id)
+            if row is None:
+                return None
+            return StoredRun(RunRecord.from_storage_dict(json.loads(row.document)), row.etag)
+
+    def save(self, run: RunRecord, etag: str) -> StoredRun:
+        self._hook("save")
+        with self._lock:
+            row = self._runs.get(run.id)
+            if row is None or row.etag != etag:
+                self.conflicts += 1
+                raise RecordChangedError(f"run/{run.id}")
+            row.document, row.etag = json.dumps(run.to_storage_dict()), self._etag()
+            return StoredRun(run, row.etag)
+
+    def update(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord:
+        for _ in range(self.max_update_attempts):
+            stored = self.get(run_id)
+            if stored is None:
+                raise KeyError(run_id)
+            changed = change(stored.run)
+            if changed == stored.run:
+                return changed
+            try:
+                return self.save(changed, stored.etag).run
+            except RecordChangedError:
+                continue
+        raise RecordChangedError(f"run {run_id} kept changing")
+
+    def list(
+        self,
+        *,
+        workspace_id: str | None = None,
+        status: str | None = None,
+        ticket: str | None = None,
+        page_size: int = 50,
+        continuation_token: str | None = None,
+    ) -> RunPage:
+        with self._lock:
+            runs = [RunRecord.from_storage_dict(json.loads(row.document)) for row in self._runs.values()]
+        matching = [
+            run
+            for run in runs
+            if (workspace_id is None or run.request.workspace_id.lower() == workspace_id.lower())
+            and (status is None or run.status.value == status)
+            and (ticket is None or run.ticket == ticket)
+        ]
+        if continuation_token is not None and not continuation_token.isdigit():
+            raise ValueError("not a continuation token of this store")
+        start = int(continuation_token or 0)
+        end = start + page_size
+        return RunPage(matching[start:end], str(end) if end < len(matching) else None)
+
+    @property
+    def all_runs(self) -> list[RunRecord]:
+        return [stored.run for run_id in list(self._runs) if (stored := self.get(run_id))]
+
+    def stored_text(self) -> str:
+        """Every stored run document, as the table holds them (for checks that no key leaked into storage)."""
+        return "\n".join(row.document for row in self._runs.values())
+
+    # Claims.
+
+    def claim_idempotency_key(self, caller: str, key: str, run_id: str) -> str:
+        self._hook("claim_idempotency_key")
+        return self._claim("idempotency", _digest(caller.lower(), key), run_id)
+
+    def claim_deployment(self, workspace_id: str, model_id: str, run_id: str) -> str:
+        self._hook("claim_deployment")
+        return self._claim("deployment", _digest(workspace_id.lower(), model_id.lower()), run_id)
+
+    def take_over_deployment(self, workspace_id: str, model_id: str, previous_run_id: str, run_id: str) -> bool:
+        self._hook("take_over_deployment")
+        key = ("deployment", _digest(workspace_id.lower(), model_id.lower()))
+        with self._lock:
+            row = self._claims.get(key)
+            if row is None:
+                self._claims[key] = _Row(run_id, self._etag())
+                return True
+            if row.document != previous_run_id:
+                return False
+            row.document, row.etag = run_id, self._etag()
+            return True
+
+    def release_deployment(self, workspace_id: str, model_id: str, run_id: str) -> None:
+        self._hook("release_deployment")
+        key = ("deployment", _digest(workspace_id.lower(), model_id.lower()))
+        with self._lock:
+            row = self._claims.get(key)
+            if row is not None and row.document == run_id:
+                del self._claims[key]
+
+    def deployment_holder(self, workspace_id: str, model_id: str) -> str | None:
+        """Which run holds the deployment claim (inspection helper, not part of the port)."""
+        row = self._claims.get(("deployment", _digest(workspace_id.lower(), model_id.lower())))
+        return row.document if row else None
+
+    def _claim(self, partition: str, key: str, run_id: str) -> str:
+        with self._lock:
+            row = self._claims.setdefault((partition, key), _Row(run_id, self._etag()))
+            return row.document
+
+
+def _key(workspace_id: str, name: str) -> tuple[str, str]:
+    return WorkspaceId.parse(workspace_id).key, name.lower()
+
+
+def _keys_for(workspace_id: str, name: str, *, generation: int) -> EndpointKeys:
+    seed = f"{workspace_id.lower()}/{name.lower()}/{generation}"
+    return EndpointKeys(
+        primary=hashlib.sha256(f"{seed}/primary".encode()).hexdigest(),
+        secondary=hashlib.sha256(f"{seed}/secondary".encode()).hexdigest(),
+    )
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()

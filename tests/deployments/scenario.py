@@ -1,0 +1,216 @@
+"""A small, fully permitted world for the deployment domain: one project, a tiny catalog, the fakes wired up.
+
+Tests start from `build_world()` (everything allowed) and take away exactly what they want to see refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import count
+
+from shared.catalog import CatalogEntry, ModelCatalog
+from shared.deployments.preflight import PreflightContext, PreflightPolicy, PreflightResult, run_preflight
+from shared.deployments.service import DeploymentService, Queues
+from shared.deployments.workflow import Workflow, WorkflowTimings
+from shared.policy import ApprovedModelPolicy, TargetAllowList
+from shared.requests import DeploymentRequest
+from shared.required_permissions import Strictness
+
+from .fakes import (
+    FakeAuthorization,
+    FakeMachineLearning,
+    FakeQueue,
+    FakeSecretStore,
+    FixedClock,
+    InMemoryRunRepository,
+    SentMessage,
+)
+
+SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-111122223333"
+OTHER_SUBSCRIPTION = "7d2c0c56-0000-4a1e-9f5c-444455556666"
+SUBSCRIPTION_SCOPE = f"/subscriptions/{SUBSCRIPTION}"
+RESOURCE_GROUP_SCOPE = f"{SUBSCRIPTION_SCOPE}/resourceGroups/rg-ai"
+WORKSPACE_ID = f"{RESOURCE_GROUP_SCOPE}/providers/Microsoft.MachineLearningServices/workspaces/proj-a"
+WORKSPACE_LOCATION = "eastus2"
+
+# A Marketplace model and a model sold directly by Azure, both offered in the project's region.
+MARKETPLACE_MODEL = "azureml://registries/azureml-cohere/models/Cohere-command-r-08-2024"
+MARKETPLACE_REGIONS = ("eastus", "eastus2", "northcentralus")
+DIRECT_MODEL = "azureml://registries/azureml-deepseek/models/DeepSeek-R1"
+DIRECT_REGIONS = ("eastus2", "swedencentral")
+# In the catalog without known regions: the broker lets Azure decide.
+UNKNOWN_REGIONS_MODEL = "azureml://registries/azureml-deepseek/models/DeepSeek-V3-0324"
+
+REQUESTER = "3f0c8a61-7e2b-4c1d-9a55-0123456789ab"
+BROKER = "5a6b7c8d-0000-4111-8222-333344445555"
+
+ML = "Microsoft.MachineLearningServices/workspaces"
+OWNER_BLOCK = {"actions": ["*"]}
+AI_DEVELOPER_BLOCK = {
+    "actions": [f"{ML}/*/read", f"{ML}/*/action", f"{ML}/*/delete", f"{ML}/*/write"],
+    "notActions": [f"{ML}/delete", f"{ML}/write", f"{ML}/listKeys/action"],
+}
+WORKSPACE_ACTIONS = [
+    f"{ML}/serverlessEndpoints/read",
+    f"{ML}/serverlessEndpoints/write",
+    f"{ML}/serverlessEndpoints/delete",
+    f"{ML}/serverlessEndpoints/listKeys/action",
+    f"{ML}/marketplaceSubscriptions/read",
+    f"{ML}/marketplaceSubscriptions/write",
+]
+SUBSCRIPTION_MARKETPLACE_ACTIONS = [
+    "Microsoft.MarketplaceOrdering/agreements/offers/plans/read",
+    "Microsoft.MarketplaceOrdering/agreements/offers/plans/sign/action",
+    "Microsoft.MarketplaceOrdering/offerTypes/publishers/offers/plans/agreements/read",
+    "Microsoft.Marketplace/offerTypes/publishers/offers/plans/agreements/read",
+    "Microsoft.SaaS/register/action",
+]
+RESOURCE_GROUP_SAAS_ACTIONS = ["Microsoft.SaaS/resources/read", "Microsoft.SaaS/resources/write"]
+
+CATALOG = ModelCatalog(
+    [
+        CatalogEntry(
+            model_id=MARKETPLACE_MODEL,
+            name="Cohere-command-r-08-2024",
+            registry="azureml-cohere",
+            family="Command",
+            requires_marketplace_subscription=True,
+            locations=MARKETPLACE_REGIONS,
+        ),
+        CatalogEntry(
+            model_id=DIRECT_MODEL,
+            name="DeepSeek-R1",
+            registry="azureml-deepseek",
+            family="DeepSeek",
+            sold_directly_by_azure=True,
+            requires_marketplace_subscription=False,
+            locations=DIRECT_REGIONS,
+        ),
+        CatalogEntry(
+            model_id=UNKNOWN_REGIONS_MODEL,
+            name="DeepSeek-V3-0324",
+            registry="azureml-deepseek",
+            requires_marketplace_subscription=False,
+        ),
+    ]
+)
+
+
+def request(model_id: str = MARKETPLACE_MODEL, **fields: object) -> DeploymentRequest:
+    return DeploymentRequest(workspace_id=WORKSPACE_ID, model_id=model_id, **fields)
+
+
+def policy(
+    *,
+    registries: str = "azureml-cohere,azureml-deepseek",
+    publishers: str = "",
+    model_ids: str = "",
+    subscriptions: str = SUBSCRIPTION,
+    strictness: Strictness = Strictness.ROLE_BASED,
+) -> PreflightPolicy:
+    return PreflightPolicy(
+        catalog=CATALOG,
+        approved_models=ApprovedModelPolicy.from_settings(
+            registries=registries, publishers=publishers, model_ids=model_ids
+        ),
+        allowed_targets=TargetAllowList.from_settings(subscription_ids=subscriptions),
+        strictness=strictness,
+    )
+
+
+@dataclass
+class World:
+    clock: FixedClock
+    ml: FakeMachineLearning
+    authorization: FakeAuthorization
+    secrets: FakeSecretStore
+    runs: InMemoryRunRepository
+    work: FakeQueue
+    events: FakeQueue
+    poison: FakeQueue
+    workflow: Workflow
+    service: DeploymentService
+    policy: PreflightPolicy
+    processed: list[SentMessage] = field(default_factory=list)
+
+    @property
+    def azure_calls(self) -> list[str]:
+        return self.ml.call_names + self.authorization.call_names
+
+    def step(self) -> SentMessage:
+        """Deliver the oldest work message to the worker (its delay is recorded, not waited for)."""
+        message = self.work.take()
+        self.processed.append(message)
+        self.service.advance(message.text)
+        return message
+
+    def drain(self, limit: int = 50) -> None:
+        for _ in range(limit):
+            if not self.work.sent:
+                return
+            self.step()
+        raise AssertionError(f"the workflow did not settle within {limit} steps")
+
+    def preflight(self, deployment: DeploymentRequest, *, caller: str = REQUESTER) -> PreflightResult:
+        context = PreflightContext(
+            request=deployment,
+            caller=caller,
+            policy=self.policy,
+            machine_learning=self.ml,
+            authorization=self.authorization,
+        )
+        return run_preflight(context)
+
+    def event_types(self) -> list[str]:
+        return [body["type"].rsplit(".", 1)[-1] for body in self.events.bodies]
+
+    def everything_written(self) -> str:
+        """All the broker wrote outside Key Vault: run documents, events, work and poison messages."""
+        queues = (self.work, self.events, self.poison)
+        sent = [message.text for queue in queues for message in queue.sent] + self.poison.raw
+        return "\n".join([self.runs.stored_text(), *sent, *(message.text for message in self.processed)])
+
+
+def build_world(
+    *,
+    preflight_policy: PreflightPolicy | None = None,
+    timings: WorkflowTimings | None = None,
+    location: str = WORKSPACE_LOCATION,
+    broker_blocks: tuple[dict[str, list[str]], ...] = (OWNER_BLOCK,),
+    broker_roles: tuple[str, ...] = ("Owner",),
+    broker_scope: str = SUBSCRIPTION_SCOPE,
+) -> World:
+    """The world; the broker's identity holds `broker_blocks` and `broker_roles` at `broker_scope`."""
+    clock = FixedClock()
+    ml = FakeMachineLearning()
+    ml.add_workspace(WORKSPACE_ID, location)
+    authorization = FakeAuthorization(BROKER)
+    authorization.grant_own(broker_scope, *broker_blocks)
+    authorization.grant(BROKER, broker_scope, permissions=broker_blocks, roles=broker_roles)
+    authorization.grant(REQUESTER, WORKSPACE_ID, permissions=[AI_DEVELOPER_BLOCK], roles=["Azure AI Developer"])
+    secrets = FakeSecretStore()
+    runs = InMemoryRunRepository()
+    work, events, poison = FakeQueue(), FakeQueue(), FakeQueue()
+    the_policy = preflight_policy or policy()
+    workflow = Workflow(
+        runs=runs,
+        machine_learning=ml,
+        secrets=secrets,
+        work_queue=work,
+        events=events,
+        catalog=the_policy.catalog,
+        clock=clock,
+        timings=timings,
+    )
+    ids = count(1)
+    service = DeploymentService(
+        runs=runs,
+        machine_learning=ml,
+        authorization=authorization,
+        workflow=workflow,
+        queues=Queues(work=work, events=events, requests_poison=poison),
+        policy=the_policy,
+        clock=clock,
+        new_id=lambda: f"run-{next(ids):04d}",
+    )
+    return World(clock, ml, authorization, secrets, runs, work, events, poison, workflow, service, the_policy)

@@ -1,0 +1,531 @@
+"""The provisioning workflow, driven one work message at a time as the worker would receive them."""
+
+import logging
+
+import pytest
+
+from shared.azure_errors import AzureCallError
+from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, plan_for
+from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE, WorkItem
+from shared.deployments.workflow import SECRET_CONTENT_TYPE, StepFailedError, WorkflowTimings
+from shared.redaction import REDACTED, default_registry
+from shared.runs import RunError, RunStatus
+
+from .scenario import CATALOG, DIRECT_MODEL, MARKETPLACE_MODEL, REQUESTER, WORKSPACE_ID, build_world, request
+
+SUBSCRIPTION_NAME = "Cohere-command-r-08-2024-subscription"
+THROTTLED = AzureCallError(429, "TooManyRequests", "Rate limit exceeded.", retry_after=17)
+
+
+def submit(world, model=MARKETPLACE_MODEL, **fields):
+    submission = world.service.submit(request(model, **fields), caller=REQUESTER)
+    assert submission.created
+    return submission.run
+
+
+def plan_of(world, run_id):
+    return plan_for(world.runs.get(run_id).run.request, CATALOG)
+
+
+def status_of(world, run_id):
+    return world.runs.get(run_id).run.status
+
+
+def statuses(run):
+    return [step.status for step in run.steps]
+
+
+# The happy paths.
+
+
+def test_a_marketplace_model_is_subscribed_provisioned_and_its_keys_stored(world):
+    run = submit(world, ticket="CHG-42", tags={"costCenter": "ai-1"}, content_safety="Disabled")
+    plan = plan_of(world, run.id)
+
+    world.drain()
+
+    done = world.runs.get(run.id).run
+    assert done.status is RunStatus.SUCCEEDED
+    assert statuses(done) == [
+        RunStatus.ACCEPTED,
+        RunStatus.VALIDATING,
+        RunStatus.SUBSCRIBING,
+        RunStatus.PROVISIONING,
+        RunStatus.STORING_KEYS,
+        RunStatus.SUCCEEDED,
+    ]
+    # Each long-running operation was started once and polled by delayed messages, as ARM's Retry-After asked.
+    assert [(m.body["step"], "operation_url" in m.body, m.delay_seconds) for m in world.processed] == [
+        (SUBSCRIBE, False, 0),
+        (SUBSCRIBE, True, 3.0),
+        (SUBSCRIBE, True, 4.0),
+        (PROVISION, False, 0),
+        (PROVISION, True, 3.0),
+        (PROVISION, True, 4.0),
+        (STORE_KEYS, False, 0),
+    ]
+    assert len(world.ml.calls_to("begin_create_subscription")) == 1
+    assert world.ml.calls_to("begin_create_subscription")[0].kwargs == {"model_id": MARKETPLACE_MODEL}
+    assert world.ml.subscription(WORKSPACE_ID, SUBSCRIPTION_NAME).status == "Subscribed"
+    (create,) = world.ml.calls_to("begin_create_endpoint")
+    assert create.args == (WORKSPACE_ID, plan.endpoint_name)
+    assert create.kwargs == {
+        "model_id": MARKETPLACE_MODEL,
+        "location": "eastus2",
+        "content_safety": "Disabled",
+        "tags": {"costCenter": "ai-1", MANAGED_BY_TAG: MANAGED_BY_VALUE, "brokerRunId": run.id},
+    }
+
+    endpoint = world.ml.endpoint(WORKSPACE_ID, plan.endpoint_name)
+    assert done.endpoint.model_dump() == {"name": endpoint.name, "id": endpoint.id, "scoring_uri": endpoint.scoring_uri}
+    assert endpoint.scoring_uri is not None
+
+    keys = world.ml.endpoint_keys(WORKSPACE_ID, plan.endpoint_name)
+    primary = world.secrets.latest(plan.secret_names.primary)
+    secondary = world.secrets.latest(plan.secret_names.secondary)
+    assert (primary.value, secondary.value) == (keys.primary, keys.secondary)
+    assert (done.secret_ids.primary, done.secret_ids.secondary) == (primary.secret.id, secondary.secret.id)
+    for version, key_type in ((primary, "primary"), (secondary, "secondary")):
+        assert version.secret.content_type == SECRET_CONTENT_TYPE
+        assert version.secret.tags == {
+            "workspace": WORKSPACE_ID,
+            "endpoint": plan.endpoint_name,
+            "model": MARKETPLACE_MODEL,
+            "run": run.id,
+            "keyType": key_type,
+            MANAGED_BY_TAG: MANAGED_BY_VALUE,
+        }
+
+    assert world.event_types() == ["accepted", "succeeded"]
+    succeeded = world.events.bodies[-1]
+    assert succeeded["subject"] == run.id
+    assert succeeded["id"] == f"{run.id}/succeeded"
+    assert succeeded["time"] == "2026-11-27T09:00:00Z"
+    assert succeeded["data"] == {
+        "runId": run.id,
+        "ticket": "CHG-42",
+        "status": "Succeeded",
+        "workspaceId": WORKSPACE_ID,
+        "modelId": MARKETPLACE_MODEL,
+        "endpointName": endpoint.name,
+        "endpointId": endpoint.id,
+        "scoringUri": endpoint.scoring_uri,
+        "secretIds": {"primary": primary.secret.id, "secondary": secondary.secret.id},
+        "error": None,
+    }
+
+
+def test_endpoint_keys_appear_nowhere_but_in_key_vault(world, caplog):
+    caplog.set_level(logging.DEBUG)
+    run = submit(world)
+
+    world.drain()
+
+    plan = plan_of(world, run.id)
+    keys = world.ml.endpoint_keys(WORKSPACE_ID, plan.endpoint_name)
+    written = world.everything_written() + caplog.text + repr(world.runs.get(run.id).run)
+    assert keys.primary not in written
+    assert keys.secondary not in written
+    # The values are registered for scrubbing, should any log line ever carry one.
+    assert default_registry.redact(f"key={keys.primary}") == f"key={REDACTED}"
+
+
+def test_a_model_sold_directly_skips_the_subscription(world):
+    run = submit(world, DIRECT_MODEL)
+    assert run.status is RunStatus.PROVISIONING
+
+    world.drain()
+
+    done = world.runs.get(run.id).run
+    assert done.status is RunStatus.SUCCEEDED
+    assert RunStatus.SUBSCRIBING not in statuses(done)
+    assert not [name for name in world.ml.call_names if "subscription" in name]
+    assert [m.body["step"] for m in world.processed] == [PROVISION, PROVISION, PROVISION, STORE_KEYS]
+
+
+def test_a_subscribed_subscription_is_reused(world):
+    world.ml.add_subscription(WORKSPACE_ID, SUBSCRIPTION_NAME, MARKETPLACE_MODEL, status="Subscribed")
+    run = submit(world)
+
+    world.step()
+
+    assert status_of(world, run.id) is RunStatus.PROVISIONING
+    assert world.ml.call_names == ["get_workspace", "list_endpoints", "get_subscription"]
+    assert world.work.bodies == [{"run_id": run.id, "step": PROVISION, "attempt": 0}]
+    world.drain()
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert world.ml.calls_to("begin_create_subscription") == []
+
+
+def test_a_suspended_subscription_is_subscribed_again(world):
+    world.ml.add_subscription(WORKSPACE_ID, SUBSCRIPTION_NAME, MARKETPLACE_MODEL, status="Suspended")
+    run = submit(world)
+
+    world.drain()
+
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert len(world.ml.calls_to("begin_create_subscription")) == 1
+
+
+def test_an_operation_without_retry_after_is_polled_at_the_configured_interval():
+    world = build_world(timings=WorkflowTimings(poll_seconds=2.5))
+    world.ml.operation_retry_after = None
+    world.ml.poll_retry_after = None
+    submit(world, DIRECT_MODEL)
+
+    world.drain()
+
+    assert [m.delay_seconds for m in world.processed] == [0, 2.5, 2.5, 0]
+
+
+def test_a_write_that_finishes_at_once_is_confirmed_by_reading_the_resource_again(world):
+    world.ml.synchronous = True
+    run = submit(world)
+
+    world.drain()
+
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert world.ml.calls_to("get_operation") == []
+    assert [(m.body["step"], m.body["attempt"], m.delay_seconds) for m in world.processed] == [
+        (SUBSCRIBE, 0, 0),
+        (SUBSCRIBE, 1, 1),
+        (PROVISION, 0, 0),
+        (PROVISION, 1, 1),
+        (STORE_KEYS, 0, 0),
+    ]
+
+
+def test_start_queues_the_step_matching_the_run_status(world):
+    run = submit(world, DIRECT_MODEL)
+    world.work.sent.clear()
+    storing = run.transition(RunStatus.STORING_KEYS, at=world.clock())
+
+    world.workflow.start(storing)
+
+    assert world.work.bodies == [{"run_id": run.id, "step": STORE_KEYS, "attempt": 0}]
+
+
+# Endpoints that are not ready yet.
+
+
+def test_an_endpoint_still_creating_after_its_operation_is_polled_again(world):
+    world.ml.endpoint_outcome = "Creating"
+    run = submit(world, DIRECT_MODEL)
+    for _ in range(3):
+        world.step()
+
+    assert status_of(world, run.id) is RunStatus.PROVISIONING
+    again = world.work.sent[-1]
+    assert again.body["step"] == PROVISION
+    assert again.delay_seconds == WorkflowTimings().poll_seconds
+
+    plan = plan_of(world, run.id)
+    world.ml.set_endpoint_state(WORKSPACE_ID, plan.endpoint_name, "Succeeded")
+    world.drain()
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert len(world.ml.calls_to("begin_create_endpoint")) == 1
+
+
+def test_a_creating_endpoint_found_without_an_operation_is_watched_not_created_again(world):
+    run = submit(world, DIRECT_MODEL)
+    plan = plan_of(world, run.id)
+    world.ml.add_endpoint(WORKSPACE_ID, plan.endpoint_name, DIRECT_MODEL, provisioning_state="Creating")
+
+    message = world.step()
+
+    assert message.body == {"run_id": run.id, "step": PROVISION, "attempt": 0}
+    assert world.work.sent[-1].body == message.body
+    assert world.work.sent[-1].delay_seconds == WorkflowTimings().poll_seconds
+    assert world.ml.calls_to("begin_create_endpoint") == []
+
+
+def test_a_failed_endpoint_found_without_an_operation_is_created_again(world):
+    run = submit(world, DIRECT_MODEL)
+    plan = plan_of(world, run.id)
+    world.ml.add_endpoint(WORKSPACE_ID, plan.endpoint_name, DIRECT_MODEL, provisioning_state="Failed")
+
+    world.drain()
+
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert len(world.ml.calls_to("begin_create_endpoint")) == 1
+
+
+# Stale and duplicate deliveries.
+
+
+def test_a_duplicate_delivery_of_a_finished_step_is_dropped(world):
+    run = submit(world)
+    world.drain()
+    calls_before = len(world.ml.calls)
+
+    world.service.advance(world.processed[0].text)
+
+    assert len(world.ml.calls) == calls_before
+    assert world.work.sent == []
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert world.event_types() == ["accepted", "succeeded"]
+
+
+def test_a_message_for_a_later_step_than_the_run_reached_is_dropped(world):
+    run = submit(world)
+
+    world.workflow.advance(WorkItem(run.id, STORE_KEYS))
+
+    assert world.ml.calls_to("list_keys") == []
+    assert status_of(world, run.id) is RunStatus.SUBSCRIBING
+
+
+def test_a_message_for_an_unknown_run_is_dropped_with_a_warning(world, caplog):
+    world.workflow.advance(WorkItem("no-such-run", PROVISION))
+
+    assert world.ml.calls == []
+    assert "no-such-run" in caplog.text
+    assert caplog.records[-1].levelno == logging.WARNING
+
+
+# Transient and permanent Azure errors.
+
+
+def test_a_throttled_call_is_retried_after_azures_retry_after(world):
+    run = submit(world, DIRECT_MODEL)
+    world.ml.fail_next("begin_create_endpoint", THROTTLED)
+
+    world.step()
+
+    (retry,) = world.work.sent
+    assert retry.body == {"run_id": run.id, "step": PROVISION, "attempt": 1}
+    assert retry.delay_seconds == 17
+    assert status_of(world, run.id) is RunStatus.PROVISIONING
+    assert world.event_types() == ["accepted"]
+    world.drain()
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(("attempt", "delay"), [(0, 1.0), (3, 8.0), (6, 60.0)])
+def test_a_transient_error_without_retry_after_backs_off_exponentially(world, attempt, delay):
+    run = submit(world, DIRECT_MODEL)
+    world.work.sent.clear()
+    world.ml.fail_next("get_endpoint", AzureCallError(503, "ServiceUnavailable", "Busy."))
+
+    world.workflow.advance(WorkItem(run.id, PROVISION, attempt=attempt))
+
+    assert world.work.sent[0].body["attempt"] == attempt + 1
+    assert world.work.sent[0].delay_seconds == delay
+
+
+def test_a_transient_error_while_polling_keeps_the_operation(world):
+    run = submit(world, DIRECT_MODEL)
+    world.step()
+    world.ml.fail_next("get_operation", AzureCallError(None, "ConnectionReset", "Connection reset by peer."))
+
+    polled = world.step()
+
+    (retry,) = world.work.sent
+    assert retry.body == {**polled.body, "attempt": 1}
+    assert status_of(world, run.id) is RunStatus.PROVISIONING
+
+
+def test_a_transient_key_vault_error_is_retried(world):
+    run = submit(world, DIRECT_MODEL)
+    world.secrets.fail_next("set_secret", AzureCallError(409, "ObjectIsBeingDeleted", "Being deleted."))
+
+    world.drain()
+
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert [m.body["attempt"] for m in world.processed if m.body["step"] == STORE_KEYS] == [0, 1]
+
+
+def test_exhausting_the_transient_attempts_fails_the_run_with_azures_code():
+    world = build_world(timings=WorkflowTimings(max_transient_attempts=2))
+    run = submit(world, DIRECT_MODEL)
+    world.ml.fail_next("begin_create_endpoint", THROTTLED, times=3)
+
+    world.drain()
+
+    assert [m.body["attempt"] for m in world.processed] == [0, 1, 2]
+    failed = world.runs.get(run.id).run
+    assert failed.status is RunStatus.FAILED
+    assert failed.error == RunError(code="TooManyRequests", message="Rate limit exceeded.")
+    assert world.event_types() == ["accepted", "failed"]
+    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) is None
+
+
+def test_a_permanent_error_fails_the_run_releases_the_claim_and_announces_it(world):
+    run = submit(world, DIRECT_MODEL, ticket="CHG-7")
+    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) == run.id
+    denied = AzureCallError(403, "AuthorizationFailed", "The client does not have authorization to perform action.")
+    world.ml.fail_next("begin_create_endpoint", denied)
+
+    world.drain()
+
+    failed = world.runs.get(run.id).run
+    assert failed.status is RunStatus.FAILED
+    assert failed.error.code == "AuthorizationFailed"
+    assert failed.error.message == denied.message
+    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) is None
+    assert world.event_types() == ["accepted", "failed"]
+    event = world.events.bodies[-1]
+    assert event["data"]["ticket"] == "CHG-7"
+    assert event["data"]["error"] == {"code": "AuthorizationFailed", "message": denied.message, "details": []}
+    assert world.work.sent == []
+
+
+def test_a_permanent_key_vault_error_fails_the_run_without_secret_ids(world):
+    run = submit(world, DIRECT_MODEL)
+    world.secrets.fail_next("set_secret", AzureCallError(403, "Forbidden", "The user does not have secrets set."))
+
+    world.drain()
+
+    failed = world.runs.get(run.id).run
+    assert (failed.status, failed.error.code, failed.secret_ids) == (RunStatus.FAILED, "Forbidden", None)
+
+
+# Operations and resources that end badly.
+
+
+def test_a_subscription_operation_that_fails_fails_the_run_with_its_error(world):
+    run = submit(world)
+    world.ml.fail_next_operation = ("MarketplaceSubscriptionPurchaseFailed", "Purchase eligibility check failed.")
+
+    world.drain()
+
+    failed = world.runs.get(run.id).run
+    assert failed.status is RunStatus.FAILED
+    assert failed.error == RunError(
+        code="MarketplaceSubscriptionPurchaseFailed", message="Purchase eligibility check failed."
+    )
+    assert RunStatus.PROVISIONING not in statuses(failed)
+    assert world.ml.calls_to("begin_create_endpoint") == []
+    assert world.event_types() == ["accepted", "failed"]
+    assert world.runs.deployment_holder(WORKSPACE_ID, MARKETPLACE_MODEL) is None
+
+
+def test_an_endpoint_operation_that_fails_fails_the_run_with_its_error(world):
+    run = submit(world, DIRECT_MODEL)
+    world.ml.fail_next_operation = ("QuotaExceeded", "Not enough quota in eastus2.")
+
+    world.drain()
+
+    failed = world.runs.get(run.id).run
+    assert failed.error == RunError(code="QuotaExceeded", message="Not enough quota in eastus2.")
+    assert failed.secret_ids is None
+    assert world.secrets.calls == []
+
+
+def test_an_operation_that_fails_without_an_error_body_still_explains_itself(world):
+    run = submit(world, DIRECT_MODEL)
+    world.ml.fail_next_operation = (None, None)
+
+    world.drain()
+
+    assert world.runs.get(run.id).run.error == RunError(code="OperationFailed", message="Azure reported failure.")
+
+
+def test_a_subscription_that_ends_unsubscribed_fails_the_run(world):
+    run = submit(world)
+    world.ml.subscription_outcome = "Suspended"
+
+    world.drain()
+
+    failed = world.runs.get(run.id).run
+    assert failed.error.code == "MarketplaceSubscriptionNotActive"
+    assert f"'{SUBSCRIPTION_NAME}' finished creating but is Suspended" in failed.error.message
+
+
+def test_a_subscription_that_vanishes_after_its_operation_fails_the_run(world):
+    run = submit(world)
+    world.step()
+    world.ml.subscriptions.clear()
+    world.ml.polls_before_done = 0
+
+    world.drain()
+
+    assert "is missing" in world.runs.get(run.id).run.error.message
+
+
+def test_an_endpoint_that_ends_failed_after_its_operation_fails_the_run(world):
+    world.ml.endpoint_outcome = "Canceled"
+    run = submit(world, DIRECT_MODEL)
+
+    world.drain()
+
+    failed = world.runs.get(run.id).run
+    assert failed.error.code == "EndpointProvisioningFailed"
+    assert "ended Canceled" in failed.error.message
+
+
+def test_an_endpoint_that_disappears_before_its_keys_are_stored_fails_the_run(world):
+    run = submit(world, DIRECT_MODEL)
+    while world.work.sent and world.work.sent[0].body["step"] != STORE_KEYS:
+        world.step()
+    world.ml.endpoints.clear()
+
+    world.drain()
+
+    failed = world.runs.get(run.id).run
+    assert failed.error.code == "EndpointNotFound"
+    assert RunStatus.SUCCEEDED not in statuses(failed)
+
+
+def test_failing_a_run_another_worker_already_finished_keeps_the_outcome(world):
+    run = submit(world, DIRECT_MODEL)
+    world.ml.fail_next("begin_create_endpoint", AzureCallError(400, "BadRequest", "Invalid body."))
+    earlier = RunError(code="QuotaExceeded", message="Reported by another worker.")
+
+    def another_worker_fails_it_first():
+        world.runs.update(run.id, lambda current: current.transition(RunStatus.FAILED, at=world.clock(), error=earlier))
+
+    world.runs.before_next("save", another_worker_fails_it_first)
+
+    world.drain()
+
+    final = world.runs.get(run.id).run
+    assert final.error == earlier
+    assert statuses(final).count(RunStatus.FAILED) == 1
+    assert world.runs.conflicts == 1
+    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) is None
+
+
+def test_a_step_whose_save_loses_a_race_is_reapplied_on_the_latest_record(world):
+    run = submit(world, DIRECT_MODEL)
+    while world.work.sent[0].body["step"] != STORE_KEYS:
+        world.step()
+
+    def touch():
+        # A concurrent writer re-saves the record unchanged in content but with a fresh ETag.
+        stored = world.runs.get(run.id)
+        world.runs.save(stored.run, stored.etag)
+
+    world.runs.before_next("save", touch)
+
+    world.drain()
+
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert world.runs.conflicts == 1
+
+
+def test_an_unexpected_error_is_left_to_the_host_to_retry(world):
+    run = submit(world, DIRECT_MODEL)
+    world.ml.fail_next("get_endpoint", RuntimeError("bug"))
+
+    with pytest.raises(RuntimeError):
+        world.step()
+
+    assert status_of(world, run.id) is RunStatus.PROVISIONING
+
+
+# Small parts.
+
+
+@pytest.mark.parametrize(
+    ("attempt", "retry_after", "expected"),
+    [(0, None, 1.0), (4, None, 16.0), (9, None, 60.0), (9, 3.0, 3.0), (0, 0.0, 1.0)],
+)
+def test_backoff_prefers_retry_after_and_caps_the_exponent(attempt, retry_after, expected):
+    assert WorkflowTimings().backoff(attempt, retry_after) == expected
+
+
+def test_a_step_failure_carries_azures_code_and_message():
+    failure = StepFailedError("QuotaExceeded", "No quota.")
+
+    assert (failure.code, failure.message, str(failure)) == ("QuotaExceeded", "No quota.", "QuotaExceeded: No quota.")
