@@ -28,6 +28,7 @@ from devstack.emulator.keyvault_store import (
     StoredSecret,
     bad_parameter,
 )
+from devstack.emulator.middleware import PRINCIPAL_KEY
 from devstack.emulator.rbac import Authorizer
 from devstack.emulator.scenario import VaultSpec
 from devstack.emulator.tokens import KEYVAULT_AUDIENCE
@@ -39,7 +40,6 @@ API_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "
 MAX_RESULTS = 25
 SECRETS = "Microsoft.KeyVault/vaults/secrets"
 # The request key the shared request log reads the caller from.
-_PRINCIPAL = "principal"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -167,7 +167,7 @@ class VaultApi:
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         # The token check comes first: the SDK's opening request carries neither token nor body, expecting 401.
-        request[_PRINCIPAL] = self._state.tokens.verify(
+        request[PRINCIPAL_KEY] = self._state.tokens.verify(
             request.headers.get("Authorization"), audience=KEYVAULT_AUDIENCE
         )
         version = request.query.get("api-version")
@@ -180,7 +180,7 @@ class VaultApi:
 
     def _require(self, request: web.Request, data_action: str, name: str | None = None) -> None:
         scope = self._vault.resource_id if name is None else f"{self._vault.resource_id}/secrets/{name}"
-        self._authorizer.require_data(request[_PRINCIPAL], f"{SECRETS}/{data_action}", scope)
+        self._authorizer.require_data(request[PRINCIPAL_KEY], f"{SECRETS}/{data_action}", scope)
 
     async def set_secret(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
