@@ -98,6 +98,15 @@ def test_a_subset_of_checks_can_be_run(world):
     assert world.azure_calls == []
 
 
+def test_a_check_that_needs_the_plan_makes_it_when_run_alone(world):
+    context = PreflightContext(request(DIRECT_MODEL), REQUESTER, world.policy, world.ml, world.authorization)
+
+    result = run_preflight(context, [CHECKS[3]])
+
+    assert result.checks_passed == ("broker-permissions",)
+    assert result.plan == plan_for(request(DIRECT_MODEL), CATALOG)
+
+
 def test_a_model_sold_directly_is_planned_without_a_subscription():
     plan = plan_for(request(DIRECT_MODEL, endpoint_name="my-deepseek"), CATALOG)
 

@@ -219,6 +219,23 @@ def test_a_concurrent_attempt_with_the_same_key_but_another_body_is_a_conflict(w
     assert [run.id for run in world.runs.all_runs] == [concurrent[0].run.id]
 
 
+def test_a_concurrent_attempt_with_the_same_key_gets_the_rejection_the_first_stored():
+    world = build_world(location="westeurope")
+    concurrent = []
+    world.runs.before_next(
+        "create",
+        lambda: concurrent.append(
+            world.service.submit(request(MARKETPLACE_MODEL), caller=REQUESTER, idempotency_key="key-1")
+        ),
+    )
+
+    submission = world.service.submit(request(MARKETPLACE_MODEL), caller=REQUESTER, idempotency_key="key-1")
+
+    (winner,) = concurrent
+    assert (submission.run, submission.created, submission.problem) == (winner.run, False, winner.problem)
+    assert world.event_types() == ["rejected"]
+
+
 # One deployment per workspace and model.
 
 

@@ -15,12 +15,9 @@ HEAVY_MODULES = (
 def test_importing_function_app_loads_no_heavy_sdk():
     # A fresh interpreter, as on a cold start: importing the entry point must stay light.
     script = (
-        "import json, sys; import function_app; "
-        f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
+        f"import json, sys; import function_app; print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
 
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
