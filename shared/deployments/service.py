@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from shared.requests import DeploymentRequest, QueueDeploymentRequest, validatio
 from shared.runs import EndpointInfo, RunError, RunRecord, RunStatus
 
 LOGGER = logging.getLogger(__name__)
+# A concurrent request stores its run within milliseconds of claiming; a claim without a run after this is abandoned.
+CLAIM_SETTLE_SECONDS = 3.0
+CLAIM_POLL_SECONDS = 0.05
 
 
 class IdempotencyConflictError(Exception):
@@ -63,7 +67,11 @@ class DeploymentService:
         policy: PreflightPolicy,
         clock: Callable[[], datetime],
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._sleep = sleep
+        self._monotonic = monotonic
         self._runs = runs
         self._ml = machine_learning
         self._authorization = authorization
@@ -118,7 +126,7 @@ class DeploymentService:
         workspace_id, model_id = plan.workspace.resource_id, plan.model.normalized
         # Claim again under the same run id after losing a take-over race, so the run keeps its idempotency key.
         while (owner := self._runs.claim_deployment(workspace_id, model_id, run.id)) != run.id:
-            holder = self._runs.get(owner)
+            holder = self._settled_run(owner)
             if holder is not None and not holder.run.is_terminal:
                 return Submission(holder.run, created=False, problem=None)
             if self._runs.take_over_deployment(workspace_id, model_id, owner, run.id):
@@ -144,6 +152,16 @@ class DeploymentService:
         self._workflow.start(run)
         self._queues.events.send(_accepted_event(run, self._clock()))
         return Submission(run, created=True, problem=None)
+
+    def _settled_run(self, run_id: str) -> Any:
+        """The claim holder's stored run, allowing it the moment between claiming and storing its record.
+
+        A holder still missing after that window crashed before storing its run, and its claim may be taken over.
+        """
+        deadline = self._monotonic() + CLAIM_SETTLE_SECONDS
+        while (stored := self._runs.get(run_id)) is None and self._monotonic() < deadline:
+            self._sleep(CLAIM_POLL_SECONDS)
+        return stored
 
     def get(self, run_id: str) -> RunRecord | None:
         stored = self._runs.get(run_id)

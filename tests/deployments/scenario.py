@@ -119,6 +119,24 @@ def policy(
 
 
 @dataclass
+class Waiting:
+    """The service's sleep and monotonic clock: time advances only by sleeping, and each sleep runs `on_sleep`."""
+
+    now: float = 0.0
+    slept: float = 0.0
+    on_sleep: list = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+        while self.on_sleep:
+            self.on_sleep.pop(0)()
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@dataclass
 class World:
     clock: FixedClock
     ml: FakeMachineLearning
@@ -132,6 +150,7 @@ class World:
     service: DeploymentService
     policy: PreflightPolicy
     processed: list[SentMessage] = field(default_factory=list)
+    waiting: Waiting = field(default_factory=Waiting)
 
     @property
     def azure_calls(self) -> list[str]:
@@ -203,6 +222,7 @@ def build_world(
         timings=timings,
     )
     ids = count(1)
+    waiting = Waiting()
     service = DeploymentService(
         runs=runs,
         machine_learning=ml,
@@ -212,5 +232,9 @@ def build_world(
         policy=the_policy,
         clock=clock,
         new_id=lambda: f"run-{next(ids):04d}",
+        sleep=waiting.sleep,
+        monotonic=waiting.monotonic,
     )
-    return World(clock, ml, authorization, secrets, runs, work, events, poison, workflow, service, the_policy)
+    return World(
+        clock, ml, authorization, secrets, runs, work, events, poison, workflow, service, the_policy, waiting=waiting
+    )

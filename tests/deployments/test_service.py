@@ -6,7 +6,7 @@ import pytest
 
 from shared.azure_errors import AzureCallError
 from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, plan_for
-from shared.deployments.service import IdempotencyConflictError
+from shared.deployments.service import CLAIM_SETTLE_SECONDS, IdempotencyConflictError
 from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE
 from shared.events import EVENT_TYPE_PREFIX
 from shared.runs import RunError, RunRecord, RunStatus
@@ -331,17 +331,30 @@ def test_a_lost_take_over_race_keeps_the_run_id_and_its_idempotency_key(world):
     assert (replay.run.id, replay.created) == (submission.run.id, False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known race (reported to the lead): a claim whose run is not stored yet is taken over as if finished, "
-    "so two concurrent first requests for one model both provision.",
-)
-def test_a_request_racing_a_first_request_that_has_not_stored_its_run_yet_does_not_provision_twice(world):
-    world.authorization.grant(COLLEAGUE, WORKSPACE_ID, permissions=[AI_DEVELOPER_BLOCK])
-    world.runs.before_next("create", lambda: world.service.submit(request(DIRECT_MODEL), caller=COLLEAGUE))
+def test_a_request_finding_a_claim_whose_run_is_not_stored_yet_waits_and_joins_it(world):
+    early = RunRecord.new(run_id="run-early", caller=COLLEAGUE, request=request(DIRECT_MODEL), at=world.clock())
+    early = early.transition(RunStatus.VALIDATING, at=world.clock()).transition(
+        RunStatus.PROVISIONING, at=world.clock()
+    )
+    world.runs.claim_deployment(WORKSPACE_ID, DIRECT_MODEL, "run-early")
+    # The first request stores its run while the second is waiting for it.
+    world.waiting.on_sleep.append(lambda: world.runs.create(early))
 
-    world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
+    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
 
+    assert (submission.run.id, submission.created) == ("run-early", False)
+    assert world.work.sent == []
+    assert 0 < world.waiting.slept < CLAIM_SETTLE_SECONDS
+
+
+def test_a_claim_whose_run_never_appears_is_taken_over_after_the_settle_window(world):
+    world.runs.claim_deployment(WORKSPACE_ID, DIRECT_MODEL, "run-crashed")
+
+    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
+
+    assert submission.created
+    assert world.waiting.slept >= CLAIM_SETTLE_SECONDS
+    assert world.runs.claim_deployment(WORKSPACE_ID, DIRECT_MODEL, "someone-else") == submission.run.id
     assert len(world.work.sent) == 1
 
 
