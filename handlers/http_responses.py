@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 
 import azure.functions as func
 
-from shared.problems import CONTENT_TYPE, INTERNAL, Problem
+from shared.azure_errors import AzureCallError
+from shared.problems import AZURE_UNAVAILABLE, CONTENT_TYPE, INTERNAL, Problem
 from shared.redaction import default_registry
 
 LOGGER = logging.getLogger(__name__)
@@ -50,7 +51,9 @@ def problems_on_crash(handler: HttpHandler) -> HttpHandler:
     def guarded(req: func.HttpRequest) -> func.HttpResponse:
         try:
             return handler(req)
-        except Exception:  # noqa: BLE001 - the guard exists to catch what nothing else did
+        except Exception as error:  # noqa: BLE001 - the guard exists to catch what nothing else did
+            if isinstance(error, AzureCallError) and error.transient:
+                return _azure_unavailable(req, handler, error)
             LOGGER.error(
                 "%s %s failed unexpectedly:\n%s",
                 req.method,
@@ -62,3 +65,13 @@ def problems_on_crash(handler: HttpHandler) -> HttpHandler:
             )
 
     return guarded
+
+
+def _azure_unavailable(req: func.HttpRequest, handler: HttpHandler, error: AzureCallError) -> func.HttpResponse:
+    # Throttled or unavailable after the pipeline's own retries: the caller may simply try again later.
+    LOGGER.warning("%s %s: Azure unavailable (%s)", req.method, handler.__name__, error.code)
+    retry_after = str(max(1, round(error.retry_after or 10)))
+    return problem_response(
+        Problem(AZURE_UNAVAILABLE, f"Azure answered {error.code}; retry after {retry_after} seconds."),
+        headers={"Retry-After": retry_after},
+    )

@@ -91,6 +91,7 @@ def _paths() -> dict[str, Any]:
                         "deployment-conflict",
                         "region-unsupported",
                         "idempotency-conflict",
+                        "azure-unavailable",
                         "internal",
                     ),
                 },
@@ -139,7 +140,7 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json_response("The model's availability", _ref("ModelAvailability")),
-                    **_problem_responses("validation-failed", "not-found", "internal"),
+                    **_problem_responses("validation-failed", "not-found", "azure-unavailable", "internal"),
                 },
             },
         },

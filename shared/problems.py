@@ -48,6 +48,7 @@ REGION_UNSUPPORTED = ProblemType("region-unsupported", "The model cannot be depl
 IDEMPOTENCY_CONFLICT = ProblemType(
     "idempotency-conflict", "The idempotency key was already used for a different request", 422
 )
+AZURE_UNAVAILABLE = ProblemType("azure-unavailable", "Azure did not answer in time; retry later", 503)
 INTERNAL = ProblemType("internal", "The broker failed unexpectedly", 500)
 
 CATALOG: Mapping[str, ProblemType] = {
@@ -64,6 +65,7 @@ CATALOG: Mapping[str, ProblemType] = {
         DEPLOYMENT_CONFLICT,
         REGION_UNSUPPORTED,
         IDEMPOTENCY_CONFLICT,
+        AZURE_UNAVAILABLE,
         INTERNAL,
     )
 }

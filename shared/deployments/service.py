@@ -14,15 +14,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.azure_errors import RecordExistsError
+from shared.azure_errors import AzureCallError, RecordExistsError
 from shared.azure_ids import WorkspaceId
 from shared.catalog import ModelCatalog
-from shared.deployments.preflight import PreflightContext, PreflightPolicy, run_preflight
+from shared.deployments.preflight import (
+    DeploymentPlan,
+    PreflightContext,
+    PreflightPolicy,
+    PreflightResult,
+    run_preflight,
+)
 from shared.deployments.work import WorkItem
 from shared.deployments.workflow import SUCCEEDED, Workflow
 from shared.events import deployment_event, malformed_request_rejected_event
 from shared.model_ids import parse_model_id
-from shared.ports import AuthorizationPort, MachineLearningPort, MessageQueuePort, RunRepositoryPort
+from shared.ports import AuthorizationPort, Endpoint, MachineLearningPort, MessageQueuePort, RunRepositoryPort
 from shared.problems import Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, validation_problems
 from shared.runs import EndpointInfo, RunError, RunRecord, RunStatus
@@ -110,36 +116,15 @@ class DeploymentService:
             ticket=ticket,
             idempotency_key=idempotency_key,
         ).transition(RunStatus.VALIDATING, at=self._clock())
-        context = PreflightContext(
-            request=request,
-            caller=caller,
-            policy=self._policy,
-            machine_learning=self._ml,
-            authorization=self._authorization,
-        )
-        result = run_preflight(context)
-        if result.problem is not None:
-            return self._reject(run, result.problem)
+        result, problem = self._preflight(request, caller)
+        if problem is not None:
+            return self._reject(run, problem)
         plan = result.plan
         assert plan is not None, "a passed preflight always has a plan"
-
-        workspace_id, model_id = plan.workspace.resource_id, plan.model.normalized
-        # Claim again under the same run id after losing a take-over race, so the run keeps its idempotency key.
-        while (owner := self._runs.claim_deployment(workspace_id, model_id, run.id)) != run.id:
-            holder = self._settled_run(owner)
-            if holder is not None and not holder.run.is_terminal:
-                return Submission(holder.run, created=False, problem=None)
-            if self._runs.take_over_deployment(workspace_id, model_id, owner, run.id):
-                break
-
-        existing = result.existing_endpoint
-        # Only a provisioned endpoint may skip to its keys; one left Creating or Failed is provisioned again.
-        if existing is not None and existing.provisioning_state.lower() == SUCCEEDED:
-            next_status, detail = RunStatus.STORING_KEYS, f"endpoint '{plan.endpoint_name}' exists; re-storing keys"
-        elif plan.subscription_name is not None:
-            next_status, detail = RunStatus.SUBSCRIBING, plan.classification.explanation
-        else:
-            next_status, detail = RunStatus.PROVISIONING, plan.classification.explanation
+        holder = self._claim_deployment(plan, run.id)
+        if holder is not None:
+            return Submission(holder, created=False, problem=None)
+        next_status, detail = _first_status(plan, result.existing_endpoint)
         run = run.transition(
             next_status,
             at=self._clock(),
@@ -152,6 +137,35 @@ class DeploymentService:
         self._workflow.start(run)
         self._queues.events.send(_accepted_event(run, self._clock()))
         return Submission(run, created=True, problem=None)
+
+    def _preflight(self, request: DeploymentRequest, caller: str) -> tuple[PreflightResult, Problem | None]:
+        context = PreflightContext(
+            request=request,
+            caller=caller,
+            policy=self._policy,
+            machine_learning=self._ml,
+            authorization=self._authorization,
+        )
+        try:
+            result = run_preflight(context)
+        except AzureCallError as error:
+            problem = _azure_refusal(error, request)
+            if problem is None:
+                raise
+            return PreflightResult(problem, None, None, ()), problem
+        return result, result.problem
+
+    def _claim_deployment(self, plan: DeploymentPlan, run_id: str) -> RunRecord | None:
+        """Claim the right to deploy `plan`; the run in flight that holds it instead, if any."""
+        workspace_id, model_id = plan.workspace.resource_id, plan.model.normalized
+        # Claim again under the same run id after losing a take-over race, so the run keeps its idempotency key.
+        while (owner := self._runs.claim_deployment(workspace_id, model_id, run_id)) != run_id:
+            holder = self._settled_run(owner)
+            if holder is not None and not holder.run.is_terminal:
+                return holder.run
+            if self._runs.take_over_deployment(workspace_id, model_id, owner, run_id):
+                break
+        return None
 
     def _settled_run(self, run_id: str) -> Any:
         """The claim holder's stored run, allowing it the moment between claiming and storing its record.
@@ -279,6 +293,32 @@ class DeploymentService:
                     details=errors,
                 )
             )
+
+
+def _first_status(plan: DeploymentPlan, existing: Endpoint | None) -> tuple[RunStatus, str]:
+    # Only a provisioned endpoint may skip to its keys; one left Creating or Failed is provisioned again.
+    if existing is not None and existing.provisioning_state.lower() == SUCCEEDED:
+        return RunStatus.STORING_KEYS, f"endpoint '{plan.endpoint_name}' exists; re-storing keys"
+    if plan.subscription_name is not None:
+        return RunStatus.SUBSCRIBING, plan.classification.explanation
+    return RunStatus.PROVISIONING, plan.classification.explanation
+
+
+def _azure_refusal(error: AzureCallError, request: DeploymentRequest) -> Problem | None:
+    """A preflight read Azure refused for good: the request is rejected, saying why, rather than failing."""
+    if error.transient:
+        return None
+    if error.not_found:
+        return Problem.of(
+            "not-found", f"Workspace {request.workspace_id} was not found: {error.message}", azureCode=error.code
+        )
+    if error.status == 403:
+        return Problem.of(
+            "broker-permissions-missing",
+            f"Azure refused the broker's identity while checking the request ({error.code}): {error.message}",
+            azureCode=error.code,
+        )
+    return None
 
 
 def _accepted_event(run: RunRecord, now: datetime) -> dict[str, Any]:

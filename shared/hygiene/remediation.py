@@ -91,10 +91,8 @@ def plan(policy: RemediationPolicy, records: Iterable[FindingRecord], *, now: da
             if record.deletion_warned_at is None:
                 if record.done_since_opened(Action.SCHEDULE_DELETION):
                     continue  # the warning is queued but not delivered yet; the grace period has not begun
-                due = now + policy.delete_grace
-                planned.append(
-                    PlannedAction(record.key, Action.SCHEDULE_DELETION, f"warn now, delete after {due.isoformat()}")
-                )
+                detail = f"warn, then {_deletion_detail(record)} once {policy.delete_grace} have passed"
+                planned.append(PlannedAction(record.key, Action.SCHEDULE_DELETION, detail))
             elif now >= record.deletion_warned_at + policy.delete_grace:
                 planned.append(PlannedAction(record.key, Action.DELETE, _deletion_detail(record)))
     return planned

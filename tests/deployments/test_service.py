@@ -126,6 +126,24 @@ def test_an_azure_error_during_preflight_stores_nothing(world):
     assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) is None
 
 
+@pytest.mark.parametrize(
+    ("error", "slug"),
+    [
+        (AzureCallError(404, "ResourceNotFound", "No workspace 'proj'."), "not-found"),
+        (AzureCallError(403, "AuthorizationFailed", "No read on the workspace."), "broker-permissions-missing"),
+    ],
+)
+def test_a_preflight_read_azure_refuses_for_good_rejects_the_request(world, error, slug):
+    world.ml.fail_next("get_workspace", error)
+
+    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
+
+    assert submission.problem.kind.slug == slug
+    assert error.message in submission.problem.detail
+    assert submission.run.status is RunStatus.REJECTED
+    assert submission.run.error.details == [{"azureCode": error.code}]
+
+
 # Idempotency-Key.
 
 

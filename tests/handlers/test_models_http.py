@@ -74,3 +74,13 @@ def test_other_azure_failures_are_internal_errors(service):
     assert response.status_code == 500
     assert json_body(response)["type"] == PROBLEM_TYPE_BASE + "internal"
     assert "AuthorizationFailed" not in response.get_body().decode()
+
+
+def test_throttled_azure_is_a_503_with_retry_after(service):
+    service.failure = AzureCallError(429, "TooManyRequests", "slow down", retry_after=7)
+
+    response = _get({"modelId": MODEL, "workspaceId": WORKSPACE})
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "7"
+    assert json_body(response)["type"] == PROBLEM_TYPE_BASE + "azure-unavailable"

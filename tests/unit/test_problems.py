@@ -21,6 +21,7 @@ REQUIRED_SLUGS = {
     "not-found": 404,
     "unauthorized": 401,
     "idempotency-conflict": 422,
+    "azure-unavailable": 503,
     "internal": 500,
 }
 
