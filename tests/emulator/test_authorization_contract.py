@@ -5,10 +5,10 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from example_shapes import example_response, shape_mismatches
 
 from devstack.emulator.scenario import load_scenario_document
 from devstack.emulator.testing import EmulatorHandle, running_emulator
+from tests.emulator.example_shapes import example_response, shape_mismatches
 
 EXAMPLES = "arm-examples/Authorization"
 API = "api-version=2022-04-01"

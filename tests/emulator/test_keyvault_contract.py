@@ -7,9 +7,9 @@ examples show them, others not). The secrets here all set a content type, so its
 
 import pytest
 import requests
-from example_shapes import example_response, shape_mismatches
 
 from devstack.emulator.testing import EmulatorHandle
+from tests.emulator.example_shapes import example_response, shape_mismatches
 
 EXAMPLES = "keyvault-examples"
 EXTRA = {"recoverableDays", "recoveryLevel", "contentType", "tags"}

@@ -2,9 +2,9 @@
 fixture replaces that one function, so every handler under test talks to the same FakeDeploymentService."""
 
 import pytest
-from handler_support import FakeDeploymentService
 
 from shared.deployments import composition
+from tests.handlers.handler_support import FakeDeploymentService
 
 
 @pytest.fixture

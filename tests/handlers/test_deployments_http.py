@@ -3,7 +3,13 @@ import logging
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from handler_support import (
+
+from handlers import deployments
+from handlers.principal import PRINCIPAL_HEADER
+from shared.problems import CONTENT_TYPE, PROBLEM_TYPE_BASE, Problem
+from shared.redaction import default_registry
+from shared.requests import DeploymentRequest
+from tests.handlers.handler_support import (
     AUTHENTICATED_HEADERS,
     CALLER,
     MODEL,
@@ -14,12 +20,6 @@ from handler_support import (
     json_body,
     user_function,
 )
-
-from handlers import deployments
-from handlers.principal import PRINCIPAL_HEADER
-from shared.problems import CONTENT_TYPE, PROBLEM_TYPE_BASE, Problem
-from shared.redaction import default_registry
-from shared.requests import DeploymentRequest
 
 submit = user_function(deployments.submit_deployment)
 get_run = user_function(deployments.get_deployment)

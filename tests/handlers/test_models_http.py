@@ -1,9 +1,9 @@
 import pytest
-from handler_support import MODEL, SUBSCRIPTION, WORKSPACE, http_request, json_body, user_function
 
 from handlers import models
 from shared.azure_errors import AzureCallError
 from shared.problems import CONTENT_TYPE, PROBLEM_TYPE_BASE
+from tests.handlers.handler_support import MODEL, SUBSCRIPTION, WORKSPACE, http_request, json_body, user_function
 
 availability = user_function(models.model_availability)
 

@@ -5,15 +5,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handler_support import (
-    AUTHENTICATED_HEADERS,
-    MODEL,
-    ORIGIN,
-    WORKSPACE,
-    http_request,
-    json_body,
-    user_function,
-)
 from jsonschema import Draft202012Validator
 
 from handlers import deployments, openapi
@@ -23,6 +14,15 @@ from shared.health import check_health
 from shared.problems import CATALOG, Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest
 from shared.runs import RunStatus
+from tests.handlers.handler_support import (
+    AUTHENTICATED_HEADERS,
+    MODEL,
+    ORIGIN,
+    WORKSPACE,
+    http_request,
+    json_body,
+    user_function,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 serve_document = user_function(openapi.openapi)

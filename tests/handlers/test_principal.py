@@ -2,10 +2,10 @@ import base64
 import json
 
 import pytest
-from handler_support import CALLER, OBJECT_ID_CLAIM, principal_header
 
 from handlers.principal import PRINCIPAL_HEADER, PRINCIPAL_ID_HEADER, UnauthenticatedError, caller_object_id
 from shared.problems import UNAUTHORIZED
+from tests.handlers.handler_support import CALLER, OBJECT_ID_CLAIM, principal_header
 
 OTHER = "9a8b7c6d-1111-2222-3333-444455556666"
 

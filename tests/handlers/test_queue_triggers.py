@@ -2,9 +2,9 @@ import json
 import logging
 
 import pytest
-from handler_support import CALLER, MODEL, WORKSPACE, queue_message, user_function
 
 from handlers import intake, worker
+from tests.handlers.handler_support import CALLER, MODEL, WORKSPACE, queue_message, user_function
 
 intake_request = user_function(intake.intake_deployment_request)
 advance = user_function(worker.advance_deployment)

@@ -1,0 +1,137 @@
+"""The scan with the real adapters against the emulator (ARM, RBAC, Key Vault, faults) and Azurite (table, queue)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from devstack.emulator.testing import running_emulator
+
+from .emulated import COHERE, LLAMA, PHI, EmulatedBroker, scenario
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broker(azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedBroker]:
+    with running_emulator(scenario()) as emulator:
+        # The SDK clients trust the emulator's throw-away CA through this, as with the env file.
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_bundle)
+        yield EmulatedBroker(emulator, azurite.connection_string)
+
+
+@pytest.fixture
+def deployed(broker: EmulatedBroker) -> EmulatedBroker:
+    """demo-project: two Marketplace endpoints on their own subscriptions and a sold-directly one; the West Europe
+    project: its own Llama subscription and endpoint. Everything healthy, keys in Key Vault."""
+    broker.subscribe("demo-project", "llama-sub", LLAMA)
+    broker.subscribe("demo-project", "cohere-sub", COHERE)
+    broker.subscribe("demo-project-westeurope", "llama-sub", LLAMA)
+    broker.deploy("demo-project", "llama-ep", LLAMA)
+    broker.deploy("demo-project", "cohere-ep", COHERE)
+    broker.deploy("demo-project", "phi-ep", PHI)
+    broker.deploy("demo-project-westeurope", "llama-we", LLAMA)
+    return broker
+
+
+def workspaces(broker: EmulatedBroker, *names: str) -> str:
+    return ",".join(broker.workspace(name) for name in names)
+
+
+def test_a_subscription_deleted_out_of_band_is_found_alerted_once_and_resolved_once(deployed: EmulatedBroker):
+    scanner = deployed.scanner(HYGIENE_WORKSPACES=workspaces(deployed, "demo-project", "demo-project-westeurope"))
+    assert scanner.scan()["findings"]["opened"] == 0
+    assert deployed.new_alerts() == []
+
+    deployed.emulator.admin.subscription_action("delete", "demo-project", "llama-sub")
+    deployed.clock.advance(minutes=15)
+    scanner.scan()
+    opened = deployed.new_alerts()
+    deployed.clock.advance(minutes=15)
+    scanner.scan()
+    repeated = deployed.new_alerts()
+    deployed.subscribe("demo-project", "llama-sub", LLAMA)
+    deployed.clock.advance(minutes=15)
+    report = scanner.scan()
+    resolved = deployed.new_alerts()
+
+    llama = deployed.endpoint_id("demo-project", "llama-ep")
+    assert opened == [("opened", "endpoint-unhealthy", llama)]
+    assert repeated == []
+    assert resolved == [("resolved", "endpoint-unhealthy", llama)]
+    [finding] = deployed.findings("endpoint-unhealthy")
+    assert finding.state == "resolved"
+    signals = {signal["signal"] for signal in deployed.received[0]["data"]["evidence"]["signals"]}
+    assert "subscription-missing" in signals
+    assert report["workspaces"] == {"scanned": 2, "reachable": 2, "unreachable": 0}
+    assert deployed.store.latest_report() == report
+
+
+def test_workspaces_answering_500_and_403_do_not_stop_the_scan(deployed: EmulatedBroker):
+    deployed.emulator.admin.subscription_action("suspend", "demo-project", "cohere-sub")
+    deployed.emulator.admin.add_fault(pathRegex="workspaces/demo-project-westeurope/", status=500)
+    scanner = deployed.scanner(
+        HYGIENE_WORKSPACES=workspaces(deployed, "demo-project", "demo-project-westeurope", "locked-project")
+    )
+
+    report = scanner.scan()
+
+    unreachable = {record.resource_id: record.evidence for record in deployed.findings("workspace-unreachable")}
+    assert {workspace: evidence["status"] for workspace, evidence in unreachable.items()} == {
+        deployed.workspace("demo-project-westeurope"): 500,
+        deployed.workspace("locked-project"): 403,
+    }
+    assert unreachable[deployed.workspace("locked-project")]["code"] == "AuthorizationFailed"
+    assert [record.resource_id for record in deployed.findings("endpoint-unhealthy")] == [
+        deployed.endpoint_id("demo-project", "cohere-ep")
+    ]
+    assert report["workspaces"] == {"scanned": 3, "reachable": 1, "unreachable": 2}
+    # The West Europe project's secrets are not called orphaned just because its endpoints could not be listed.
+    assert deployed.findings("secrets-orphaned") == []
+
+
+def test_throttled_reads_are_retried_after_retry_after(deployed: EmulatedBroker):
+    deployed.emulator.admin.add_fault(
+        pathRegex="workspaces/demo-project/serverlessEndpoints$", method="GET", status=429, retryAfter=0.05, count=2
+    )
+    deployed.emulator.admin.clear_requests()
+    scanner = deployed.scanner(HYGIENE_WORKSPACES=workspaces(deployed, "demo-project"))
+
+    report = scanner.scan()
+
+    assert deployed.sleeps == [0.05, 0.05]
+    assert report["workspaces"]["unreachable"] == 0
+    statuses = [
+        entry["status"]
+        for entry in deployed.emulator.admin.requests()["entries"]
+        if entry["path"].endswith("/demo-project/serverlessEndpoints")
+    ]
+    assert statuses == [429, 429, 200]
+
+
+def test_secret_rules_and_remediation_against_the_emulated_vault(deployed: EmulatedBroker):
+    demo = deployed.workspace("demo-project")
+    deployed.ml.regenerate_key(demo, "llama-ep", "primary")
+    deployed.emulator.admin.complete_operations()
+    deployed.ml.begin_delete_endpoint(demo, "phi-ep")
+    deployed.emulator.admin.complete_operations()
+    scanner = deployed.scanner(
+        HYGIENE_WORKSPACES=workspaces(deployed, "demo-project"), HYGIENE_REMEDIATION="secrets-orphaned=disable-secrets"
+    )
+
+    report = scanner.scan()
+
+    [mismatch] = deployed.findings("secrets-missing")
+    assert mismatch.resource_id == deployed.endpoint_id("demo-project", "llama-ep")
+    assert mismatch.evidence["mismatchedSecrets"][0].endswith("-primary")
+    [orphaned] = deployed.findings("secrets-orphaned")
+    assert orphaned.resource_id == deployed.endpoint_id("demo-project", "phi-ep")
+    assert report["remediation"]["done"] == 1
+    disabled = {secret.name: secret.enabled for secret in deployed.vault.list_secrets() if "-phi-ep-" in secret.name}
+    assert len(disabled) == 2
+    assert not any(disabled.values())
+    keys = deployed.reads.list_keys(demo, "llama-ep")
+    stored = str(deployed.store.query(page_size=100).records) + str(deployed.received) + str(report)
+    assert keys.primary not in stored
+    assert keys.secondary not in stored
