@@ -14,8 +14,18 @@ blueprint = func.Blueprint()
 @blueprint.function_name("health")
 @blueprint.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.adapters.arm import ArmClient
+    from shared.adapters.identity import broker_credential
+    from shared.adapters.keyvault import KeyVaultAdapter
     from shared.adapters.storage import probe_queue_service
 
     settings = Settings.from_env()
-    report = check_health({"storage": lambda: probe_queue_service(settings.storage)})
+    probes = {
+        "storage": lambda: probe_queue_service(settings.storage),
+        "azureResourceManager": lambda: ArmClient(settings.arm_url, broker_credential(), retry_total=0).probe(),
+    }
+    if settings.key_vault_url:
+        vault_url = settings.key_vault_url
+        probes["keyVault"] = lambda: KeyVaultAdapter(vault_url, broker_credential()).probe()
+    report = check_health(probes)
     return json_response(report.as_dict(), status_code=200 if report.healthy else 503)

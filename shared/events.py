@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.runs import RunRecord, RunStatus
+from shared.runs import KeyRotation, RunRecord, RunStatus
 
 EVENT_TYPE_PREFIX = "com.contoso.broker.deployment"
 DEFAULT_SOURCE = "/serverless-deployment-broker"
@@ -26,6 +26,8 @@ class EventKind(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     DELETED = "deleted"
+    KEY_ROTATED = "keyrotated"
+    KEY_ROTATION_FAILED = "keyrotationfailed"
 
     @property
     def event_type(self) -> str:
@@ -66,6 +68,35 @@ def deployment_event(run: RunRecord, *, time: datetime, source: str = DEFAULT_SO
         "error": public["error"],
     }
     return _envelope(kind, event_id=f"{run.id}/{kind.value}", subject=run.id, time=time, source=source, data=data)
+
+
+def key_rotation_event(
+    run: RunRecord, rotation: KeyRotation, *, time: datetime, source: str = DEFAULT_SOURCE
+) -> dict[str, Any]:
+    """The CloudEvent announcing how a key rotation of `run`'s endpoint ended (the new secret version's id, never
+    the key)."""
+    if rotation.in_progress:
+        raise ValueError(f"Rotation {rotation.id} of run {run.id} has not finished.")
+    kind = EventKind.KEY_ROTATED if rotation.status == "Rotated" else EventKind.KEY_ROTATION_FAILED
+    public = rotation.model_dump(mode="json", by_alias=True)
+    endpoint = run.endpoint
+    data = {
+        "runId": run.id,
+        "ticket": run.ticket,
+        "workspaceId": run.request.workspace_id,
+        "modelId": run.request.model_id,
+        "endpointName": endpoint.name if endpoint else None,
+        "endpointId": endpoint.id if endpoint else None,
+        "rotationId": rotation.id,
+        "keyType": rotation.key_type,
+        "trigger": rotation.trigger,
+        "status": rotation.status,
+        "secretId": public["secretId"],
+        "expiresOn": public["expiresOn"],
+        "error": public["error"],
+    }
+    event_id = f"{run.id}/{kind.value}/{rotation.id}"
+    return _envelope(kind, event_id=event_id, subject=run.id, time=time, source=source, data=data)
 
 
 def malformed_request_rejected_event(

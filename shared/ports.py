@@ -93,6 +93,17 @@ class StoredSecret:
     content_type: str | None
 
 
+@dataclass(frozen=True)
+class WorkspaceConnection:
+    """A workspace connection as ARM describes it (never with its credentials)."""
+
+    id: str
+    name: str
+    category: str | None
+    target: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
 class MachineLearningPort(Protocol):
     def get_workspace(self, workspace_id: str) -> Workspace: ...
     def list_endpoints(self, workspace_id: str) -> list[Endpoint]: ...
@@ -115,6 +126,16 @@ class MachineLearningPort(Protocol):
     def begin_create_subscription(self, workspace_id: str, name: str, *, model_id: str) -> Operation | None: ...
     def begin_delete_subscription(self, workspace_id: str, name: str) -> Operation | None: ...
     def get_operation(self, operation: Operation) -> OperationProgress: ...
+
+
+class WorkspaceConnectionsPort(Protocol):
+    """Workspace connections: how a project reaches an endpoint that lives in another project."""
+
+    def put_api_key_connection(
+        self, workspace_id: str, name: str, *, category: str, target: str, key: str, metadata: Mapping[str, str]
+    ) -> WorkspaceConnection: ...
+    def get_connection(self, workspace_id: str, name: str) -> WorkspaceConnection | None: ...
+    def delete_connection(self, workspace_id: str, name: str) -> None: ...
 
 
 class AuthorizationPort(Protocol):

@@ -48,6 +48,12 @@ REGION_UNSUPPORTED = ProblemType("region-unsupported", "The model cannot be depl
 IDEMPOTENCY_CONFLICT = ProblemType(
     "idempotency-conflict", "The idempotency key was already used for a different request", 422
 )
+SUBSCRIPTION_IN_USE = ProblemType(
+    "subscription-in-use", "Other endpoints use the Marketplace subscription this request would delete", 409
+)
+DEPLOYMENT_STATE_CONFLICT = ProblemType(
+    "deployment-state-conflict", "The deployment's current state does not allow this operation", 409
+)
 AZURE_UNAVAILABLE = ProblemType("azure-unavailable", "Azure did not answer in time; retry later", 503)
 INTERNAL = ProblemType("internal", "The broker failed unexpectedly", 500)
 
@@ -65,6 +71,8 @@ CATALOG: Mapping[str, ProblemType] = {
         DEPLOYMENT_CONFLICT,
         REGION_UNSUPPORTED,
         IDEMPOTENCY_CONFLICT,
+        SUBSCRIPTION_IN_USE,
+        DEPLOYMENT_STATE_CONFLICT,
         AZURE_UNAVAILABLE,
         INTERNAL,
     )

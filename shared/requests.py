@@ -127,6 +127,10 @@ class QueueDeploymentRequest(DeploymentRequest):
     requested_by: str = Field(description="Object id (GUID) of the principal the request is made for")
     ticket: str = Field(description="Caller's reference, echoed in the outcome event")
     type: RequestType = Field(default="deploy", description="deploy, or delete the deployment")
+    delete_subscription: bool = Field(
+        default=False,
+        description="With type delete: also delete the Marketplace subscription, unless another endpoint uses it",
+    )
 
     @field_validator("requested_by")
     @classmethod

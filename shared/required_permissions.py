@@ -28,6 +28,8 @@ from shared.rbac import PermissionSet
 
 _ML = "Microsoft.MachineLearningServices/workspaces"
 REQUESTER_DEPLOY_ACTION = f"{_ML}/serverlessEndpoints/write"
+REQUESTER_DELETE_ACTION = f"{_ML}/serverlessEndpoints/delete"
+REQUESTER_ROTATE_ACTION = f"{_ML}/serverlessEndpoints/regenerateKeys/action"
 
 OWNER_ROLE_ID = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 CONTRIBUTOR_ROLE_ID = "b24988ac-6180-42a0-ab88-20f7382dd24c"
@@ -236,17 +238,22 @@ class RequesterCheck:
 
 
 def check_requester_permission(
-    workspace: WorkspaceId, principal_id: str, permission_set: PermissionSet
+    workspace: WorkspaceId,
+    principal_id: str,
+    permission_set: PermissionSet,
+    *,
+    action: str = REQUESTER_DEPLOY_ACTION,
 ) -> RequesterCheck:
-    """Check the requester's effective permissions at the workspace (role assignments + deny assignments)."""
-    if permission_set.allows(REQUESTER_DEPLOY_ACTION):
+    """Check that the requester may perform `action` (by default: deploy) at the workspace (role assignments +
+    deny assignments)."""
+    if permission_set.allows(action):
         return RequesterCheck(allowed=True, denied_by_assignment=False, rejection_text=None)
-    if permission_set.is_denied(REQUESTER_DEPLOY_ACTION):
+    if permission_set.is_denied(action):
         return RequesterCheck(
             allowed=False,
             denied_by_assignment=True,
             rejection_text=(
-                f"Principal {principal_id} is blocked from '{REQUESTER_DEPLOY_ACTION}' on workspace {workspace} by "
+                f"Principal {principal_id} is blocked from '{action}' on workspace {workspace} by "
                 "a deny assignment; no role assignment can override it. Ask the owner of the deny assignment "
                 "(often a managed application or deployment stack) to exclude the principal."
             ),
@@ -255,7 +262,7 @@ def check_requester_permission(
         allowed=False,
         denied_by_assignment=False,
         rejection_text=(
-            f"Principal {principal_id} may not perform '{REQUESTER_DEPLOY_ACTION}' on workspace {workspace}. Ask "
+            f"Principal {principal_id} may not perform '{action}' on workspace {workspace}. Ask "
             "the workspace owner to assign the Azure AI Developer role (or a role granting that action) at the "
             "workspace or its resource group."
         ),

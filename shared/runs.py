@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from shared.azure_ids import WorkspaceId
 from shared.requests import DeploymentRequest, RequestType
 
 _SECRET_PATH = re.compile(r"^/secrets/[A-Za-z][A-Za-z0-9-]{0,126}(/[A-Za-z0-9]+)?$")
@@ -84,6 +85,15 @@ class EndpointInfo(_Value):
     scoring_uri: str | None = None
 
 
+def _secret_id(value: str) -> str:
+    # Refusing anything but a secret URL keeps a key value from ever landing here by mistake; the message
+    # must not echo the value for the same reason.
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or not _SECRET_PATH.match(parts.path) or parts.query:
+        raise ValueError("Not a Key Vault secret id (https://<vault>/secrets/<name>[/<version>]).")
+    return value
+
+
 class SecretIds(_Value):
     """Key Vault secret ids (`https://<vault>/secrets/<name>[/<version>]`) of the endpoint's keys."""
 
@@ -92,13 +102,8 @@ class SecretIds(_Value):
 
     @field_validator("primary", "secondary")
     @classmethod
-    def _secret_id(cls, value: str) -> str:
-        # Refusing anything but a secret URL keeps a key value from ever landing here by mistake; the message
-        # must not echo the value for the same reason.
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname or not _SECRET_PATH.match(parts.path) or parts.query:
-            raise ValueError("Not a Key Vault secret id (https://<vault>/secrets/<name>[/<version>]).")
-        return value
+    def _secret_ids(cls, value: str) -> str:
+        return _secret_id(value)
 
 
 class RunError(_Value):
@@ -107,6 +112,54 @@ class RunError(_Value):
     code: str
     message: str
     details: list[dict[str, Any]] = []
+
+
+KeyType = Literal["primary", "secondary"]
+RotationStatus = Literal["Pending", "Regenerating", "Rotated", "Failed"]
+
+
+class KeyRotation(_Value):
+    """One regeneration of one endpoint key, from request to the new Key Vault secret version (ids only)."""
+
+    id: str
+    key_type: KeyType
+    trigger: Literal["manual", "scheduled"]
+    status: RotationStatus
+    requested_at: AwareDatetime
+    requested_by: str | None = None
+    # Scheduled rotations name the expiring secret version that caused them, so it causes only one.
+    reason: str | None = None
+    trigger_secret: str | None = None
+    operation_url: str | None = None
+    secret_id: str | None = None
+    expires_on: AwareDatetime | None = None
+    completed_at: AwareDatetime | None = None
+    error: RunError | None = None
+
+    @field_validator("secret_id")
+    @classmethod
+    def _secret_id(cls, value: str | None) -> str | None:
+        return None if value is None else _secret_id(value)
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in ("Pending", "Regenerating")
+
+
+class ConnectionInfo(_Value):
+    """The workspace connection through which the requester's project reaches an endpoint in a hub project."""
+
+    workspace_id: str
+    name: str
+    id: str
+    key_type: KeyType
+
+
+class CrossRegion(_Value):
+    """A deployment made in a hub project because the requester's region does not offer the model."""
+
+    hub_workspace_id: str
+    connection: ConnectionInfo | None = None
 
 
 class RunRecord(_Value):
@@ -123,6 +176,13 @@ class RunRecord(_Value):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     idempotency_key: str | None = None
+    # A delete run names the deploy run it tears down (None when a queue message found none) and whether the
+    # Marketplace subscription goes too; the deploy run, once torn down, names the delete run that did it.
+    deployment_run_id: str | None = None
+    delete_subscription: bool = False
+    deleted_by_run_id: str | None = None
+    cross_region: CrossRegion | None = None
+    key_rotations: tuple[KeyRotation, ...] = ()
 
     @model_validator(mode="after")
     def _steps_end_in_status(self) -> Self:
@@ -194,6 +254,19 @@ class RunRecord(_Value):
         updated = RunRecord.model_validate({**dict(self), **changes})
         _check_outcome(updated)
         return updated
+
+    @property
+    def deployment_target(self) -> WorkspaceId | None:
+        """The hub project holding the endpoint of a cross-region deployment; None when it is the requested one."""
+        return WorkspaceId.parse(self.cross_region.hub_workspace_id) if self.cross_region else None
+
+    @property
+    def pending_rotation(self) -> KeyRotation | None:
+        return next((rotation for rotation in reversed(self.key_rotations) if rotation.in_progress), None)
+
+    def with_changes(self, *, at: datetime, **changes: Any) -> RunRecord:
+        """The record with fields other than the status changed (validated), stamped `at`."""
+        return RunRecord.model_validate({**dict(self), **changes, "updated_at": at})
 
     def to_public_dict(self) -> dict[str, Any]:
         """The JSON body for HTTP responses and events; the idempotency key stays private to its caller."""

@@ -94,6 +94,14 @@ class ArmClient:
     def post(self, path: str, api_version: str, body: dict[str, Any] | None = None) -> AcceptedOperation:
         return self._accepted(self._send("POST", path, api_version, body=body))
 
+    def probe(self) -> None:
+        """Raise unless ARM answers an authenticated read: the Reader role definition, which any principal may see."""
+        self.get(
+            "/providers/Microsoft.Authorization/roleDefinitions",
+            "2022-04-01",
+            params={"$filter": "roleName eq 'Reader'"},
+        )
+
     def get_operation(self, operation_url: str) -> OperationStatus:
         response = self._send_url("GET", operation_url)
         body = _json(response) if response.text() else {}

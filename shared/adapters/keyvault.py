@@ -62,6 +62,11 @@ class KeyVaultAdapter:
     def list_secrets(self) -> list[StoredSecret]:
         return _call(lambda: [_stored(properties) for properties in self._client.list_properties_of_secrets()])
 
+    def probe(self) -> None:
+        """Raise unless the vault answers an authenticated list (one page of one secret's properties, no value)."""
+        pages = self._client.list_properties_of_secrets(max_page_size=1, retry_total=0).by_page()
+        _call(lambda: next(iter(next(pages, [])), None))
+
     def set_enabled(self, name: str, enabled: bool) -> None:
         _call(lambda: self._client.update_secret_properties(name, enabled=enabled))
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from shared.azure_ids import ScopeLevel, WorkspaceId
 from shared.catalog import ModelCatalog, ModelClassification
+from shared.cross_region import CrossRegionHubs, Hub
 from shared.model_ids import ModelId, normalize_model_id
 from shared.naming import (
     InvalidNameError,
@@ -31,6 +32,7 @@ from shared.required_permissions import Strictness, check_broker_permissions, ch
 
 MANAGED_BY_TAG = "managedBy"
 MANAGED_BY_VALUE = "serverless-deployment-broker"
+CONNECTION_WRITE_ACTION = "Microsoft.MachineLearningServices/workspaces/connections/write"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class PreflightPolicy:
     approved_models: ApprovedModelPolicy
     allowed_targets: TargetAllowList
     strictness: Strictness
+    hubs: CrossRegionHubs = field(default_factory=CrossRegionHubs)
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,15 @@ class DeploymentPlan:
         return self.workspace.serverless_endpoint_id(self.endpoint_name)
 
 
-def plan_for(request: DeploymentRequest, catalog: ModelCatalog) -> DeploymentPlan:
-    """The plan for a request; raises InvalidNameError when no valid endpoint name can be derived."""
-    workspace, model = request.workspace, request.model
+def plan_for(request: DeploymentRequest, catalog: ModelCatalog, *, target: WorkspaceId | None = None) -> DeploymentPlan:
+    """The plan for a request; raises InvalidNameError when no valid endpoint name can be derived.
+
+    `target` is the hub project that holds a cross-region deployment; the endpoint is still named after the
+    requesting project, so it stays recognisable (and unique per region) wherever it lives.
+    """
+    workspace, model = target or request.workspace, request.model
     classification = catalog.classify(model)
-    endpoint_name = request.endpoint_name or derive_endpoint_name(model, workspace)
+    endpoint_name = request.endpoint_name or derive_endpoint_name(model, request.workspace)
     return DeploymentPlan(
         workspace=workspace,
         model=model,
@@ -87,6 +94,8 @@ class PreflightContext:
     authorization: AuthorizationPort
     plan: DeploymentPlan | None = None
     existing_endpoint: Endpoint | None = field(default=None)
+    # The hub project a cross-region deployment goes to; None deploys into the requested workspace.
+    target: WorkspaceId | None = None
 
     @cached_property
     def workspace(self) -> Workspace:
@@ -94,7 +103,12 @@ class PreflightContext:
 
     @cached_property
     def endpoints(self) -> list[Endpoint]:
-        return self.machine_learning.list_endpoints(self.request.workspace.resource_id)
+        """The endpoints of the project the deployment goes to."""
+        return self.machine_learning.list_endpoints((self.target or self.request.workspace).resource_id)
+
+    @property
+    def target_name(self) -> str:
+        return self.target.name if self.target else self.workspace.name
 
 
 class Check:
@@ -149,31 +163,7 @@ class BrokerPermissions(Check):
     name = "broker-permissions"
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
-        workspace = context.request.workspace
-        marketplace = _plan(context).classification.requires_marketplace_subscription
-        authorization = context.authorization
-        scopes = (
-            (ScopeLevel.WORKSPACE, ScopeLevel.RESOURCE_GROUP, ScopeLevel.SUBSCRIPTION)
-            if marketplace
-            else (ScopeLevel.WORKSPACE,)
-        )
-        permissions = {
-            level: PermissionSet.from_rest(authorization.own_permissions(workspace.scope(level))) for level in scopes
-        }
-        roles: frozenset[str] = frozenset()
-        if marketplace and context.policy.strictness is Strictness.ROLE_BASED:
-            broker = authorization.own_principal_id()
-            roles = authorization.principal_access(broker, workspace.resource_group_scope).role_names
-        result = check_broker_permissions(
-            workspace,
-            permissions,
-            marketplace_model=marketplace,
-            strictness=context.policy.strictness,
-            resource_group_roles=roles,
-        )
-        if result.ok:
-            return None
-        return Problem.of("broker-permissions-missing", result.rejection_text, missingActions=result.details())
+        return _broker_permission_problem(context, context.request.workspace)
 
 
 @register
@@ -190,6 +180,8 @@ class RequesterMayDeploy(Check):
 
 @register
 class RegionSupported(Check):
+    """The workspace's region offers the model, or a configured hub region does and the request allows using it."""
+
     name = "region-supported"
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
@@ -198,15 +190,52 @@ class RegionSupported(Check):
         model = context.request.model
         if catalog.supports_location(model, location) is not False:
             return None
+        hub = context.policy.hubs.for_model(model, catalog, requester=context.request.workspace)
+        if hub is not None and context.request.allow_cross_region:
+            return _deploy_in_hub(context, hub)
         regions = list(catalog.supported_locations(model) or ())
+        detail = (
+            f"{model.normalized} cannot be deployed as a serverless API in {location}, the region of workspace "
+            f"{context.workspace.name}. Regions that offer it: {', '.join(regions)}. "
+        )
+        if hub is None:
+            return Problem.of(
+                "region-unsupported",
+                detail + "Deploy into a project in one of those regions and consume the endpoint from this project "
+                "through a connection.",
+                workspaceLocation=location,
+                supportedRegions=regions,
+            )
         return Problem.of(
             "region-unsupported",
-            f"{model.normalized} cannot be deployed as a serverless API in {location}, the region of workspace "
-            f"{context.workspace.name}. Regions that offer it: {', '.join(regions)}. Deploy into a project in one of "
-            "those regions and consume the endpoint from this project through a connection.",
+            detail + f"Send the request again with allowCrossRegion: true to have the broker deploy it in hub project "
+            f"{hub.workspace.name} ({hub.location}) and connect this project to the endpoint.",
             workspaceLocation=location,
             supportedRegions=regions,
+            crossRegionHub={"workspaceId": hub.workspace.resource_id, "location": hub.location},
         )
+
+
+def _deploy_in_hub(context: PreflightContext, hub: Hub) -> Problem | None:
+    """Retarget the deployment to `hub`, once the broker may deploy there and connect the requester's project."""
+    context.target = hub.workspace
+    context.plan = plan_for(context.request, context.policy.catalog, target=hub.workspace)
+    problem = _broker_permission_problem(context, hub.workspace)
+    if problem is not None:
+        return problem
+    requester = context.request.workspace
+    held = PermissionSet.from_rest(context.authorization.own_permissions(requester.resource_id))
+    if held.allows(CONNECTION_WRITE_ACTION):
+        return None
+    return Problem.of(
+        "broker-permissions-missing",
+        f"The broker's identity may not create the connection to the endpoint in workspace {requester} "
+        f"('{CONNECTION_WRITE_ACTION}'). Fix: assign the Azure AI Developer role to the broker's identity on that "
+        "workspace or its resource group.",
+        missingActions=[
+            {"scope": "workspace", "scopeId": requester.resource_id, "missingActions": [CONNECTION_WRITE_ACTION]}
+        ],
+    )
 
 
 @register
@@ -225,7 +254,7 @@ class OneDeploymentPerModel(Check):
             if same_model:
                 return Problem.of(
                     "deployment-conflict",
-                    f"Workspace {context.workspace.name} already has endpoint '{endpoint.name}' for "
+                    f"Workspace {context.target_name} already has endpoint '{endpoint.name}' for "
                     f"{plan.model.normalized}, and a project may hold one deployment per model. Use that endpoint, "
                     "or delete it first.",
                     existingEndpoint=endpoint.name,
@@ -233,7 +262,7 @@ class OneDeploymentPerModel(Check):
             if same_name:
                 return Problem.of(
                     "deployment-conflict",
-                    f"Endpoint name '{endpoint.name}' is taken in workspace {context.workspace.name} by "
+                    f"Endpoint name '{endpoint.name}' is taken in workspace {context.target_name} by "
                     f"{endpoint.model_id}. Choose another endpointName.",
                     existingEndpoint=endpoint.name,
                 )
@@ -246,6 +275,7 @@ class PreflightResult:
     plan: DeploymentPlan | None
     existing_endpoint: Endpoint | None
     checks_passed: tuple[str, ...]
+    target: WorkspaceId | None = None
 
 
 def run_preflight(
@@ -258,14 +288,41 @@ def run_preflight(
             on_check(check.name)
         problem = check.evaluate(context)
         if problem is not None:
-            return PreflightResult(problem, context.plan, context.existing_endpoint, tuple(passed))
+            return PreflightResult(problem, context.plan, context.existing_endpoint, tuple(passed), context.target)
         passed.append(check.name)
-    return PreflightResult(None, context.plan, context.existing_endpoint, tuple(passed))
+    return PreflightResult(None, context.plan, context.existing_endpoint, tuple(passed), context.target)
+
+
+def _broker_permission_problem(context: PreflightContext, workspace: WorkspaceId) -> Problem | None:
+    marketplace = _plan(context).classification.requires_marketplace_subscription
+    authorization = context.authorization
+    scopes = (
+        (ScopeLevel.WORKSPACE, ScopeLevel.RESOURCE_GROUP, ScopeLevel.SUBSCRIPTION)
+        if marketplace
+        else (ScopeLevel.WORKSPACE,)
+    )
+    permissions = {
+        level: PermissionSet.from_rest(authorization.own_permissions(workspace.scope(level))) for level in scopes
+    }
+    roles: frozenset[str] = frozenset()
+    if marketplace and context.policy.strictness is Strictness.ROLE_BASED:
+        broker = authorization.own_principal_id()
+        roles = authorization.principal_access(broker, workspace.resource_group_scope).role_names
+    result = check_broker_permissions(
+        workspace,
+        permissions,
+        marketplace_model=marketplace,
+        strictness=context.policy.strictness,
+        resource_group_roles=roles,
+    )
+    if result.ok:
+        return None
+    return Problem.of("broker-permissions-missing", result.rejection_text, missingActions=result.details())
 
 
 def _plan(context: PreflightContext) -> DeploymentPlan:
     if context.plan is None:
-        context.plan = plan_for(context.request, context.policy.catalog)
+        context.plan = plan_for(context.request, context.policy.catalog, target=context.target)
     return context.plan
 
 

@@ -18,23 +18,26 @@ from shared.catalog import ModelCatalog
 from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, DeploymentPlan, plan_for
 from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE, WorkItem
 from shared.events import deployment_event, event_kind_for
+from shared.lifecycle.connections import EndpointNotReadyError, connect
+from shared.lifecycle.key_secrets import SECRET_CONTENT_TYPE, key_expiry, key_secret_tags
 from shared.ports import (
+    Endpoint,
     EndpointKeys,
     MachineLearningPort,
     MessageQueuePort,
     Operation,
     RunRepositoryPort,
     SecretStorePort,
+    WorkspaceConnectionsPort,
 )
 from shared.redaction import default_registry
-from shared.runs import EndpointInfo, RunError, RunRecord, RunStatus, SecretIds
+from shared.runs import CrossRegion, EndpointInfo, RunError, RunRecord, RunStatus, SecretIds
 
 LOGGER = logging.getLogger(__name__)
 SUBSCRIBED = "subscribed"
 SUCCEEDED = "succeeded"
 IN_PROGRESS_STATES = frozenset({"creating", "updating", "accepted", "running", "inprogress"})
-SECRET_CONTENT_TYPE = "application/vnd.azure-ai-serverless-endpoint-key"
-MAX_TAG_VALUE = 256
+__all__ = ["SECRET_CONTENT_TYPE", "StepFailedError", "Workflow", "WorkflowTimings"]
 STEP_STATUS = {
     SUBSCRIBE: RunStatus.SUBSCRIBING,
     PROVISION: RunStatus.PROVISIONING,
@@ -75,6 +78,8 @@ class Workflow:
         catalog: ModelCatalog,
         clock: Callable[[], datetime],
         timings: WorkflowTimings | None = None,
+        key_validity_days: int | None = None,
+        connections: WorkspaceConnectionsPort | None = None,
     ) -> None:
         self._runs = runs
         self._ml = machine_learning
@@ -84,6 +89,9 @@ class Workflow:
         self._catalog = catalog
         self._clock = clock
         self._timings = timings or WorkflowTimings()
+        # Keys get an expiry (and the dual-key rotation tags) only when a validity period is configured.
+        self._key_validity_days = key_validity_days
+        self._connections = connections
         self._steps = {SUBSCRIBE: self._subscribe, PROVISION: self._provision, STORE_KEYS: self._store_keys}
 
     def start(self, run: RunRecord) -> None:
@@ -105,7 +113,7 @@ class Workflow:
             # A duplicate or stale delivery: the run already moved past (or never reached) this step.
             LOGGER.info("run %s is %s; %s message dropped", run.id, run.status, item.step)
             return
-        plan = plan_for(run.request, self._catalog)
+        plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         try:
             self._steps[item.step](run, plan, item)
         except StepFailedError as failure:
@@ -176,18 +184,41 @@ class Workflow:
         keys = self._ml.list_keys(workspace_id, plan.endpoint_name)
         default_registry.register(keys.primary, keys.secondary)
         secret_ids = self._write_secrets(run, plan, keys)
+        cross_region = self._connect(run, endpoint, keys)
         info = EndpointInfo(name=endpoint.name, id=endpoint.id, scoring_uri=endpoint.scoring_uri)
         finished = self._runs.update(
             run.id,
             lambda current: current.transition(
                 RunStatus.SUCCEEDED,
                 at=self._clock(),
-                detail="keys stored in Key Vault",
+                detail="keys stored in Key Vault" + (", connection created" if cross_region else ""),
                 endpoint=info,
                 secret_ids=secret_ids,
             ),
         )
+        if cross_region is not None:
+            finished = self._runs.update(
+                run.id, lambda current: current.with_changes(at=self._clock(), cross_region=cross_region)
+            )
         self._announce(finished)
+
+    def _connect(self, run: RunRecord, endpoint: Endpoint, keys: EndpointKeys) -> CrossRegion | None:
+        """For a cross-region deployment, the connection from the requester's project to the hub's endpoint."""
+        if run.cross_region is None:
+            return None
+        assert self._connections is not None, "cross-region deployments need the connections adapter"
+        current = run.cross_region.connection
+        try:
+            connection = connect(
+                self._connections,
+                run,
+                endpoint=endpoint,
+                keys=keys,
+                key_type=current.key_type if current else "primary",
+            )
+        except EndpointNotReadyError as error:
+            raise StepFailedError("EndpointNotReady", str(error)) from error
+        return run.cross_region.model_copy(update={"connection": connection})
 
     def _write_secrets(self, run: RunRecord, plan: DeploymentPlan, keys: EndpointKeys) -> SecretIds:
         ids = {}
@@ -195,16 +226,21 @@ class Workflow:
             ("primary", plan.secret_names.primary, keys.primary),
             ("secondary", plan.secret_names.secondary, keys.secondary),
         ):
-            tags = {
-                "workspace": plan.workspace.resource_id,
-                "endpoint": plan.endpoint_name,
-                "model": plan.model.normalized,
-                "run": run.id,
-                "keyType": key_type,
-                MANAGED_BY_TAG: MANAGED_BY_VALUE,
-            }
+            tags = key_secret_tags(
+                workspace_id=plan.workspace.resource_id,
+                endpoint_name=plan.endpoint_name,
+                endpoint_id=plan.endpoint_id,
+                model_id=plan.model.normalized,
+                run_id=run.id,
+                key_type=key_type,
+                validity_days=self._key_validity_days,
+            )
             stored = self._secrets.set_secret(
-                name, value, content_type=SECRET_CONTENT_TYPE, tags={k: v[:MAX_TAG_VALUE] for k, v in tags.items()}
+                name,
+                value,
+                content_type=SECRET_CONTENT_TYPE,
+                tags=tags,
+                expires_on=key_expiry(self._clock(), self._key_validity_days),
             )
             ids[key_type] = stored.id
         return SecretIds(**ids)

@@ -13,12 +13,12 @@ so many at once more likely means an outage or a bug than that many broken endpo
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.hygiene.findings import AuditEntry, FindingRecord, FindingState, Outcome
+from shared.hygiene.findings import AlertKind, AuditEntry, FindingRecord, FindingState, Outcome
 from shared.hygiene.inventory import CallFailure, ScanMachineLearningPort
 from shared.hygiene.rules import RULES, Remediation
 from shared.hygiene.settings import HygieneSettings, HygieneSettingsError
@@ -109,14 +109,37 @@ class Remediator:
         policy: RemediationPolicy,
         machine_learning: ScanMachineLearningPort,
         secret_store: SecretStorePort | None,
+        *,
+        alert_channels: Sequence[str],
     ) -> None:
         self.policy = policy
         self._ml = machine_learning
         self._secrets = secret_store
+        self._alert_channels = list(alert_channels)
 
-    def apply(self, action: PlannedAction, record: FindingRecord, *, now: datetime) -> AuditEntry:
-        """Carry out one destructive action (the caller has checked dry run and the cap); the audit entry says how
-        it went. Scheduling a deletion is not done here: it is the warning alert itself."""
+    def take(
+        self, action: PlannedAction, record: FindingRecord, *, destructive_planned: int, now: datetime
+    ) -> tuple[FindingRecord, AuditEntry]:
+        """Take one planned action as dry run, the cap and the action allow: the record to save (a scheduled
+        deletion queues its warning alert on it) and the audit entry saying what happened."""
+        policy = self.policy
+        if policy.dry_run:
+            return record, AuditEntry(
+                at=now, action=action.action, outcome=Outcome.PLANNED, dry_run=True, detail=action.detail
+            )
+        if action.action is Action.SCHEDULE_DELETION:
+            # The grace period starts when this warning is delivered, not now (see delivery.py).
+            warned = record.with_alerts(AlertKind.DELETION_SCHEDULED, self._alert_channels)
+            return warned, AuditEntry(at=now, action=action.action, outcome=Outcome.DONE, detail=action.detail)
+        if destructive_planned > policy.max_actions:
+            detail = (
+                f"{action.detail}: not done, {destructive_planned} destructive actions planned exceed "
+                f"HYGIENE_MAX_REMEDIATIONS={policy.max_actions}"
+            )
+            return record, AuditEntry(at=now, action=action.action, outcome=Outcome.SKIPPED, detail=detail)
+        return record, self._apply(action, record, now=now)
+
+    def _apply(self, action: PlannedAction, record: FindingRecord, *, now: datetime) -> AuditEntry:
         try:
             if action.action is Action.DISABLE_SECRETS:
                 for name in record.secret_names:

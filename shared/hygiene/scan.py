@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared.azure_errors import RecordChangedError, RecordExistsError
 from shared.hygiene.alerts import AlertChannel
 from shared.hygiene.context import ScanContext
+from shared.hygiene.delivery import AlertDelivery
 from shared.hygiene.findings import (
-    AlertKind,
-    AuditEntry,
     Finding,
     FindingRecord,
     FindingState,
-    Outcome,
     Transition,
     observe,
     resolve,
@@ -34,10 +29,10 @@ from shared.hygiene.inventory import (
     Retrier,
     RetryPolicy,
     ScanMachineLearningPort,
-    WorkspaceInventory,
     collect_inventories,
 )
-from shared.hygiene.remediation import Action, PlannedAction, RemediationPolicy, Remediator, plan
+from shared.hygiene.remediation import RemediationPolicy, Remediator, plan
+from shared.hygiene.report import ScanTally, build_report
 from shared.hygiene.rules import RULES, Rule
 from shared.hygiene.settings import HygieneSettings, HygieneSettingsError
 from shared.hygiene.store import FindingStore, StoredFinding
@@ -46,23 +41,12 @@ from shared.runs import RunRecord, RunStatus
 
 LOGGER = logging.getLogger(__name__)
 RUN_PAGE_SIZE = 500
-# A report is one Table Storage property (at most 64 KiB), so long lists are cut and the cut is counted.
-MAX_REPORTED_ITEMS = 50
 
 
 class RunSourcePort(Protocol):
     """Paged run listing (RunStore implements it)."""
 
     def list(self, *, page_size: int = 50, continuation_token: str | None = None) -> Any: ...
-
-
-@dataclass
-class _Tally:
-    opened: int = 0
-    resolved: int = 0
-    alerts_delivered: int = 0
-    alerts_failed: int = 0
-    actions: list[dict[str, str]] = field(default_factory=list)
 
 
 class HygieneScanner:
@@ -99,7 +83,8 @@ class HygieneScanner:
             sleep,
         )
         self._policy = RemediationPolicy.from_settings(settings)
-        self._remediator = Remediator(self._policy, machine_learning, secret_store)
+        self._remediator = Remediator(self._policy, machine_learning, secret_store, alert_channels=list(self._channels))
+        self._delivery = AlertDelivery(store, self._channels, settings.delete_grace)
 
     def scan(self) -> dict[str, Any]:
         """Run one scan and return its report (also stored as the latest report)."""
@@ -123,16 +108,19 @@ class HygieneScanner:
             errors=errors,
         )
         findings, evaluated = self._evaluate(context)
-        tally = _Tally()
+        tally = ScanTally()
         current = self._reconcile(context, findings, evaluated, tally)
         self._remediate(current, tally, now=started_at)
-        self._deliver_alerts(context, tally, now=started_at)
-        report = self._report(
+        tally.alerts = self._delivery.deliver_pending(context, now=started_at)
+        report = build_report(
             started_at=started_at,
-            duration=time.monotonic() - started,
+            finished_at=self._clock(),
+            duration_seconds=time.monotonic() - started,
+            dry_run=self._policy.dry_run,
             context=context,
-            findings=current.values(),
+            records=(stored.record for stored in current.values()),
             evaluated=evaluated,
+            skipped=(rule.id for rule in self._rules if rule.id not in evaluated),
             tally=tally,
         )
         self._store.save_report(report)
@@ -210,7 +198,7 @@ class HygieneScanner:
         return findings, evaluated
 
     def _reconcile(
-        self, context: ScanContext, findings: Mapping[str, Finding], evaluated: Mapping[str, Rule], tally: _Tally
+        self, context: ScanContext, findings: Mapping[str, Finding], evaluated: Mapping[str, Rule], tally: ScanTally
     ) -> dict[str, StoredFinding]:
         """Write what was observed; resolve what is gone from scopes this scan covered. Alerts go to outboxes."""
         channels = list(self._channels)
@@ -249,29 +237,25 @@ class HygieneScanner:
 
     def _write(self, stored: StoredFinding | None, transition: Transition) -> StoredFinding | None:
         record = transition.record
+        if record is None:
+            if stored is not None:
+                self._store.delete(stored.record.key)
+            return None
         try:
-            if record is None:
-                if stored is not None:
-                    self._store.delete(stored.record.key)
-                return None
-            if stored is None:
-                return self._store.create(record)
-            return self._store.save(record, stored.etag)
+            return self._store.save(record, stored.etag) if stored else self._store.create(record)
         except (RecordExistsError, RecordChangedError):
-            LOGGER.info("finding %s was written by a concurrent scan; leaving it to that scan", record and record.key)
+            LOGGER.info("a concurrent scan wrote finding %s first; its alerts are that scan's to send", record.key)
             transition.opened = transition.resolved = False
             return None
 
     # -- remediate -------------------------------------------------------------------------------------------------
 
-    def _remediate(self, current: dict[str, StoredFinding], tally: _Tally, *, now: datetime) -> None:
-        policy = self._policy
-        actions = plan(policy, (stored.record for stored in current.values()), now=now)
+    def _remediate(self, current: dict[str, StoredFinding], tally: ScanTally, *, now: datetime) -> None:
+        actions = plan(self._policy, (stored.record for stored in current.values()), now=now)
         destructive = sum(action.action.destructive for action in actions)
-        over_cap = destructive > policy.max_actions
         for action in actions:
             stored = current[action.finding_key]
-            record, entry = self._act(action, stored.record, over_cap=over_cap, destructive=destructive, now=now)
+            record, entry = self._remediator.take(action, stored.record, destructive_planned=destructive, now=now)
             tally.actions.append(
                 {"findingId": record.key, "action": entry.action, "outcome": entry.outcome, "detail": entry.detail}
             )
@@ -279,116 +263,3 @@ class HygieneScanner:
                 current[record.key] = self._store.save(record.audited(entry), stored.etag)
             except RecordChangedError:
                 LOGGER.warning("finding %s changed during remediation; its audit entry is lost", record.key)
-
-    def _act(
-        self, action: PlannedAction, record: FindingRecord, *, over_cap: bool, destructive: int, now: datetime
-    ) -> tuple[FindingRecord, AuditEntry]:
-        if self._policy.dry_run:
-            return record, AuditEntry(
-                at=now, action=action.action, outcome=Outcome.PLANNED, dry_run=True, detail=action.detail
-            )
-        if action.action is Action.SCHEDULE_DELETION:
-            # The grace period starts when this warning is delivered, not now (see _deliver_alerts).
-            warned = record.with_alerts(AlertKind.DELETION_SCHEDULED, list(self._channels))
-            return warned, AuditEntry(at=now, action=action.action, outcome=Outcome.DONE, detail=action.detail)
-        if over_cap:
-            detail = (
-                f"{action.detail}: not done, {destructive} destructive actions planned exceed "
-                f"HYGIENE_MAX_REMEDIATIONS={self._policy.max_actions}"
-            )
-            return record, AuditEntry(at=now, action=action.action, outcome=Outcome.SKIPPED, detail=detail)
-        return record, self._remediator.apply(action, record, now=now)
-
-    # -- alert -----------------------------------------------------------------------------------------------------
-
-    def _deliver_alerts(self, context: ScanContext, tally: _Tally, *, now: datetime) -> None:
-        """Deliver every outbox entry, this scan's and earlier failures'; what fails stays for the next scan."""
-
-        def deliver(record: FindingRecord) -> tuple[int, int]:
-            stored = self._store.get(record.key)
-            if stored is None:
-                return 0, 0
-            record = stored.record
-            remaining = []
-            warned_at = record.deletion_warned_at
-            for pending in record.outbox:
-                channel = self._channels.get(pending.channel)
-                if channel is None:
-                    continue  # that channel is no longer configured
-                extra: dict[str, Any] = {}
-                if pending.kind is AlertKind.DELETION_SCHEDULED:
-                    extra["deleteAfter"] = (now + self._policy.delete_grace).isoformat()
-                try:
-                    channel.deliver(record, pending.kind, time=now, extra=extra)
-                except Exception as error:  # noqa: BLE001 - kept in the outbox and retried next scan
-                    remaining.append(pending)
-                    context.errors.append(
-                        {"scope": f"alert {pending.kind} via {pending.channel}", **CallFailure.of(error).as_dict()}
-                    )
-                    continue
-                if pending.kind is AlertKind.DELETION_SCHEDULED and warned_at is None:
-                    warned_at = now
-            update = {"outbox": tuple(remaining), "deletion_warned_at": warned_at}
-            try:
-                self._store.save(record.model_copy(update=update), stored.etag)
-            except RecordChangedError:
-                LOGGER.warning("finding %s changed while its alerts were delivered; they may be sent again", record.key)
-            return len(record.outbox) - len(remaining), len(remaining)
-
-        for delivered, failed in context.parallel(deliver, self._store.with_undelivered_alerts()):
-            tally.alerts_delivered += delivered
-            tally.alerts_failed += failed
-
-    # -- report ----------------------------------------------------------------------------------------------------
-
-    def _report(
-        self,
-        *,
-        started_at: datetime,
-        duration: float,
-        context: ScanContext,
-        findings: Iterable[StoredFinding],
-        evaluated: Mapping[str, Rule],
-        tally: _Tally,
-    ) -> dict[str, Any]:
-        inventories: list[WorkspaceInventory] = list(context.inventories.values())
-        reachable = [inventory for inventory in inventories if inventory.reachable]
-        records = [stored.record for stored in findings]
-        open_records = [record for record in records if record.state is FindingState.OPEN]
-        outcomes = Counter(action["outcome"] for action in tally.actions)
-        return {
-            "scanId": str(uuid.uuid4()),
-            "startedAt": started_at.isoformat(),
-            "finishedAt": self._clock().isoformat(),
-            "durationSeconds": round(duration, 3),
-            "dryRun": self._policy.dry_run,
-            "workspaces": {
-                "scanned": len(inventories),
-                "reachable": len(reachable),
-                "unreachable": len(inventories) - len(reachable),
-            },
-            "resources": {
-                "endpoints": sum(len(inventory.endpoints) for inventory in reachable),
-                "marketplaceSubscriptions": sum(len(inventory.subscriptions) for inventory in reachable),
-                "secrets": None if context.secrets is None else len(context.secrets),
-                "activeRuns": None if context.active_runs is None else len(context.active_runs),
-            },
-            "rules": {
-                "evaluated": sorted(evaluated),
-                "skipped": sorted(rule.id for rule in self._rules if rule.id not in evaluated),
-            },
-            "findings": {
-                "open": dict(sorted(Counter(record.rule for record in open_records).items())),
-                "openBySeverity": dict(sorted(Counter(record.severity.value for record in open_records).items())),
-                "pending": sum(record.state is FindingState.PENDING for record in records),
-                "opened": tally.opened,
-                "resolved": tally.resolved,
-            },
-            "alerts": {"delivered": tally.alerts_delivered, "failed": tally.alerts_failed},
-            "remediation": {
-                **{outcome.value: outcomes.get(outcome.value, 0) for outcome in Outcome},
-                "actions": tally.actions[:MAX_REPORTED_ITEMS],
-            },
-            "errors": context.errors[:MAX_REPORTED_ITEMS],
-            "errorCount": len(context.errors),
-        }

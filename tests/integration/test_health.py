@@ -1,4 +1,4 @@
-"""GET /api/health over HTTP, through the local Functions host running the real function app on Azurite."""
+"""GET /api/health over HTTP, through the local Functions host running the real app on Azurite and the emulator."""
 
 import json
 import urllib.error
@@ -8,22 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME
-from devstack.host.process import REPO_ROOT, HostProcess, start_host
+from devstack.emulator.testing import EmulatorHandle, running_emulator
+from devstack.host.process import HostProcess
 from devstack.ports import free_port
 from shared.version import broker_version
+from tests.integration.conftest import start_broker_host
 
 pytestmark = pytest.mark.integration
-# The committed sample, not a developer's local.settings.json, so the test sees what CI sees.
-SETTINGS = ["--settings", str(REPO_ROOT / "local.settings.sample.json")]
-
-
-def _host(storage_connection_string: str, tmp_path) -> HostProcess:
-    return start_host(
-        REPO_ROOT,
-        env={"AzureWebJobsStorage": storage_connection_string},
-        log_path=tmp_path / "host.log",
-        extra_args=SETTINGS,
-    )
 
 
 def _get_health(host: HostProcess) -> tuple[int, dict]:
@@ -34,38 +25,58 @@ def _get_health(host: HostProcess) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
-@pytest.fixture
-def healthy_host(azurite, tmp_path) -> Iterator[HostProcess]:
-    host = _host(azurite.connection_string, tmp_path)
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorHandle]:
+    with running_emulator() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def healthy_host(emulator, azurite, tmp_path_factory) -> Iterator[HostProcess]:
+    host = start_broker_host(emulator, azurite.connection_string, tmp_path_factory.mktemp("health") / "host.log")
     yield host
     host.stop()
 
 
-@pytest.fixture
-def host_without_storage(tmp_path) -> Iterator[HostProcess]:
-    closed = free_port()
-    unreachable = (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-        f"QueueEndpoint=http://127.0.0.1:{closed}/{ACCOUNT_NAME};TableEndpoint=http://127.0.0.1:{closed}/{ACCOUNT_NAME};"
-    )
-    host = _host(unreachable, tmp_path)
-    yield host
-    host.stop()
-
-
-def test_health_is_anonymous_and_reports_version_and_storage(healthy_host):
+def test_health_is_anonymous_and_reports_version_and_every_dependency(healthy_host):
     status, body = _get_health(healthy_host)
 
     assert status == 200
     assert body["status"] == "healthy"
     assert body["version"] == broker_version()
-    assert body["dependencies"]["storage"]["status"] == "ok"
+    assert {name: dependency["status"] for name, dependency in body["dependencies"].items()} == {
+        "storage": "ok",
+        "azureResourceManager": "ok",
+        "keyVault": "ok",
+    }
 
 
-def test_health_is_503_degraded_when_storage_does_not_answer(host_without_storage):
-    status, body = _get_health(host_without_storage)
+def test_health_is_503_degraded_naming_azure_resource_manager_when_it_fails(healthy_host, emulator):
+    emulator.admin.add_fault(pathRegex="Microsoft.Authorization/roleDefinitions", status=500, count=1)
+    try:
+        status, body = _get_health(healthy_host)
+    finally:
+        emulator.admin.clear_faults()
+
+    assert status == 503
+    assert body["dependencies"]["azureResourceManager"]["status"] == "unavailable"
+    assert body["dependencies"]["keyVault"]["status"] == "ok"
+
+
+def test_health_is_503_degraded_when_storage_does_not_answer(emulator, tmp_path):
+    closed = free_port()
+    unreachable = (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint=http://127.0.0.1:{closed}/{ACCOUNT_NAME};TableEndpoint=http://127.0.0.1:{closed}/{ACCOUNT_NAME};"
+    )
+    host = start_broker_host(emulator, unreachable, tmp_path / "host.log")
+    try:
+        status, body = _get_health(host)
+    finally:
+        host.stop()
 
     assert status == 503
     assert body["status"] == "degraded"
     assert body["dependencies"]["storage"]["status"] == "unavailable"
     assert body["dependencies"]["storage"]["error"]
+    assert body["dependencies"]["azureResourceManager"]["status"] == "ok"

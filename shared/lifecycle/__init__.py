@@ -1,0 +1,1 @@
+"""After a deployment: teardown, dual-key rotation, and the connections that serve cross-region deployments."""

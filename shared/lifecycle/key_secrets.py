@@ -1,0 +1,54 @@
+"""How endpoint keys are kept in Key Vault: one secret per key type, a new version per key value.
+
+The dual-key rotation pattern (azure-facts §3) reads three tags on each version: `CredentialId` (which key the
+version holds), `ProviderAddress` (the endpoint's resource id) and `ValidityPeriodDays`; the version's `exp` is
+set from the validity period so that expiry can trigger the next rotation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE
+
+SECRET_CONTENT_TYPE = "application/vnd.azure-ai-serverless-endpoint-key"
+MAX_TAG_VALUE = 256
+KEY_TYPES = ("primary", "secondary")
+KEY_TYPE_TAG = "keyType"
+RUN_TAG = "run"
+CREDENTIAL_ID_TAG = "CredentialId"
+PROVIDER_ADDRESS_TAG = "ProviderAddress"
+VALIDITY_TAG = "ValidityPeriodDays"
+
+
+def key_secret_tags(
+    *,
+    workspace_id: str,
+    endpoint_name: str,
+    endpoint_id: str,
+    model_id: str,
+    run_id: str,
+    key_type: str,
+    validity_days: int | None,
+) -> dict[str, str]:
+    """The tags of a key secret's version; the rotation tags only when keys are given a validity period."""
+    tags = {
+        "workspace": workspace_id,
+        "endpoint": endpoint_name,
+        "model": model_id,
+        RUN_TAG: run_id,
+        KEY_TYPE_TAG: key_type,
+        MANAGED_BY_TAG: MANAGED_BY_VALUE,
+    }
+    if validity_days is not None:
+        tags |= {CREDENTIAL_ID_TAG: key_type, PROVIDER_ADDRESS_TAG: endpoint_id, VALIDITY_TAG: str(validity_days)}
+    return {name: value[:MAX_TAG_VALUE] for name, value in tags.items()}
+
+
+def key_expiry(now: datetime, validity_days: int | None) -> datetime | None:
+    return None if validity_days is None else now + timedelta(days=validity_days)
+
+
+def alternate(key_type: str) -> str:
+    """The other key of the pair."""
+    return KEY_TYPES[1 - KEY_TYPES.index(key_type)]
