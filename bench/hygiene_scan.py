@@ -31,7 +31,6 @@ from shared.adapters.machine_learning import MachineLearningAdapter
 from shared.azure_ids import WorkspaceId
 from shared.config import Settings
 from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE
-from shared.hygiene.azure_reads import ArmMachineLearningReads
 from shared.hygiene.composition import build_hygiene_scanner
 from shared.hygiene.settings import HygieneSettings
 from shared.naming import key_vault_secret_names
@@ -82,7 +81,6 @@ def deploy(emulator: Any, document: dict[str, Any], deployed: int, workers: int)
     credential = emulator.credential()
     arm = ArmClient(emulator.arm_url, credential)
     ml = MachineLearningAdapter(arm, credential)
-    reads = ArmMachineLearningReads(arm, ml)
     vault = KeyVaultAdapter(emulator.vault_url, credential)
     targets = [workspace_id(document, number) for number in range(deployed)]
 
@@ -98,7 +96,7 @@ def deploy(emulator: Any, document: dict[str, Any], deployed: int, workers: int)
     def store_keys(target: str) -> None:
         name = f"llama-{target[-4:]}"
         names = key_vault_secret_names(WorkspaceId.parse(target), name)
-        keys = reads.list_keys(target, name)
+        keys = ml.list_keys(target, name)
         for key_type, secret, value in (
             ("primary", names.primary, keys.primary),
             ("secondary", names.secondary, keys.secondary),

@@ -144,6 +144,35 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        f"{ROUTE_PREFIX}/hygiene/findings": {
+            "get": {
+                "operationId": "hygiene_findings",
+                "summary": "Hygiene findings: Unhealthy, failed or unmanaged endpoints, missing or orphaned secrets, "
+                "stuck runs",
+                "parameters": [
+                    _query("rule", "Only findings of this rule"),
+                    _query("severity", "Only findings of this severity"),
+                    _query("workspaceId", "Only findings in this workspace (ARM id)"),
+                    _query("state", "open, resolved or pending"),
+                    _query("continuationToken", "From the previous page's nextLink"),
+                    _query("pageSize", "Findings per page", {"type": "integer", "minimum": 1}),
+                ],
+                "responses": {
+                    "200": _json_response("A page of findings", {"type": "object"}),
+                    **_problem_responses("validation-failed", "internal"),
+                },
+            },
+        },
+        f"{ROUTE_PREFIX}/hygiene/report": {
+            "get": {
+                "operationId": "hygiene_report",
+                "summary": "The latest hygiene scan: when, how long, what was scanned, counts and errors",
+                "responses": {
+                    "200": _json_response("The latest scan report", {"type": "object"}),
+                    **_problem_responses("not-found", "internal"),
+                },
+            },
+        },
         f"{ROUTE_PREFIX}/openapi.json": {
             "get": {
                 "operationId": "openapi_document",

@@ -1,9 +1,9 @@
 """Azure Machine Learning serverless endpoints and Marketplace subscriptions (implements MachineLearningPort).
 
-azure-ai-ml serves the reads its entities carry fully (Marketplace subscriptions). Endpoint reads, keys and every
-write go through the ARM pipeline: it is light to import on a worker's hot path, and the SDK's entity drops
-`endpointState`, `marketplaceSubscriptionId` and `contentSafety`, its regenerate call never sends regenerateKeys, and
-its pollers block (azure-facts §1).
+azure-ai-ml serves the one read its entity carries fully: the seed's `marketplace_subscriptions.get`. Everything
+else goes through the ARM pipeline: it is light to import on a worker's hot path and a scan's, and the SDK's entity
+drops `endpointState`, `marketplaceSubscriptionId` and `contentSafety`, its regenerate call never sends
+regenerateKeys, and its pollers block (azure-facts §1).
 """
 
 from __future__ import annotations
@@ -75,8 +75,11 @@ class MachineLearningAdapter:
         return _operation(self._arm.begin_delete(_endpoint_path(workspace_id, name), ML_API_VERSION))
 
     def list_keys(self, workspace_id: str, name: str) -> EndpointKeys:
-        keys = self._arm.post(f"{_endpoint_path(workspace_id, name)}/listKeys", ML_API_VERSION).resource or {}
-        return EndpointKeys(primary=keys.get("primaryKey", ""), secondary=keys.get("secondaryKey", ""))
+        accepted = self._arm.post(f"{_endpoint_path(workspace_id, name)}/listKeys", ML_API_VERSION)
+        keys = accepted.resource or {}
+        if "primaryKey" not in keys or "secondaryKey" not in keys:
+            raise AzureCallError(accepted.status, "InvalidResponse", "listKeys answered without both keys")
+        return EndpointKeys(primary=keys["primaryKey"], secondary=keys["secondaryKey"])
 
     def regenerate_key(self, workspace_id: str, name: str, key_type: str) -> Operation | None:
         path = f"{_endpoint_path(workspace_id, name)}/regenerateKeys"
@@ -92,8 +95,9 @@ class MachineLearningAdapter:
             raise
 
     def list_subscriptions(self, workspace_id: str) -> list[MarketplaceSubscription]:
-        operations = self._ml_client(workspace_id).marketplace_subscriptions
-        return _call(lambda: [_subscription(item) for item in operations.list()])
+        # A hygiene scan lists every project's subscriptions: one ARM call each, no per-workspace SDK client.
+        path = f"{workspace_id}/marketplaceSubscriptions"
+        return [_subscription_from_rest(item) for item in self._arm.list(path, ML_API_VERSION)]
 
     def begin_create_subscription(self, workspace_id: str, name: str, *, model_id: str) -> Operation | None:
         body = {"properties": {"modelId": model_id}}
@@ -182,6 +186,17 @@ def _subscription(entity: Any) -> MarketplaceSubscription:
         model_id=entity.model_id,
         status=_pascal(entity.status),
         provisioning_state=_pascal(entity.provisioning_state),
+    )
+
+
+def _subscription_from_rest(body: Mapping[str, Any]) -> MarketplaceSubscription:
+    properties = body.get("properties") or {}
+    return MarketplaceSubscription(
+        id=body["id"],
+        name=body["name"],
+        model_id=properties.get("modelId", ""),
+        status=properties.get("marketplaceSubscriptionStatus"),
+        provisioning_state=properties.get("provisioningState"),
     )
 
 

@@ -18,7 +18,6 @@ from shared.adapters.run_store import RunStore
 from shared.adapters.tables import DocumentTable
 from shared.config import Settings
 from shared.hygiene.alerts import AlertChannel, QueueAlertChannel, WebhookAlertChannel
-from shared.hygiene.azure_reads import ArmMachineLearningReads
 from shared.hygiene.scan import HygieneScanner
 from shared.hygiene.settings import HygieneSettings
 from shared.hygiene.store import FindingStore
@@ -67,7 +66,7 @@ def build_hygiene_scanner(
         )
     return HygieneScanner(
         settings=hygiene,
-        machine_learning=ArmMachineLearningReads(arm, MachineLearningAdapter(arm, credential)),
+        machine_learning=MachineLearningAdapter(arm, credential),
         secret_store=KeyVaultAdapter(settings.key_vault_url, credential) if settings.key_vault_url else None,
         runs=RunStore(DocumentTable.open(settings.storage, settings.runs_table)),
         store=build_finding_store(settings, hygiene),

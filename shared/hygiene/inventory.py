@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from shared.azure_errors import AzureCallError
+from shared.azure_ids import WorkspaceId
 from shared.ports import Endpoint, EndpointKeys, MarketplaceSubscription, Operation
 from shared.redaction import default_registry
 
@@ -103,6 +104,7 @@ def collect_inventories(
 ) -> list[WorkspaceInventory]:
     def read(workspace_id: str) -> WorkspaceInventory:
         try:
+            WorkspaceId.parse(workspace_id)  # a malformed configured id is reported, never sent to ARM
             endpoints = retrier.call(lambda: machine_learning.list_endpoints(workspace_id))
             subscriptions = retrier.call(lambda: machine_learning.list_subscriptions(workspace_id))
         except Exception as error:  # noqa: BLE001 - any failure is this workspace's finding, never the scan's end

@@ -88,6 +88,8 @@ def test_the_expected_routes_are_registered(registered_http_functions):
         ("GET", "deployments", "function"),
         ("GET", "deployments/{runId}", "function"),
         ("GET", "models/availability", "function"),
+        ("GET", "hygiene/findings", "function"),
+        ("GET", "hygiene/report", "function"),
     }
 
 

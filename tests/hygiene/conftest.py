@@ -1,17 +1,20 @@
-"""A world of in-memory fakes for the hygiene scan, with the scanner wired exactly as the composition root does."""
+"""Fixtures: a world of in-memory fakes wired as the composition root wires the scanner, and an emulated broker."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from devstack.emulator.testing import running_emulator
 from shared.hygiene.alerts import QueueAlertChannel
 from shared.hygiene.findings import FindingRecord
 from shared.hygiene.scan import HygieneScanner
 from shared.hygiene.store import FindingStore
 
+from .emulated import COHERE, LLAMA, PHI, EmulatedBroker, scenario
 from .fakes import (
     Clock,
     FakeMachineLearning,
@@ -71,3 +74,25 @@ class World:
 @pytest.fixture
 def world() -> World:
     return World()
+
+
+@pytest.fixture
+def broker(azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedBroker]:
+    with running_emulator(scenario()) as emulator:
+        # The SDK clients trust the emulator's throw-away CA through this, as with the env file.
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_bundle)
+        yield EmulatedBroker(emulator, azurite.connection_string)
+
+
+@pytest.fixture
+def deployed(broker: EmulatedBroker) -> EmulatedBroker:
+    """demo-project: two Marketplace endpoints on their own subscriptions and a sold-directly one; the West Europe
+    project: its own Llama subscription and endpoint. Everything healthy, keys in Key Vault."""
+    broker.subscribe("demo-project", "llama-sub", LLAMA)
+    broker.subscribe("demo-project", "cohere-sub", COHERE)
+    broker.subscribe("demo-project-westeurope", "llama-sub", LLAMA)
+    broker.deploy("demo-project", "llama-ep", LLAMA)
+    broker.deploy("demo-project", "cohere-ep", COHERE)
+    broker.deploy("demo-project", "phi-ep", PHI)
+    broker.deploy("demo-project-westeurope", "llama-we", LLAMA)
+    return broker

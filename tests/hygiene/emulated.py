@@ -20,10 +20,10 @@ from devstack.emulator.testing import EmulatorHandle
 from shared.adapters.arm import ArmClient
 from shared.adapters.keyvault import KeyVaultAdapter
 from shared.adapters.machine_learning import MachineLearningAdapter
+from shared.adapters.tables import DocumentTable
 from shared.azure_ids import WorkspaceId
 from shared.config import Settings
 from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE
-from shared.hygiene.azure_reads import ArmMachineLearningReads
 from shared.hygiene.composition import build_hygiene_scanner
 from shared.hygiene.findings import FindingRecord
 from shared.hygiene.scan import HygieneScanner
@@ -78,7 +78,6 @@ class EmulatedBroker:
         credential = self.emulator.credential()
         arm = ArmClient(self.emulator.arm_url, credential, retry_total=0)
         self.ml = MachineLearningAdapter(arm, credential)
-        self.reads = ArmMachineLearningReads(arm, self.ml)
         self.vault = KeyVaultAdapter(self.emulator.vault_url, credential)
         self.alerts_queue = f"hygiene-alerts-{self.suffix}"
         self._alerts = QueueClient.from_connection_string(self.connection_string, self.alerts_queue)
@@ -128,12 +127,10 @@ class EmulatedBroker:
 
     @property
     def store(self) -> FindingStore:
-        from shared.adapters.tables import DocumentTable
-
         return FindingStore(DocumentTable.open(self.settings().storage, f"findings{self.suffix}"))
 
     def findings(self, rule: str) -> list[FindingRecord]:
-        return [record for record in self.store.query(rule=rule, page_size=100).records]
+        return self.store.query(rule=rule, page_size=100).records
 
     def new_alerts(self) -> list[tuple[str, str, str]]:
         """(kind, rule, subject) of the alerts put on the queue since the last call."""
@@ -163,7 +160,7 @@ class EmulatedBroker:
         if not managed:
             return None
         names = key_vault_secret_names(WorkspaceId.parse(workspace_id), name)
-        keys = self.reads.list_keys(workspace_id, name)
+        keys = self.ml.list_keys(workspace_id, name)
         for key_type, secret, value in (
             ("primary", names.primary, keys.primary),
             ("secondary", names.secondary, keys.secondary),

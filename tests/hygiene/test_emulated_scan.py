@@ -2,37 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from devstack.emulator.testing import running_emulator
-
-from .emulated import COHERE, LLAMA, PHI, EmulatedBroker, scenario
+from .emulated import LLAMA, EmulatedBroker
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def broker(azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedBroker]:
-    with running_emulator(scenario()) as emulator:
-        # The SDK clients trust the emulator's throw-away CA through this, as with the env file.
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_bundle)
-        yield EmulatedBroker(emulator, azurite.connection_string)
-
-
-@pytest.fixture
-def deployed(broker: EmulatedBroker) -> EmulatedBroker:
-    """demo-project: two Marketplace endpoints on their own subscriptions and a sold-directly one; the West Europe
-    project: its own Llama subscription and endpoint. Everything healthy, keys in Key Vault."""
-    broker.subscribe("demo-project", "llama-sub", LLAMA)
-    broker.subscribe("demo-project", "cohere-sub", COHERE)
-    broker.subscribe("demo-project-westeurope", "llama-sub", LLAMA)
-    broker.deploy("demo-project", "llama-ep", LLAMA)
-    broker.deploy("demo-project", "cohere-ep", COHERE)
-    broker.deploy("demo-project", "phi-ep", PHI)
-    broker.deploy("demo-project-westeurope", "llama-we", LLAMA)
-    return broker
 
 
 def workspaces(broker: EmulatedBroker, *names: str) -> str:
@@ -131,7 +105,7 @@ def test_secret_rules_and_remediation_against_the_emulated_vault(deployed: Emula
     disabled = {secret.name: secret.enabled for secret in deployed.vault.list_secrets() if "-phi-ep-" in secret.name}
     assert len(disabled) == 2
     assert not any(disabled.values())
-    keys = deployed.reads.list_keys(demo, "llama-ep")
+    keys = deployed.ml.list_keys(demo, "llama-ep")
     stored = str(deployed.store.query(page_size=100).records) + str(deployed.received) + str(report)
     assert keys.primary not in stored
     assert keys.secondary not in stored

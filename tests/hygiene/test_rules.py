@@ -279,3 +279,13 @@ def test_a_subscription_id_is_compared_case_insensitively(world: World):
     world.scan(workspaces=(WS_A,))
 
     assert world.findings() == []
+
+
+def test_a_malformed_configured_workspace_id_is_reported_and_never_read(world: World):
+    world.ml.add(WS_A)
+
+    world.scan(workspaces=(WS_A, "/subscriptions/not-a-guid/resourceGroups/rg/providers/x"))
+
+    [finding] = world.findings(rule="workspace-unreachable")
+    assert finding.evidence["code"] == "InvalidResourceIdError"
+    assert world.ml.reads == [WS_A, WS_A]
