@@ -84,8 +84,13 @@ def _call(action: Callable[[], T]) -> T:
     except ResourceNotFoundError as error:
         raise AzureCallError(404, "SecretNotFound", _first_line(error)) from error
     except HttpResponseError as error:
-        code = getattr(error.error, "code", None) or f"Http{error.status_code}"
-        raise AzureCallError(error.status_code, code, _first_line(error)) from error
+        raise AzureCallError(error.status_code, _most_specific_code(error), _first_line(error)) from error
+
+
+def _most_specific_code(error: HttpResponseError) -> str:
+    # Key Vault answers a generic code ("Conflict", "Forbidden") with the telling one inside: innererror.code.
+    inner = getattr(error.error, "innererror", None) or {}
+    return inner.get("code") or getattr(error.error, "code", None) or f"Http{error.status_code}"
 
 
 def _first_line(error: HttpResponseError) -> str:
