@@ -7,14 +7,14 @@ imported inside each function so that importing function_app (every cold start) 
 from __future__ import annotations
 
 import json
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import azure.functions as func
 from pydantic import ValidationError
 
 from handlers.http_responses import json_response, problem_response, problems_on_crash
+from handlers.listing import choice_filter, origin, page_size, paged_response, query_parameters, workspace_filter
 from handlers.principal import UnauthenticatedError, caller_object_id
-from shared.azure_ids import InvalidResourceIdError, WorkspaceId
 from shared.problems import NOT_FOUND, Problem
 from shared.requests import DeploymentRequest, validation_problems
 from shared.runs import RunStatus
@@ -25,7 +25,6 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 # Filters and paging carried from one page's URL to the next; anything else (the `code` key above all) is not.
 LIST_PARAMETERS = ("workspaceId", "status", "ticket", "pageSize")
-_STATUS_BY_NAME = {status.value.lower(): status for status in RunStatus}
 # RFC 9110 requires a challenge on 401; callers authenticate to Easy Auth with Entra bearer tokens.
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="serverless-deployment-broker"'}
 
@@ -56,14 +55,14 @@ def submit_deployment(req: func.HttpRequest) -> func.HttpResponse:
     except IdempotencyConflictError as error:
         return problem_response(error.problem)
     run = submission.run
-    run_path = f"{_path(req)}/{quote(run.id, safe='')}"
+    run_path = f"{urlsplit(req.url).path.rstrip('/')}/{quote(run.id, safe='')}"
     if submission.problem is not None:
         problem = submission.problem
         rejected = Problem(
             problem.kind, problem.detail, problem.instance or run_path, {**problem.extensions, "runId": run.id}
         )
         return problem_response(rejected, headers={"Location": run_path})
-    headers = {"Location": run_path, "Operation-Location": _origin(req) + run_path}
+    headers = {"Location": run_path, "Operation-Location": origin(req) + run_path}
     return json_response(run.to_public_dict(), status_code=202 if submission.created else 200, headers=headers)
 
 
@@ -86,34 +85,25 @@ def get_deployment(req: func.HttpRequest) -> func.HttpResponse:
 def list_deployments(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployments.composition import deployment_service
 
-    params = {name: value.strip() for name, value in req.params.items() if value.strip()}
+    params = query_parameters(req)
     errors: list[dict[str, str]] = []
-    workspace_id = _workspace_filter(params.get("workspaceId"), errors)
-    status = _status_filter(params.get("status"), errors)
-    page_size = _page_size(params.get("pageSize"), errors)
+    workspace_id = workspace_filter(params.get("workspaceId"), errors)
+    status = choice_filter(params.get("status"), "status", (status.value for status in RunStatus), errors)
+    size = page_size(params.get("pageSize"), errors, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     if errors:
         return problem_response(Problem.validation(errors))
 
-    token = params.get("continuationToken")
-    try:
+    def fetch(token: str | None) -> tuple[list[dict], str | None]:
         page = deployment_service().list(
             workspace_id=workspace_id,
             status=status,
             ticket=params.get("ticket"),
-            page_size=page_size,
+            page_size=size,
             continuation_token=token,
         )
-    except ValueError:
-        if token is None:
-            raise
-        message = "This token was not issued by this service for these filters; start again without it."
-        return problem_response(Problem.validation([{"field": "continuationToken", "message": message}]))
-    next_link = None
-    if page.continuation_token:
-        query = {name: params[name] for name in LIST_PARAMETERS if name in params}
-        query["continuationToken"] = page.continuation_token
-        next_link = f"{_origin(req)}{_path(req)}?{urlencode(query)}"
-    return json_response({"value": [run.to_public_dict() for run in page.runs], "nextLink": next_link})
+        return [run.to_public_dict() for run in page.runs], page.continuation_token
+
+    return paged_response(req, params, LIST_PARAMETERS, fetch)
 
 
 def _deployment_request(body: bytes) -> DeploymentRequest | Problem:
@@ -139,42 +129,3 @@ def _idempotency_key_problem(key: str | None) -> Problem | None:
     else:
         return None
     return Problem.validation([{"field": IDEMPOTENCY_KEY_HEADER, "message": message}])
-
-
-def _workspace_filter(value: str | None, errors: list[dict[str, str]]) -> str | None:
-    if value is None:
-        return None
-    try:
-        return WorkspaceId.parse(value).resource_id
-    except InvalidResourceIdError as error:
-        errors.append({"field": "workspaceId", "message": str(error)})
-        return None
-
-
-def _status_filter(value: str | None, errors: list[dict[str, str]]) -> str | None:
-    if value is None:
-        return None
-    status = _STATUS_BY_NAME.get(value.lower())
-    if status is None:
-        allowed = ", ".join(status.value for status in RunStatus)
-        errors.append({"field": "status", "message": f"'{value[:64]}' is not a run status; use one of {allowed}."})
-        return None
-    return status.value
-
-
-def _page_size(value: str | None, errors: list[dict[str, str]]) -> int:
-    if value is None:
-        return DEFAULT_PAGE_SIZE
-    if value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_PAGE_SIZE:
-        return int(value)
-    errors.append({"field": "pageSize", "message": f"Use a whole number from 1 to {MAX_PAGE_SIZE}."})
-    return DEFAULT_PAGE_SIZE
-
-
-def _path(req: func.HttpRequest) -> str:
-    return urlsplit(req.url).path.rstrip("/")
-
-
-def _origin(req: func.HttpRequest) -> str:
-    parts = urlsplit(req.url)
-    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""

@@ -8,13 +8,11 @@ function_app (every cold start) loads no Azure SDK.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
 from handlers.http_responses import json_response, problem_response, problems_on_crash
-from shared.azure_ids import InvalidResourceIdError, WorkspaceId
+from handlers.listing import choice_filter, page_size, paged_response, query_parameters, workspace_filter
 from shared.hygiene.findings import FindingState, Severity
 from shared.hygiene.rules import RULES
 from shared.problems import NOT_FOUND, Problem
@@ -44,36 +42,28 @@ def hygiene_scan(timer: func.TimerRequest) -> None:
 def hygiene_findings(req: func.HttpRequest) -> func.HttpResponse:
     from shared.hygiene.composition import finding_store
 
-    params = {name: value.strip() for name, value in req.params.items() if value.strip()}
+    params = query_parameters(req)
     errors: list[dict[str, str]] = []
-    rule = _choice(params, "rule", RULES, errors)
-    severity = _choice(params, "severity", [item.value for item in Severity], errors)
-    state = _choice(params, "state", [item.value for item in FindingState], errors)
-    workspace_id = _workspace(params.get("workspaceId"), errors)
-    page_size = _page_size(params.get("pageSize"), errors)
+    rule = choice_filter(params.get("rule"), "rule", RULES, errors)
+    severity = choice_filter(params.get("severity"), "severity", [item.value for item in Severity], errors)
+    state = choice_filter(params.get("state"), "state", [item.value for item in FindingState], errors)
+    workspace_id = workspace_filter(params.get("workspaceId"), errors)
+    size = page_size(params.get("pageSize"), errors, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     if errors:
         return problem_response(Problem.validation(errors))
-    token = params.get("continuationToken")
-    try:
+
+    def fetch(token: str | None) -> tuple[list[dict], str | None]:
         page = finding_store().query(
             rule=rule,
             severity=severity,
             workspace_id=workspace_id,
             state=state,
-            page_size=page_size,
+            page_size=size,
             continuation_token=token,
         )
-    except ValueError:
-        if token is None:
-            raise
-        message = "This token was not issued by this service for these filters; start again without it."
-        return problem_response(Problem.validation([{"field": "continuationToken", "message": message}]))
-    next_link = None
-    if page.continuation_token:
-        query = {name: params[name] for name in LIST_PARAMETERS if name in params}
-        query["continuationToken"] = page.continuation_token
-        next_link = f"{_origin(req)}{urlsplit(req.url).path}?{urlencode(query)}"
-    return json_response({"value": [record.to_public_dict() for record in page.records], "nextLink": next_link})
+        return [record.to_public_dict() for record in page.records], page.continuation_token
+
+    return paged_response(req, params, LIST_PARAMETERS, fetch)
 
 
 @blueprint.function_name("hygiene_report")
@@ -86,36 +76,3 @@ def hygiene_report(req: func.HttpRequest) -> func.HttpResponse:
     if report is None:
         return problem_response(Problem(NOT_FOUND, "No hygiene scan has finished yet."))
     return json_response(report)
-
-
-def _choice(params: dict[str, str], name: str, allowed: Iterable[str], errors: list[dict[str, str]]) -> str | None:
-    value = params.get(name)
-    choices = sorted(allowed)
-    if value is None or value in choices:
-        return value
-    errors.append({"field": name, "message": f"'{value}' is not one of: {', '.join(choices)}."})
-    return None
-
-
-def _workspace(value: str | None, errors: list[dict[str, str]]) -> str | None:
-    if value is None:
-        return None
-    try:
-        return WorkspaceId.parse(value).resource_id
-    except InvalidResourceIdError as error:
-        errors.append({"field": "workspaceId", "message": str(error)})
-        return None
-
-
-def _page_size(value: str | None, errors: list[dict[str, str]]) -> int:
-    if value is None:
-        return DEFAULT_PAGE_SIZE
-    if value.isdigit() and 1 <= int(value) <= MAX_PAGE_SIZE:
-        return int(value)
-    errors.append({"field": "pageSize", "message": f"pageSize must be a whole number from 1 to {MAX_PAGE_SIZE}."})
-    return DEFAULT_PAGE_SIZE
-
-
-def _origin(req: func.HttpRequest) -> str:
-    parts = urlsplit(req.url)
-    return f"{parts.scheme}://{parts.netloc}"

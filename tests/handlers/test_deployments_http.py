@@ -278,7 +278,7 @@ def test_pages_link_to_the_next_one_with_the_same_filters_until_the_last(service
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
-        ({"status": "Done"}, "status", "'Done' is not a run status; use one of Accepted, Validating,"),
+        ({"status": "Done"}, "status", "'Done' is not one of: Accepted, Deleted,"),
         ({"pageSize": "0"}, "pageSize", f"from 1 to {deployments.MAX_PAGE_SIZE}"),
         ({"pageSize": str(deployments.MAX_PAGE_SIZE + 1)}, "pageSize", "from 1 to"),
         ({"pageSize": "ten"}, "pageSize", "from 1 to"),
