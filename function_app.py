@@ -6,6 +6,7 @@ from handlers.deployments import blueprint as deployments_blueprint
 from handlers.health import blueprint as health_blueprint
 from handlers.hygiene import blueprint as hygiene_blueprint
 from handlers.intake import blueprint as intake_blueprint
+from handlers.lifecycle import blueprint as lifecycle_blueprint
 from handlers.models import blueprint as models_blueprint
 from handlers.openapi import blueprint as openapi_blueprint
 from handlers.worker import blueprint as worker_blueprint
@@ -17,4 +18,5 @@ app.register_functions(models_blueprint)
 app.register_functions(openapi_blueprint)
 app.register_functions(intake_blueprint)
 app.register_functions(worker_blueprint)
+app.register_functions(lifecycle_blueprint)
 app.register_functions(hygiene_blueprint)

@@ -80,7 +80,7 @@ def workspace_id(document: dict[str, Any], number: int) -> str:
 def deploy(emulator: Any, document: dict[str, Any], deployed: int, workers: int) -> None:
     credential = emulator.credential()
     arm = ArmClient(emulator.arm_url, credential)
-    ml = MachineLearningAdapter(arm, credential)
+    ml = MachineLearningAdapter(arm)
     vault = KeyVaultAdapter(emulator.vault_url, credential)
     targets = [workspace_id(document, number) for number in range(deployed)]
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _resubscribe(emulator: Any, document: dict[str, Any], broken: int) -> None:
     credential = emulator.credential()
-    ml = MachineLearningAdapter(ArmClient(emulator.arm_url, credential), credential)
+    ml = MachineLearningAdapter(ArmClient(emulator.arm_url, credential))
     for number in range(broken):
         ml.begin_create_subscription(workspace_id(document, number), "llama-sub", model_id=LLAMA)
     emulator.admin.complete_operations()

@@ -18,7 +18,7 @@ from handlers.deployments import DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY_HEADER, MAX_
 from handlers.http_responses import json_response, problems_on_crash
 from handlers.principal import OBJECT_ID_CLAIMS, PRINCIPAL_HEADER, PRINCIPAL_ID_HEADER
 from shared.problems import CATALOG, CONTENT_TYPE
-from shared.requests import DeploymentRequest, QueueDeploymentRequest
+from shared.requests import DeploymentRequest, QueueDeploymentRequest, RotateKeysRequest
 from shared.runs import RunRecord
 from shared.version import broker_version
 
@@ -128,6 +128,67 @@ def _paths() -> dict[str, Any]:
                     **_problem_responses("not-found", "internal"),
                 },
             },
+            "delete": {
+                "operationId": "delete_deployment",
+                "summary": "Tear down the deployment this deploy run made: endpoint, Key Vault secrets (soft delete), "
+                "cross-region connection and, when asked and unused elsewhere, the Marketplace subscription. "
+                "Answered with a delete run (Validating, Deleting, Deleted) that names this run; the deploy run "
+                "records the delete run once it is Deleted.",
+                "parameters": [
+                    {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query(
+                        "deleteSubscription",
+                        "Also delete the Marketplace subscription (refused while other endpoints use it)",
+                        {"type": "boolean", "default": False},
+                    ),
+                    *_PRINCIPAL_HEADERS,
+                ],
+                "responses": {
+                    "202": _run_response("Accepted: a new delete run; poll Operation-Location for its outcome"),
+                    "200": _run_response("A teardown of this deployment is already under way: its run"),
+                    **_problem_responses(
+                        "validation-failed",
+                        "unauthorized",
+                        "requester-forbidden",
+                        "not-found",
+                        "deployment-conflict",
+                        "subscription-in-use",
+                        "deployment-state-conflict",
+                        "azure-unavailable",
+                        "internal",
+                    ),
+                },
+            },
+        },
+        f"{ROUTE_PREFIX}/deployments/{{runId}}/rotate-keys": {
+            "post": {
+                "operationId": "rotate_deployment_keys",
+                "summary": "Regenerate one key of the deployment's endpoint and store it as a new version of that "
+                "key's Key Vault secret; the other key is left alone. Poll the run's keyRotations for the outcome.",
+                "parameters": [
+                    {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}},
+                    *_PRINCIPAL_HEADERS,
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("RotateKeysRequest")}},
+                },
+                "responses": {
+                    "202": {
+                        **_json_response("Accepted: the rotation, recorded on the run", _ref("KeyRotation")),
+                        "headers": _RUN_HEADERS,
+                    },
+                    **_problem_responses(
+                        "validation-failed",
+                        "unauthorized",
+                        "requester-forbidden",
+                        "not-found",
+                        "deployment-state-conflict",
+                        "azure-unavailable",
+                        "internal",
+                    ),
+                },
+            },
         },
         f"{ROUTE_PREFIX}/models/availability": {
             "get": {
@@ -197,7 +258,12 @@ def _paths() -> dict[str, Any]:
 
 def _schemas() -> dict[str, Any]:
     _, generated = models_json_schema(
-        [(DeploymentRequest, "validation"), (QueueDeploymentRequest, "validation"), (RunRecord, "serialization")],
+        [
+            (DeploymentRequest, "validation"),
+            (QueueDeploymentRequest, "validation"),
+            (RotateKeysRequest, "validation"),
+            (RunRecord, "serialization"),
+        ],
         by_alias=True,
         ref_template=SCHEMAS + "{model}",
     )

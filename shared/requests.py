@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from shared.azure_ids import WorkspaceId
@@ -139,11 +139,32 @@ class QueueDeploymentRequest(DeploymentRequest):
             raise ValueError(f"requestedBy '{value}' is not an object id (a GUID such as 00000000-0000-...).")
         return value.strip().lower()
 
+    @field_validator("delete_subscription")
+    @classmethod
+    def _only_when_deleting(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("type") != "delete":
+            raise ValueError("deleteSubscription applies only to messages of type delete.")
+        return value
+
     def deployment_request(self) -> DeploymentRequest:
         """The part every run stores, whatever the intake."""
         return DeploymentRequest.model_validate(
             self.model_dump(include=set(DeploymentRequest.model_fields)), by_name=True
         )
+
+
+class RotateKeysRequest(BaseModel):
+    """`POST /api/deployments/{runId}/rotate-keys` body."""
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="forbid", frozen=True)
+
+    key_type: Literal["primary", "secondary"] = Field(
+        description="The key to regenerate; the other key keeps working, so consumers can switch without downtime"
+    )
+
+    @classmethod
+    def from_wire(cls, body: Any) -> Self:
+        return cls.model_validate(body, by_alias=True, by_name=False)
 
 
 _WIRE_NAMES = frozenset(to_camel(name) for name in QueueDeploymentRequest.model_fields)

@@ -156,7 +156,8 @@ class ConnectionInfo(_Value):
 
 
 class CrossRegion(_Value):
-    """A deployment made in a hub project because the requester's region does not offer the model."""
+    """A deployment made (or torn down) in a hub project because the requester's region does not offer the model;
+    the connection is the deployment's only."""
 
     hub_workspace_id: str
     connection: ConnectionInfo | None = None

@@ -103,10 +103,17 @@ class Admin:
             timings = Timings(
                 lro_seconds=body.get("lroSeconds", current.lro_seconds),
                 retry_after_ms=int(body.get("retryAfterMs", current.retry_after_ms)),
+                regenerate_keys_async=bool(body.get("regenerateKeysAsync", current.regenerate_keys_async)),
             )
             source = merge_overrides(self.state.scenario.source, {"timings": body})
             self.state.scenario = dataclasses.replace(self.state.scenario, timings=timings, source=source)
-        return web.json_response({"lroSeconds": timings.lro_seconds, "retryAfterMs": timings.retry_after_ms})
+        return web.json_response(
+            {
+                "lroSeconds": timings.lro_seconds,
+                "retryAfterMs": timings.retry_after_ms,
+                "regenerateKeysAsync": timings.regenerate_keys_async,
+            }
+        )
 
     async def get_state(self, request: web.Request) -> web.Response:
         state = self.state

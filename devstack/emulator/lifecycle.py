@@ -17,11 +17,23 @@ SUBSCRIPTIONS = "marketplaceSubscriptions"
 
 
 def subscription_for_model(state: EmulatorState, key: WorkspaceKey, model_id: str) -> MarketplaceSubscription | None:
-    """The project's subscription to a model's offer, preferring a healthy one."""
+    """The project's subscription to a model's offer, preferring a healthy one.
+
+    A project subscribes once per offer (seed), so a subscription made for one model of an offer serves every
+    model of that offer.
+    """
+    model = state.catalog.get(model_id)
+    offer = (model.publisher_id.lower(), model.offer_id.lower()) if model else None
+
+    def serves(subscription: MarketplaceSubscription) -> bool:
+        plan = subscription.marketplace_plan
+        same_offer = offer == (plan.get("publisherId", "").lower(), plan.get("offerId", "").lower())
+        return subscription.model_id.lower() == model_id.lower() or same_offer
+
     candidates = [
         subscription
         for subscription in state.subscriptions.values()
-        if subscription.key == key and subscription.model_id.lower() == model_id.lower()
+        if subscription.key == key and serves(subscription)
     ]
     return next((item for item in candidates if item.healthy), candidates[0] if candidates else None)
 
@@ -50,6 +62,22 @@ def current_marketplace_subscription_id(state: EmulatorState, endpoint: Endpoint
     return endpoint.marketplace_subscription_id
 
 
+REGENERATE = "regenerateKeys"
+# Keys chosen by an asynchronous regenerateKeys, by operation id, until the operation completes (memory only).
+_PENDING_KEYS = "pending-keys"
+
+
+def remember_key(state: EmulatorState, operation: Operation, key_type: str, value: str) -> None:
+    state.extensions.setdefault(_PENDING_KEYS, {})[operation.id] = (key_type, value)
+
+
+def set_key(endpoint: Endpoint, key_type: str, value: str) -> None:
+    if key_type == "Primary":
+        endpoint.primary_key = value
+    else:
+        endpoint.secondary_key = value
+
+
 def _target(state: EmulatorState, operation: Operation) -> Endpoint | MarketplaceSubscription | None:
     store = state.endpoints if operation.resource_type == ENDPOINTS else state.subscriptions
     return store.get((operation.key, operation.resource_name.lower()))
@@ -63,6 +91,11 @@ def complete(state: EmulatorState, operation: Operation) -> None:
         operation.end_time = state.clock()
         target = _target(state, operation)
         if target is None:
+            return
+        if operation.action == REGENERATE:
+            pending = state.extensions.get(_PENDING_KEYS, {}).pop(operation.id, None)
+            if pending is not None and isinstance(target, Endpoint):
+                set_key(target, *pending)
             return
         if operation.action == "delete":
             store = state.endpoints if operation.resource_type == ENDPOINTS else state.subscriptions
@@ -81,6 +114,9 @@ def fail(state: EmulatorState, operation: Operation, code: str, message: str) ->
         operation.end_time = state.clock()
         operation.error = {"code": code, "message": message}
         target = _target(state, operation)
+        if operation.action == REGENERATE:
+            state.extensions.get(_PENDING_KEYS, {}).pop(operation.id, None)
+            return
         if target is None:
             return
         target.provisioning_state = "Failed"
@@ -104,11 +140,13 @@ def cancel_pending(state: EmulatorState, key: WorkspaceKey, resource_type: str, 
 
 
 def pending_operation(state: EmulatorState, key: WorkspaceKey, resource_type: str, name: str) -> Operation | None:
+    """The resource's create or delete in progress (a key regeneration does not count)."""
     return next(
         (
             operation
             for operation in state.operations.values()
             if not operation.done
+            and operation.action != REGENERATE
             and operation.key == key
             and operation.resource_type == resource_type
             and operation.resource_name.lower() == name.lower()

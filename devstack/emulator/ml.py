@@ -1,5 +1,5 @@
 """Microsoft.MachineLearningServices as the emulator serves it: the workspace GET, the operation resources every
-long-running operation points to, and the serverlessEndpoints and marketplaceSubscriptions handlers."""
+long-running operation points to, and the serverlessEndpoints, marketplaceSubscriptions and connections handlers."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from devstack.emulator.ml_common import (
     json_response,
     workspace_route,
 )
+from devstack.emulator.ml_connections import WorkspaceConnections
 from devstack.emulator.ml_endpoints import ServerlessEndpoints
 from devstack.emulator.ml_subscriptions import MarketplaceSubscriptions
 from devstack.emulator.resources import Operation
@@ -67,6 +68,7 @@ class MachineLearning(MlHandlers):
             ),
             *ServerlessEndpoints(self.state).routes(),
             *MarketplaceSubscriptions(self.state).routes(),
+            *WorkspaceConnections(self.state).routes(),
         ]
         for prefix in _OPERATION_PREFIXES:
             # Polling an operation needs a valid token only.

@@ -268,16 +268,26 @@ class ServerlessEndpoints(MlHandlers):
         if key_type not in KEY_TYPES:
             raise user_error(400, f"keyType '{key_type}' is invalid; use Primary or Secondary.", "InvalidKeyType")
         key_value = body.get("keyValue")
-        with self.state.lock:
-            lifecycle.settle(self.state)
+        state = self.state
+        with state.lock:
+            lifecycle.settle(state)
             endpoint = self._endpoint(self.workspace(params), params)
-            value = key_value or new_key()
-            if key_type == "Primary":
-                endpoint.primary_key = value
-            else:
-                endpoint.secondary_key = value
-            self.state.commit()
-            return json_response(keys_json(endpoint))
+            if not state.scenario.timings.regenerate_keys_async:
+                lifecycle.set_key(endpoint, key_type, key_value or new_key())
+                state.commit()
+                return json_response(keys_json(endpoint))
+            # The new key is chosen now and takes effect when the operation completes.
+            operation = lro.start_operation(
+                state,
+                action=lifecycle.REGENERATE,
+                resource_type=lifecycle.ENDPOINTS,
+                target=endpoint,
+                location=endpoint.location,
+            )
+            lifecycle.remember_key(state, operation, key_type, key_value or new_key())
+            state.commit()
+            headers = self._lro_headers(request, operation, with_location=True)
+        return web.Response(status=202, headers={**request_id_headers(), **headers})
 
     def routes(self) -> list[ArmRoute]:
         item = "/serverlessEndpoints/{name}"

@@ -71,6 +71,8 @@ class Timings:
     lro_seconds: float | None = 2.0
     # The poll delay the emulator advertises (retry-after-ms, Retry-After); the SDK waits 30 s without it.
     retry_after_ms: int = 500
+    # regenerateKeys answers 200 with the keys, or (true) 202 with operation headers and changes the key when done.
+    regenerate_keys_async: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ def scenario_from_dict(document: dict[str, Any]) -> Scenario:
         timings=Timings(
             lro_seconds=timings.get("lroSeconds", Timings.lro_seconds),
             retry_after_ms=int(timings.get("retryAfterMs", Timings.retry_after_ms)),
+            regenerate_keys_async=bool(timings.get("regenerateKeysAsync", Timings.regenerate_keys_async)),
         ),
         unhealthy_endpoint_state=document.get("unhealthyEndpointState", "Suspended"),
         page_size=int(document.get("pageSize", 100)),

@@ -1,20 +1,15 @@
 """Azure Machine Learning serverless endpoints and Marketplace subscriptions (implements MachineLearningPort).
 
-azure-ai-ml serves the one read its entity carries fully: the seed's `marketplace_subscriptions.get`. Everything
-else goes through the ARM pipeline: it is light to import on a worker's hot path and a scan's, and the SDK's entity
-drops `endpointState`, `marketplaceSubscriptionId` and `contentSafety`, its regenerate call never sends
-regenerateKeys, and its pollers block (azure-facts §1).
+Every call goes through the ARM pipeline (azure-mgmt-core) rather than azure-ai-ml: importing azure-ai-ml costs about
+3.5 s on our 2-core workers (bench/results/cold_start.json) and held concurrent worker steps for 4.8 s
+(bench/results/deployment_latency.json); its entity drops `endpointState`, `marketplaceSubscriptionId` and
+`contentSafety`; its regenerate call never sends regenerateKeys; and its pollers block (azure-facts §1).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
-
-from azure.core.credentials import TokenCredential
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared.adapters.arm import AcceptedOperation, ArmClient
 from shared.azure_errors import AzureCallError
@@ -22,17 +17,11 @@ from shared.ports import Endpoint, EndpointKeys, MarketplaceSubscription, Operat
 
 ML_API_VERSION = "2024-01-01-preview"
 WORKSPACE_API_VERSION = "2024-10-01-preview"
-_WORKSPACE_ID = re.compile(
-    r"^/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)"
-    r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<workspace>[^/]+)$",
-    re.IGNORECASE,
-)
 
 
 class MachineLearningAdapter:
-    def __init__(self, arm: ArmClient, credential: TokenCredential) -> None:
+    def __init__(self, arm: ArmClient) -> None:
         self._arm = arm
-        self._credential = credential
 
     def get_workspace(self, workspace_id: str) -> Workspace:
         body = self._arm.get(workspace_id, WORKSPACE_API_VERSION)
@@ -86,9 +75,8 @@ class MachineLearningAdapter:
         return _operation(self._arm.post(path, ML_API_VERSION, {"keyType": key_type.capitalize()}))
 
     def get_subscription(self, workspace_id: str, name: str) -> MarketplaceSubscription | None:
-        operations = self._ml_client(workspace_id).marketplace_subscriptions
         try:
-            return _subscription(_call(lambda: operations.get(name)))
+            return _subscription_from_rest(self._arm.get(_subscription_path(workspace_id, name), ML_API_VERSION))
         except AzureCallError as error:
             if error.not_found:
                 return None
@@ -116,39 +104,6 @@ class MachineLearningAdapter:
             error_message=error.get("message"),
             retry_after=status.retry_after,
         )
-
-    def _ml_client(self, workspace_id: str) -> Any:
-        return _ml_client_for(self._credential, workspace_id)
-
-
-@cache
-def _ml_client_for(credential: TokenCredential, workspace_id: str) -> Any:
-    # Imported here: azure-ai-ml costs about a second and 100 MB, which only the worker paths should pay.
-    from azure.ai.ml import MLClient
-
-    match = _WORKSPACE_ID.match(workspace_id)
-    if not match:
-        raise ValueError(f"not a workspace id: {workspace_id}")
-    return MLClient(
-        credential,
-        subscription_id=match["subscription"],
-        resource_group_name=match["group"],
-        workspace_name=match["workspace"],
-    )
-
-
-def _call(action: Any) -> Any:
-    try:
-        return action()
-    except ResourceNotFoundError as error:
-        raise AzureCallError(404, "ResourceNotFound", _message(error)) from error
-    except HttpResponseError as error:
-        code = getattr(error.error, "code", None) or f"Http{error.status_code}"
-        raise AzureCallError(error.status_code, code, _message(error)) from error
-
-
-def _message(error: HttpResponseError) -> str:
-    return getattr(error.error, "message", None) or (error.message or "").splitlines()[0]
 
 
 def _endpoint_path(workspace_id: str, name: str) -> str:
@@ -179,16 +134,6 @@ def _endpoint(body: Mapping[str, Any]) -> Endpoint:
     )
 
 
-def _subscription(entity: Any) -> MarketplaceSubscription:
-    return MarketplaceSubscription(
-        id=entity.id,
-        name=entity.name,
-        model_id=entity.model_id,
-        status=_pascal(entity.status),
-        provisioning_state=_pascal(entity.provisioning_state),
-    )
-
-
 def _subscription_from_rest(body: Mapping[str, Any]) -> MarketplaceSubscription:
     properties = body.get("properties") or {}
     return MarketplaceSubscription(
@@ -198,8 +143,3 @@ def _subscription_from_rest(body: Mapping[str, Any]) -> MarketplaceSubscription:
         status=properties.get("marketplaceSubscriptionStatus"),
         provisioning_state=properties.get("provisioningState"),
     )
-
-
-def _pascal(snake: str | None) -> str | None:
-    # The SDK turns "PendingFulfillmentStart" into "pending_fulfillment_start"; the domain speaks ARM's values.
-    return "".join(part.capitalize() for part in snake.split("_")) if snake else None

@@ -7,6 +7,7 @@ from functools import cache
 
 from shared.adapters.arm import ArmClient
 from shared.adapters.authorization import AuthorizationAdapter
+from shared.adapters.connections import WorkspaceConnectionsAdapter
 from shared.adapters.identity import broker_credential
 from shared.adapters.keyvault import KeyVaultAdapter
 from shared.adapters.machine_learning import MachineLearningAdapter
@@ -18,6 +19,8 @@ from shared.config import Settings
 from shared.deployments.preflight import PreflightPolicy
 from shared.deployments.service import DeploymentService, Queues
 from shared.deployments.workflow import Workflow, WorkflowTimings
+from shared.lifecycle.composition import build_lifecycle_service
+from shared.lifecycle.settings import LifecycleSettings
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.required_permissions import Strictness
 
@@ -31,10 +34,13 @@ def deployment_service() -> DeploymentService:
     return build_deployment_service(Settings.from_env())
 
 
-def build_deployment_service(settings: Settings) -> DeploymentService:
+def build_deployment_service(
+    settings: Settings, lifecycle_settings: LifecycleSettings | None = None
+) -> DeploymentService:
+    lifecycle_settings = lifecycle_settings or LifecycleSettings.from_env()
     credential = broker_credential()
     arm = ArmClient(settings.arm_url, credential)
-    machine_learning = MachineLearningAdapter(arm, credential)
+    machine_learning = MachineLearningAdapter(arm)
     runs = RunStore(DocumentTable.open(settings.storage, settings.runs_table))
     queues = Queues(
         work=JsonQueue.open(settings.storage, settings.work_queue),
@@ -54,25 +60,46 @@ def build_deployment_service(settings: Settings) -> DeploymentService:
             workspace_ids=settings.allowed_workspaces,
         ),
         strictness=Strictness.from_setting(settings.permission_strictness),
+        hubs=lifecycle_settings.hubs,
     )
     if not settings.key_vault_url:
         raise ValueError("Set AZURE_KEYVAULT_URL: endpoint keys are stored only in Key Vault.")
+    secrets = KeyVaultAdapter(settings.key_vault_url, credential)
+    connections = WorkspaceConnectionsAdapter(arm)
+    authorization = AuthorizationAdapter(arm, credential, arm_url=settings.arm_url)
+    timings = WorkflowTimings(poll_seconds=settings.poll_seconds)
     workflow = Workflow(
         runs=runs,
         machine_learning=machine_learning,
-        secrets=KeyVaultAdapter(settings.key_vault_url, credential),
+        secrets=secrets,
         work_queue=queues.work,
         events=queues.events,
         catalog=policy.catalog,
         clock=utc_now,
-        timings=WorkflowTimings(poll_seconds=settings.poll_seconds),
+        timings=timings,
+        key_validity_days=lifecycle_settings.key_validity_days,
+        connections=connections,
+    )
+    lifecycle = build_lifecycle_service(
+        lifecycle_settings,
+        runs=runs,
+        machine_learning=machine_learning,
+        authorization=authorization,
+        secrets=secrets,
+        connections=connections,
+        work_queue=queues.work,
+        events=queues.events,
+        policy=policy,
+        timings=timings,
+        clock=utc_now,
     )
     return DeploymentService(
         runs=runs,
         machine_learning=machine_learning,
-        authorization=AuthorizationAdapter(arm, credential, arm_url=settings.arm_url),
+        authorization=authorization,
         workflow=workflow,
         queues=queues,
         policy=policy,
         clock=utc_now,
+        lifecycle=lifecycle,
     )

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -24,14 +24,14 @@ from shared.deployments.preflight import (
     PreflightResult,
     run_preflight,
 )
-from shared.deployments.work import WorkItem
+from shared.deployments.work import LIFECYCLE_STEPS, WorkItem
 from shared.deployments.workflow import SUCCEEDED, Workflow
 from shared.events import deployment_event, malformed_request_rejected_event
 from shared.model_ids import parse_model_id
 from shared.ports import AuthorizationPort, Endpoint, MachineLearningPort, MessageQueuePort, RunRepositoryPort
 from shared.problems import Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, validation_problems
-from shared.runs import EndpointInfo, RunError, RunRecord, RunStatus
+from shared.runs import CrossRegion, EndpointInfo, RunError, RunRecord, RunStatus
 
 LOGGER = logging.getLogger(__name__)
 # A concurrent request stores its run within milliseconds of claiming; a claim without a run after this is abandoned.
@@ -61,6 +61,13 @@ class Queues:
     requests_poison: MessageQueuePort
 
 
+class LifecycleHandler(Protocol):
+    """Teardown and key rotation (shared/lifecycle), which share the request queue and the work queue."""
+
+    def intake_delete(self, message: QueueDeploymentRequest, *, idempotency_key: str) -> Submission: ...
+    def advance(self, item: WorkItem) -> None: ...
+
+
 class DeploymentService:
     def __init__(
         self,
@@ -75,7 +82,9 @@ class DeploymentService:
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        lifecycle: LifecycleHandler | None = None,
     ) -> None:
+        self._lifecycle = lifecycle
         self._sleep = sleep
         self._monotonic = monotonic
         self._runs = runs
@@ -90,6 +99,10 @@ class DeploymentService:
     @property
     def catalog(self) -> ModelCatalog:
         return self._policy.catalog
+
+    @property
+    def lifecycle(self) -> LifecycleHandler | None:
+        return self._lifecycle
 
     def submit(
         self,
@@ -122,6 +135,8 @@ class DeploymentService:
         plan = result.plan
         assert plan is not None, "a passed preflight always has a plan"
         holder = self._claim_deployment(plan, run.id)
+        if holder is not None and holder.operation == "delete":
+            return self._reject(run, _torn_down_meanwhile(holder))
         if holder is not None:
             return Submission(holder, created=False, problem=None)
         next_status, detail = _first_status(plan, result.existing_endpoint)
@@ -131,6 +146,10 @@ class DeploymentService:
             detail=detail,
             endpoint=EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id),
         )
+        if result.target is not None:
+            run = run.with_changes(
+                at=run.updated_at, cross_region=CrossRegion(hub_workspace_id=result.target.resource_id)
+            )
         replay = self._create(run)
         if replay is not None:
             return replay
@@ -205,17 +224,23 @@ class DeploymentService:
         except (json.JSONDecodeError, ValidationError) as error:
             self._poison(body, message_id, error)
             return None
+        # The same message delivered twice, or re-sent verbatim, must not make a second run.
+        key = "message:" + hashlib.sha256(body.strip().encode()).hexdigest()
+        if message.type == "delete" and self._lifecycle is not None:
+            return self._lifecycle.intake_delete(message, idempotency_key=key)
         if message.type != "deploy":
             self._poison(body, message_id, None, detail=f"Request type '{message.type}' is not supported yet.")
             return None
-        # The same message delivered twice, or re-sent verbatim, must not make a second run.
-        key = "message:" + hashlib.sha256(body.strip().encode()).hexdigest()
         return self.submit(
             message.deployment_request(), caller=message.requested_by, idempotency_key=key, ticket=message.ticket
         )
 
     def advance(self, work_message: str) -> None:
-        self._workflow.advance(WorkItem.from_message(work_message))
+        item = WorkItem.from_message(work_message)
+        if item.step in LIFECYCLE_STEPS and self._lifecycle is not None:
+            self._lifecycle.advance(item)
+            return
+        self._workflow.advance(item)
 
     def availability(self, model_id: str, workspace_id: str | None) -> dict[str, Any]:
         model = parse_model_id(model_id)
@@ -302,6 +327,15 @@ def _first_status(plan: DeploymentPlan, existing: Endpoint | None) -> tuple[RunS
     if plan.subscription_name is not None:
         return RunStatus.SUBSCRIBING, plan.classification.explanation
     return RunStatus.PROVISIONING, plan.classification.explanation
+
+
+def _torn_down_meanwhile(teardown: RunRecord) -> Problem:
+    return Problem.of(
+        "deployment-state-conflict",
+        f"Run {teardown.id} is tearing this deployment down ({teardown.status}); request it again once it has "
+        "finished.",
+        runId=teardown.id,
+    )
 
 
 def _azure_refusal(error: AzureCallError, request: DeploymentRequest) -> Problem | None:

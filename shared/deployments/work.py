@@ -9,7 +9,12 @@ from typing import Any
 SUBSCRIBE = "subscribe"
 PROVISION = "provision"
 STORE_KEYS = "store-keys"
-STEPS = (SUBSCRIBE, PROVISION, STORE_KEYS)
+# Steps after a deployment (shared/lifecycle): teardown and key rotation share the work queue.
+DELETE_ENDPOINT = "delete-endpoint"
+DELETE_SUBSCRIPTION = "delete-subscription"
+ROTATE_KEY = "rotate-key"
+LIFECYCLE_STEPS = (DELETE_ENDPOINT, DELETE_SUBSCRIPTION, ROTATE_KEY)
+STEPS = (SUBSCRIBE, PROVISION, STORE_KEYS, *LIFECYCLE_STEPS)
 
 
 class MalformedWorkItemError(ValueError):

@@ -37,7 +37,6 @@ LOGGER = logging.getLogger(__name__)
 SUBSCRIBED = "subscribed"
 SUCCEEDED = "succeeded"
 IN_PROGRESS_STATES = frozenset({"creating", "updating", "accepted", "running", "inprogress"})
-__all__ = ["SECRET_CONTENT_TYPE", "StepFailedError", "Workflow", "WorkflowTimings"]
 STEP_STATUS = {
     SUBSCRIBE: RunStatus.SUBSCRIBING,
     PROVISION: RunStatus.PROVISIONING,
@@ -186,20 +185,18 @@ class Workflow:
         secret_ids = self._write_secrets(run, plan, keys)
         cross_region = self._connect(run, endpoint, keys)
         info = EndpointInfo(name=endpoint.name, id=endpoint.id, scoring_uri=endpoint.scoring_uri)
-        finished = self._runs.update(
-            run.id,
-            lambda current: current.transition(
+
+        def succeed(current: RunRecord) -> RunRecord:
+            done = current.transition(
                 RunStatus.SUCCEEDED,
                 at=self._clock(),
                 detail="keys stored in Key Vault" + (", connection created" if cross_region else ""),
                 endpoint=info,
                 secret_ids=secret_ids,
-            ),
-        )
-        if cross_region is not None:
-            finished = self._runs.update(
-                run.id, lambda current: current.with_changes(at=self._clock(), cross_region=cross_region)
             )
+            return done.with_changes(at=done.updated_at, cross_region=cross_region) if cross_region else done
+
+        finished = self._runs.update(run.id, succeed)
         self._announce(finished)
 
     def _connect(self, run: RunRecord, endpoint: Endpoint, keys: EndpointKeys) -> CrossRegion | None:

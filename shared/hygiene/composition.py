@@ -66,7 +66,7 @@ def build_hygiene_scanner(
         )
     return HygieneScanner(
         settings=hygiene,
-        machine_learning=MachineLearningAdapter(arm, credential),
+        machine_learning=MachineLearningAdapter(arm),
         secret_store=KeyVaultAdapter(settings.key_vault_url, credential) if settings.key_vault_url else None,
         runs=RunStore(DocumentTable.open(settings.storage, settings.runs_table)),
         store=build_finding_store(settings, hygiene),

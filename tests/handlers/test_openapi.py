@@ -87,6 +87,8 @@ def test_the_expected_routes_are_registered(registered_http_functions):
         ("POST", "deployments", "function"),
         ("GET", "deployments", "function"),
         ("GET", "deployments/{runId}", "function"),
+        ("DELETE", "deployments/{runId}", "function"),
+        ("POST", "deployments/{runId}/rotate-keys", "function"),
         ("GET", "models/availability", "function"),
         ("GET", "hygiene/findings", "function"),
         ("GET", "hygiene/report", "function"),

@@ -77,7 +77,7 @@ class EmulatedBroker:
     def __post_init__(self) -> None:
         credential = self.emulator.credential()
         arm = ArmClient(self.emulator.arm_url, credential, retry_total=0)
-        self.ml = MachineLearningAdapter(arm, credential)
+        self.ml = MachineLearningAdapter(arm)
         self.vault = KeyVaultAdapter(self.emulator.vault_url, credential)
         self.alerts_queue = f"hygiene-alerts-{self.suffix}"
         self._alerts = QueueClient.from_connection_string(self.connection_string, self.alerts_queue)

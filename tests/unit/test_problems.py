@@ -21,6 +21,8 @@ REQUIRED_SLUGS = {
     "not-found": 404,
     "unauthorized": 401,
     "idempotency-conflict": 422,
+    "subscription-in-use": 409,
+    "deployment-state-conflict": 409,
     "azure-unavailable": 503,
     "internal": 500,
 }

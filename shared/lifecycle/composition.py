@@ -1,0 +1,72 @@
+"""Builds the lifecycle service on the deployment service's own adapters (one set per worker process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from shared.deployments.preflight import PreflightPolicy
+from shared.deployments.workflow import WorkflowTimings
+from shared.lifecycle.rotation import KeyPolicy, KeyRotator
+from shared.lifecycle.service import LifecycleService
+from shared.lifecycle.settings import LifecycleSettings
+from shared.lifecycle.steps import StepQueue
+from shared.lifecycle.teardown import Teardown
+from shared.ports import (
+    AuthorizationPort,
+    MachineLearningPort,
+    MessageQueuePort,
+    RunRepositoryPort,
+    SecretStorePort,
+    WorkspaceConnectionsPort,
+)
+
+
+def build_lifecycle_service(
+    settings: LifecycleSettings,
+    *,
+    runs: RunRepositoryPort,
+    machine_learning: MachineLearningPort,
+    authorization: AuthorizationPort,
+    secrets: SecretStorePort,
+    connections: WorkspaceConnectionsPort,
+    work_queue: MessageQueuePort,
+    events: MessageQueuePort,
+    policy: PreflightPolicy,
+    timings: WorkflowTimings,
+    clock: Callable[[], datetime],
+) -> LifecycleService:
+    steps = StepQueue(machine_learning, work_queue, timings)
+    teardown = Teardown(
+        runs=runs,
+        machine_learning=machine_learning,
+        authorization=authorization,
+        secrets=secrets,
+        connections=connections,
+        steps=steps,
+        events=events,
+        policy=policy,
+        clock=clock,
+    )
+    rotator = KeyRotator(
+        runs=runs,
+        machine_learning=machine_learning,
+        authorization=authorization,
+        secrets=secrets,
+        connections=connections,
+        steps=steps,
+        events=events,
+        catalog=policy.catalog,
+        policy=KeyPolicy(validity_days=settings.key_validity_days, window_days=settings.rotation_window_days),
+        clock=clock,
+    )
+    return LifecycleService(runs=runs, teardown=teardown, rotator=rotator)
+
+
+def lifecycle_service() -> LifecycleService:
+    """The process's lifecycle service: the one the deployment service hands teardown and rotation work to."""
+    from shared.deployments.composition import deployment_service
+
+    service = deployment_service().lifecycle
+    assert isinstance(service, LifecycleService), "the composition root always wires the lifecycle service"
+    return service
