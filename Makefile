@@ -22,8 +22,11 @@ $(STAMP_NODE): package.json package-lock.json
 run: install
 	$(PY) -m devstack.stack
 
+# Coverage of the product (shared/, handlers/, function_app) must stay at or above the gate.
+COVERAGE_GATE := 90
+
 test: install lint
-	$(PY) -m pytest
+	$(PY) -m pytest --cov=shared --cov=handlers --cov=function_app --cov-report=term --cov-fail-under=$(COVERAGE_GATE)
 
 lint: $(STAMP_PY)
 	$(PY) -m ruff check .

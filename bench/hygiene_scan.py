@@ -13,13 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from devstack.azurite import start_azurite
@@ -35,7 +32,6 @@ from shared.hygiene.composition import build_hygiene_scanner
 from shared.hygiene.settings import HygieneSettings
 from shared.naming import key_vault_secret_names
 
-RESULTS = Path(__file__).resolve().parent / "results" / "hygiene_scan.json"
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 LLAMA = "azureml://registries/azureml-meta/models/Llama-3.3-70B-Instruct"
 WORKSPACES_PER_GROUP = 100
@@ -159,8 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             scans.append(_timed_scan(emulator, scanner, "third: subscriptions restored"))
     finally:
         azurite.stop()
-    results = {
-        "benchmark": "hygiene_scan",
+    return {
         "workspaces": args.workspaces,
         "deployedEndpoints": args.deployed,
         "brokenSubscriptions": args.broken,
@@ -168,14 +163,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "setupSeconds": round(setup_seconds, 2),
         "scans": scans,
         "peakRssMiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpuCount": os.cpu_count(),
         "note": "Emulator, Azurite and scanner share one machine (the emulator in the scanner's process).",
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    return results
+
+
+def run() -> dict[str, Any]:
+    """The default scan for `python -m bench` (which writes bench/results/hygiene_scan.json)."""
+    return main([])
 
 
 def _resubscribe(emulator: Any, document: dict[str, Any], broken: int) -> None:
@@ -208,4 +202,4 @@ def _timed_scan(emulator: Any, scanner: Any, label: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    print(json.dumps(main(), indent=2))

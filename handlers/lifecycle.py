@@ -16,6 +16,7 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from handlers.http_responses import json_response, problem_response, problems_on_crash
+from handlers.listing import origin
 from handlers.principal import UnauthenticatedError, caller_object_id
 from shared.problems import NOT_FOUND, Problem
 from shared.requests import RotateKeysRequest, validation_problems
@@ -54,7 +55,7 @@ def delete_deployment(req: func.HttpRequest) -> func.HttpResponse:
         problem = submission.problem
         refused = Problem(problem.kind, problem.detail, problem.instance, {**problem.extensions, "runId": run.id})
         return problem_response(refused, headers={"Location": run_path})
-    headers = {"Location": run_path, "Operation-Location": _origin(req) + run_path}
+    headers = {"Location": run_path, "Operation-Location": origin(req) + run_path}
     return json_response(run.to_public_dict(), status_code=202 if submission.created else 200, headers=headers)
 
 
@@ -80,7 +81,7 @@ def rotate_deployment_keys(req: func.HttpRequest) -> func.HttpResponse:
     if outcome.problem is not None or outcome.rotation is None:
         assert outcome.problem is not None
         return problem_response(outcome.problem, headers={"Location": run_path})
-    headers = {"Location": run_path, "Operation-Location": _origin(req) + run_path}
+    headers = {"Location": run_path, "Operation-Location": origin(req) + run_path}
     return json_response(outcome.rotation.model_dump(mode="json", by_alias=True), status_code=202, headers=headers)
 
 
@@ -116,8 +117,3 @@ def _run_path(req: func.HttpRequest, run_id: str) -> str:
     path = urlsplit(req.url).path.rstrip("/")
     prefix = path[: path.index("/deployments/")] if "/deployments/" in path else ""
     return f"{prefix}/deployments/{quote(run_id, safe='')}"
-
-
-def _origin(req: func.HttpRequest) -> str:
-    parts = urlsplit(req.url)
-    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
