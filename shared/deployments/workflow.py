@@ -19,7 +19,7 @@ from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, Deplo
 from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE, WorkItem
 from shared.events import deployment_event, event_kind_for
 from shared.lifecycle.connections import EndpointNotReadyError, connect
-from shared.lifecycle.key_secrets import SECRET_CONTENT_TYPE, key_expiry, key_secret_tags
+from shared.lifecycle.key_secrets import KEY_TYPES, store_key
 from shared.ports import (
     Endpoint,
     EndpointKeys,
@@ -218,29 +218,20 @@ class Workflow:
         return run.cross_region.model_copy(update={"connection": connection})
 
     def _write_secrets(self, run: RunRecord, plan: DeploymentPlan, keys: EndpointKeys) -> SecretIds:
-        ids = {}
-        for key_type, name, value in (
-            ("primary", plan.secret_names.primary, keys.primary),
-            ("secondary", plan.secret_names.secondary, keys.secondary),
-        ):
-            tags = key_secret_tags(
-                workspace_id=plan.workspace.resource_id,
-                endpoint_name=plan.endpoint_name,
-                endpoint_id=plan.endpoint_id,
-                model_id=plan.model.normalized,
+        now = self._clock()
+        stored = {
+            key_type: store_key(
+                self._secrets,
+                plan,
                 run_id=run.id,
                 key_type=key_type,
+                value=getattr(keys, key_type),
                 validity_days=self._key_validity_days,
+                now=now,
             )
-            stored = self._secrets.set_secret(
-                name,
-                value,
-                content_type=SECRET_CONTENT_TYPE,
-                tags=tags,
-                expires_on=key_expiry(self._clock(), self._key_validity_days),
-            )
-            ids[key_type] = stored.id
-        return SecretIds(**ids)
+            for key_type in KEY_TYPES
+        }
+        return SecretIds(**{key_type: secret.id for key_type, secret in stored.items()})
 
     def _operation_finished(self, item: WorkItem) -> bool:
         """Poll the operation once; False (and a delayed re-poll queued) while it is still running."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, DeploymentPlan
+from shared.ports import SecretStorePort, StoredSecret
 
 SECRET_CONTENT_TYPE = "application/vnd.azure-ai-serverless-endpoint-key"
 MAX_TAG_VALUE = 256
@@ -43,6 +44,34 @@ def key_secret_tags(
     if validity_days is not None:
         tags |= {CREDENTIAL_ID_TAG: key_type, PROVIDER_ADDRESS_TAG: endpoint_id, VALIDITY_TAG: str(validity_days)}
     return {name: value[:MAX_TAG_VALUE] for name, value in tags.items()}
+
+
+def store_key(
+    secrets: SecretStorePort,
+    plan: DeploymentPlan,
+    *,
+    run_id: str,
+    key_type: str,
+    value: str,
+    validity_days: int | None,
+    now: datetime,
+) -> StoredSecret:
+    """Write one endpoint key as a new version of its secret, tagged and expiring per the validity period."""
+    return secrets.set_secret(
+        getattr(plan.secret_names, key_type),
+        value,
+        content_type=SECRET_CONTENT_TYPE,
+        tags=key_secret_tags(
+            workspace_id=plan.workspace.resource_id,
+            endpoint_name=plan.endpoint_name,
+            endpoint_id=plan.endpoint_id,
+            model_id=plan.model.normalized,
+            run_id=run_id,
+            key_type=key_type,
+            validity_days=validity_days,
+        ),
+        expires_on=key_expiry(now, validity_days),
+    )
 
 
 def key_expiry(now: datetime, validity_days: int | None) -> datetime | None:

@@ -35,7 +35,7 @@ from shared.lifecycle.key_secrets import (
     SECRET_CONTENT_TYPE,
     alternate,
     key_expiry,
-    key_secret_tags,
+    store_key,
 )
 from shared.lifecycle.runs import requester_problem
 from shared.lifecycle.steps import StepQueue
@@ -275,23 +275,16 @@ class KeyRotator:
         default_registry.register(keys.primary, keys.secondary)
         key_type = rotation.key_type
         now = self._clock()
-        expires_on = key_expiry(now, self._policy.validity_days)
-        stored = self._secrets.set_secret(
-            getattr(plan.secret_names, key_type),
-            getattr(keys, key_type),
-            content_type=SECRET_CONTENT_TYPE,
-            tags=key_secret_tags(
-                workspace_id=plan.workspace.resource_id,
-                endpoint_name=plan.endpoint_name,
-                endpoint_id=plan.endpoint_id,
-                model_id=plan.model.normalized,
-                run_id=run.id,
-                key_type=key_type,
-                validity_days=self._policy.validity_days,
-            ),
-            expires_on=expires_on,
+        stored = store_key(
+            self._secrets,
+            plan,
+            run_id=run.id,
+            key_type=key_type,
+            value=getattr(keys, key_type),
+            validity_days=self._policy.validity_days,
+            now=now,
         )
-        self._finish(run.id, rotation.id, secret_id=stored.id, expires_on=expires_on)
+        self._finish(run.id, rotation.id, secret_id=stored.id, expires_on=key_expiry(now, self._policy.validity_days))
 
     def _update(self, run_id: str, rotation_id: str, **changes: object) -> RunRecord:
         def change(current: RunRecord) -> RunRecord:
