@@ -38,7 +38,8 @@ def test_a_sixty_second_operation_never_holds_an_invocation(azurite, tmp_path):
             assert broker.call("GET", f"/api/deployments/{run_id}").json()["status"] == "Provisioning"
             emulator.admin.complete_operations()
             assert broker.wait_for_run(run_id)["status"] == "Succeeded"
-            assert max(record["durationMs"] for record in host.invocations()) < 3000
+            # "A few seconds" at most, against a 60-second operation; cold imports and preflight fit well inside.
+            assert max(record["durationMs"] for record in host.invocations()) < 5000
             assert len(polls) >= 4
         finally:
             host.stop()
