@@ -11,6 +11,7 @@ from shared.adapters.connections import WorkspaceConnectionsAdapter
 from shared.adapters.identity import broker_credential
 from shared.adapters.keyvault import KeyVaultAdapter
 from shared.adapters.machine_learning import MachineLearningAdapter
+from shared.adapters.monitor import configure_telemetry
 from shared.adapters.queues import JsonQueue
 from shared.adapters.run_store import RunStore
 from shared.adapters.tables import DocumentTable
@@ -38,6 +39,7 @@ def build_deployment_service(
     settings: Settings, lifecycle_settings: LifecycleSettings | None = None
 ) -> DeploymentService:
     lifecycle_settings = lifecycle_settings or LifecycleSettings.from_env()
+    configure_telemetry()
     credential = broker_credential()
     arm = ArmClient(settings.arm_url, credential)
     machine_learning = MachineLearningAdapter(arm)

@@ -32,6 +32,7 @@ from shared.ports import AuthorizationPort, Endpoint, MachineLearningPort, Messa
 from shared.problems import Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, validation_problems
 from shared.runs import CrossRegion, EndpointInfo, RunError, RunRecord, RunStatus
+from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
 LOGGER = logging.getLogger(__name__)
 # A concurrent request stores its run within milliseconds of claiming; a claim without a run after this is abandoned.
@@ -83,8 +84,10 @@ class DeploymentService:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         lifecycle: LifecycleHandler | None = None,
+        telemetry: BrokerTelemetry = BROKER_TELEMETRY,
     ) -> None:
         self._lifecycle = lifecycle
+        self._telemetry = telemetry
         self._sleep = sleep
         self._monotonic = monotonic
         self._runs = runs
@@ -111,6 +114,16 @@ class DeploymentService:
         caller: str,
         idempotency_key: str | None = None,
         ticket: str | None = None,
+    ) -> Submission:
+        with self._telemetry.submit_span() as span:
+            submission = self._submit(request, caller=caller, idempotency_key=idempotency_key, ticket=ticket)
+            self._telemetry.describe_submission(
+                span, submission.run.id, created=submission.created, problem=submission.problem
+            )
+            return submission
+
+    def _submit(
+        self, request: DeploymentRequest, *, caller: str, idempotency_key: str | None, ticket: str | None
     ) -> Submission:
         run_id = self._new_id()
         if idempotency_key:
@@ -285,6 +298,7 @@ class DeploymentService:
         if replay is not None:
             return replay
         self._queues.events.send(deployment_event(rejected, time=self._clock()))
+        self._telemetry.run_finished(rejected)
         return Submission(rejected, created=True, problem=problem)
 
     def _create(self, run: RunRecord) -> Submission | None:

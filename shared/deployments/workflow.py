@@ -32,6 +32,7 @@ from shared.ports import (
 )
 from shared.redaction import default_registry
 from shared.runs import CrossRegion, EndpointInfo, RunError, RunRecord, RunStatus, SecretIds
+from shared.telemetry import BROKER_TELEMETRY, OUTCOME, BrokerTelemetry, StepOutcome
 
 LOGGER = logging.getLogger(__name__)
 SUBSCRIBED = "subscribed"
@@ -79,6 +80,7 @@ class Workflow:
         timings: WorkflowTimings | None = None,
         key_validity_days: int | None = None,
         connections: WorkspaceConnectionsPort | None = None,
+        telemetry: BrokerTelemetry = BROKER_TELEMETRY,
     ) -> None:
         self._runs = runs
         self._ml = machine_learning
@@ -91,6 +93,7 @@ class Workflow:
         # Keys get an expiry (and the dual-key rotation tags) only when a validity period is configured.
         self._key_validity_days = key_validity_days
         self._connections = connections
+        self._telemetry = telemetry
         self._steps = {SUBSCRIBE: self._subscribe, PROVISION: self._provision, STORE_KEYS: self._store_keys}
 
     def start(self, run: RunRecord) -> None:
@@ -103,18 +106,22 @@ class Workflow:
         self._work.send(WorkItem(run.id, first[run.status]).to_message())
 
     def advance(self, item: WorkItem) -> None:
+        with self._telemetry.step_span(item.run_id, item.step) as span:
+            span.set_attribute(OUTCOME, self._advance(item))
+
+    def _advance(self, item: WorkItem) -> StepOutcome:
         stored = self._runs.get(item.run_id)
         if stored is None:
             LOGGER.warning("work item for unknown run %s dropped", item.run_id)
-            return
+            return StepOutcome.DROPPED
         run: RunRecord = stored.run
         if run.status is not STEP_STATUS[item.step]:
             # A duplicate or stale delivery: the run already moved past (or never reached) this step.
             LOGGER.info("run %s is %s; %s message dropped", run.id, run.status, item.step)
-            return
+            return StepOutcome.DROPPED
         plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         try:
-            self._steps[item.step](run, plan, item)
+            return self._steps[item.step](run, plan, item)
         except StepFailedError as failure:
             self._fail(run.id, plan, failure.code, failure.message)
         except AzureCallError as error:
@@ -122,41 +129,42 @@ class Workflow:
                 delay = self._timings.backoff(item.attempt, error.retry_after)
                 LOGGER.info("run %s step %s: transient %s, retrying in %.0fs", run.id, item.step, error.code, delay)
                 self._work.send(item.retried().to_message(), delay_seconds=delay)
-                return
+                return StepOutcome.RETRIED
             self._fail(run.id, plan, error.code, error.message)
+        return StepOutcome.FAILED
 
-    def _subscribe(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> None:
+    def _subscribe(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
         workspace_id, name = plan.workspace.resource_id, plan.subscription_name
         assert name is not None, "only Marketplace models are routed through subscribe"
         if item.operation_url and not self._operation_finished(item):
-            return
+            return StepOutcome.WAITING
         subscription = self._ml.get_subscription(workspace_id, name)
         if subscription and (subscription.status or "").lower() == SUBSCRIBED:
             self._move(run.id, RunStatus.PROVISIONING, f"Marketplace subscription '{name}' is Subscribed")
             self._work.send(item.next(PROVISION).to_message())
-            return
+            return StepOutcome.ADVANCED
         if item.operation_url:
             status = subscription.status if subscription else "missing"
             raise StepFailedError(
                 "MarketplaceSubscriptionNotActive",
                 f"Marketplace subscription '{name}' finished creating but is {status}, so the offer cannot be used.",
             )
-        self._wait(item, self._ml.begin_create_subscription(workspace_id, name, model_id=plan.model.normalized))
+        return self._wait(item, self._ml.begin_create_subscription(workspace_id, name, model_id=plan.model.normalized))
 
-    def _provision(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> None:
+    def _provision(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
         workspace_id = plan.workspace.resource_id
         if item.operation_url and not self._operation_finished(item):
-            return
+            return StepOutcome.WAITING
         endpoint = self._ml.get_endpoint(workspace_id, plan.endpoint_name)
         if endpoint is not None:
             state = endpoint.provisioning_state.lower()
             if state == SUCCEEDED:
                 self._move(run.id, RunStatus.STORING_KEYS, f"endpoint '{endpoint.name}' is provisioned")
                 self._work.send(item.next(STORE_KEYS).to_message())
-                return
+                return StepOutcome.ADVANCED
             if state in IN_PROGRESS_STATES:
                 self._work.send(item.to_message(), delay_seconds=self._timings.poll_seconds)
-                return
+                return StepOutcome.WAITING
             if item.operation_url:
                 raise StepFailedError(
                     "EndpointProvisioningFailed",
@@ -171,9 +179,9 @@ class Workflow:
             content_safety=run.request.content_safety,
             tags=_endpoint_tags(run),
         )
-        self._wait(item, operation)
+        return self._wait(item, operation)
 
-    def _store_keys(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> None:
+    def _store_keys(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
         workspace_id = plan.workspace.resource_id
         endpoint = self._ml.get_endpoint(workspace_id, plan.endpoint_name)
         if endpoint is None:
@@ -198,6 +206,7 @@ class Workflow:
 
         finished = self._runs.update(run.id, succeed)
         self._announce(finished)
+        return StepOutcome.ADVANCED
 
     def _connect(self, run: RunRecord, endpoint: Endpoint, keys: EndpointKeys) -> CrossRegion | None:
         """For a cross-region deployment, the connection from the requester's project to the hub's endpoint."""
@@ -247,13 +256,14 @@ class Workflow:
             )
         return True
 
-    def _wait(self, item: WorkItem, operation: Operation | None) -> None:
+    def _wait(self, item: WorkItem, operation: Operation | None) -> StepOutcome:
         if operation is None:
             # Finished synchronously (200/201 without an operation header): look at the resource again.
             self._work.send(item.retried().to_message(), delay_seconds=1)
-            return
+            return StepOutcome.WAITING
         delay = operation.retry_after or self._timings.poll_seconds
         self._work.send(item.polling(operation.url).to_message(), delay_seconds=delay)
+        return StepOutcome.WAITING
 
     def _move(self, run_id: str, status: RunStatus, detail: str) -> None:
         self._runs.update(run_id, lambda current: current.transition(status, at=self._clock(), detail=detail))
@@ -273,6 +283,7 @@ class Workflow:
     def _announce(self, run: RunRecord) -> None:
         if event_kind_for(run.status) is not None:
             self._events.send(deployment_event(run, time=self._clock()))
+            self._telemetry.run_finished(run)
 
 
 def _endpoint_tags(run: RunRecord) -> dict[str, str]:

@@ -13,6 +13,7 @@ from shared.adapters.arm import ArmClient
 from shared.adapters.identity import broker_credential
 from shared.adapters.keyvault import KeyVaultAdapter
 from shared.adapters.machine_learning import MachineLearningAdapter
+from shared.adapters.monitor import configure_telemetry
 from shared.adapters.queues import JsonQueue
 from shared.adapters.run_store import RunStore
 from shared.adapters.tables import DocumentTable
@@ -49,6 +50,7 @@ def build_hygiene_scanner(
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
 ) -> HygieneScanner:
+    configure_telemetry()
     credential = credential or broker_credential()
     # No pipeline retries: the scan's own policy retries, bounded, so one bad workspace cannot stall the scan.
     arm = ArmClient(settings.arm_url, credential, retry_total=0)

@@ -38,6 +38,7 @@ from shared.hygiene.settings import HygieneSettings, HygieneSettingsError
 from shared.hygiene.store import FindingStore, StoredFinding
 from shared.ports import SecretStorePort, StoredSecret
 from shared.runs import RunRecord, RunStatus
+from shared.telemetry import BROKER_TELEMETRY
 
 LOGGER = logging.getLogger(__name__)
 RUN_PAGE_SIZE = 500
@@ -124,6 +125,7 @@ class HygieneScanner:
             tally=tally,
         )
         self._store.save_report(report)
+        BROKER_TELEMETRY.findings_changed(opened=tally.opened, resolved=tally.resolved)
         LOGGER.info(
             "hygiene scan %s: %d workspaces, %d findings opened, %d resolved, %d errors in %.1f s",
             report["scanId"],

@@ -16,6 +16,7 @@ from shared.problems import Problem
 from shared.rbac import PermissionSet
 from shared.required_permissions import check_requester_permission
 from shared.runs import RunError, RunRecord, RunStatus
+from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
 
 def requester_problem(
@@ -50,8 +51,11 @@ def accepted_event(run: RunRecord, now: datetime) -> dict[str, Any]:
     return event
 
 
-def announce(events: MessageQueuePort, run: RunRecord, now: datetime) -> None:
+def announce(
+    events: MessageQueuePort, run: RunRecord, now: datetime, telemetry: BrokerTelemetry = BROKER_TELEMETRY
+) -> None:
     events.send(deployment_event(run, time=now))
+    telemetry.run_finished(run)
 
 
 def settled_run(

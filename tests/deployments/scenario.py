@@ -15,6 +15,7 @@ from shared.deployments.workflow import Workflow, WorkflowTimings
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.requests import DeploymentRequest
 from shared.required_permissions import Strictness
+from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
 from .fakes import (
     FakeAuthorization,
@@ -198,6 +199,7 @@ def build_world(
     broker_blocks: tuple[dict[str, list[str]], ...] = (OWNER_BLOCK,),
     broker_roles: tuple[str, ...] = ("Owner",),
     broker_scope: str = SUBSCRIPTION_SCOPE,
+    telemetry: BrokerTelemetry = BROKER_TELEMETRY,
 ) -> World:
     """The world; the broker's identity holds `broker_blocks` and `broker_roles` at `broker_scope`."""
     clock = FixedClock()
@@ -220,6 +222,7 @@ def build_world(
         catalog=the_policy.catalog,
         clock=clock,
         timings=timings,
+        telemetry=telemetry,
     )
     ids = count(1)
     waiting = Waiting()
@@ -234,6 +237,7 @@ def build_world(
         new_id=lambda: f"run-{next(ids):04d}",
         sleep=waiting.sleep,
         monotonic=waiting.monotonic,
+        telemetry=telemetry,
     )
     return World(
         clock, ml, authorization, secrets, runs, work, events, poison, workflow, service, the_policy, waiting=waiting
