@@ -10,7 +10,7 @@ from shared.deployments.workflow import WorkflowTimings
 from shared.lifecycle.rotation import KeyPolicy, KeyRotator
 from shared.lifecycle.service import LifecycleService
 from shared.lifecycle.settings import LifecycleSettings
-from shared.lifecycle.steps import StepQueue
+from shared.lifecycle.steps import LifecyclePorts, StepQueue
 from shared.lifecycle.teardown import Teardown
 from shared.ports import (
     AuthorizationPort,
@@ -36,29 +36,21 @@ def build_lifecycle_service(
     timings: WorkflowTimings,
     clock: Callable[[], datetime],
 ) -> LifecycleService:
-    steps = StepQueue(machine_learning, work_queue, timings)
-    teardown = Teardown(
+    ports = LifecyclePorts(
         runs=runs,
         machine_learning=machine_learning,
         authorization=authorization,
         secrets=secrets,
         connections=connections,
-        steps=steps,
+        steps=StepQueue(machine_learning, work_queue, timings),
         events=events,
-        policy=policy,
         clock=clock,
     )
+    teardown = Teardown(ports, policy=policy)
     rotator = KeyRotator(
-        runs=runs,
-        machine_learning=machine_learning,
-        authorization=authorization,
-        secrets=secrets,
-        connections=connections,
-        steps=steps,
-        events=events,
+        ports,
         catalog=policy.catalog,
         policy=KeyPolicy(validity_days=settings.key_validity_days, window_days=settings.rotation_window_days),
-        clock=clock,
     )
     return LifecycleService(runs=runs, teardown=teardown, rotator=rotator)
 

@@ -16,8 +16,7 @@ is first pointed at the other key, so the project using it never holds a key bei
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,15 +37,9 @@ from shared.lifecycle.key_secrets import (
     store_key,
 )
 from shared.lifecycle.runs import requester_problem
-from shared.lifecycle.steps import StepQueue
+from shared.lifecycle.steps import LifecycleOperation, LifecyclePorts
 from shared.ports import (
-    AuthorizationPort,
-    MachineLearningPort,
-    MessageQueuePort,
-    RunRepositoryPort,
-    SecretStorePort,
     StoredSecret,
-    WorkspaceConnectionsPort,
 )
 from shared.problems import Problem
 from shared.redaction import default_registry
@@ -126,33 +119,11 @@ def rotation_problem(run: RunRecord) -> Problem | None:
     return None
 
 
-class KeyRotator:
-    def __init__(
-        self,
-        *,
-        runs: RunRepositoryPort,
-        machine_learning: MachineLearningPort,
-        authorization: AuthorizationPort,
-        secrets: SecretStorePort,
-        connections: WorkspaceConnectionsPort,
-        steps: StepQueue,
-        events: MessageQueuePort,
-        catalog: ModelCatalog,
-        policy: KeyPolicy,
-        clock: Callable[[], datetime],
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-    ) -> None:
-        self._runs = runs
-        self._ml = machine_learning
-        self._authorization = authorization
-        self._secrets = secrets
-        self._connections = connections
-        self._steps = steps
-        self._events = events
+class KeyRotator(LifecycleOperation):
+    def __init__(self, ports: LifecyclePorts, *, catalog: ModelCatalog, policy: KeyPolicy) -> None:
+        super().__init__(ports)
         self._catalog = catalog
         self._policy = policy
-        self._clock = clock
-        self._new_id = new_id
 
     # -- starting a rotation ---------------------------------------------------------------------------------------
 

@@ -4,12 +4,23 @@ through a delayed message, and retry transient Azure failures with backoff (neve
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from shared.azure_errors import AzureCallError
 from shared.deployments.work import WorkItem
 from shared.deployments.workflow import StepFailedError, WorkflowTimings
-from shared.ports import MachineLearningPort, MessageQueuePort, Operation
+from shared.ports import (
+    AuthorizationPort,
+    MachineLearningPort,
+    MessageQueuePort,
+    Operation,
+    RunRepositoryPort,
+    SecretStorePort,
+    WorkspaceConnectionsPort,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,3 +68,33 @@ class StepQueue:
                 self.send(item.retried(), delay_seconds=delay)
                 return
             fail(error.code, error.message)
+
+
+@dataclass(frozen=True)
+class LifecyclePorts:
+    """What teardown and key rotation both work with."""
+
+    runs: RunRepositoryPort
+    machine_learning: MachineLearningPort
+    authorization: AuthorizationPort
+    secrets: SecretStorePort
+    connections: WorkspaceConnectionsPort
+    steps: StepQueue
+    events: MessageQueuePort
+    clock: Callable[[], datetime]
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+
+
+class LifecycleOperation:
+    """Base of teardown and rotation: the ports as the private attributes their steps use."""
+
+    def __init__(self, ports: LifecyclePorts) -> None:
+        self._runs = ports.runs
+        self._ml = ports.machine_learning
+        self._authorization = ports.authorization
+        self._secrets = ports.secrets
+        self._connections = ports.connections
+        self._steps = ports.steps
+        self._events = ports.events
+        self._clock = ports.clock
+        self._new_id = ports.new_id

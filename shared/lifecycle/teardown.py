@@ -15,10 +15,8 @@ endpoint already deleted out of band, ends Deleted like the first time.
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from shared.azure_errors import RecordExistsError
 from shared.azure_ids import WorkspaceId
@@ -28,17 +26,11 @@ from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, Deplo
 from shared.deployments.service import Submission
 from shared.deployments.work import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, WorkItem
 from shared.lifecycle.runs import accepted_event, announce, rejected, requester_problem, settled_run
-from shared.lifecycle.steps import StepQueue
+from shared.lifecycle.steps import LifecycleOperation, LifecyclePorts
 from shared.naming import InvalidNameError
 from shared.ports import (
-    AuthorizationPort,
     Endpoint,
-    MachineLearningPort,
     MarketplaceSubscription,
-    MessageQueuePort,
-    RunRepositoryPort,
-    SecretStorePort,
-    WorkspaceConnectionsPort,
 )
 from shared.problems import Problem
 from shared.requests import DeploymentRequest
@@ -112,31 +104,10 @@ def deployment_state_problem(run: RunRecord) -> Problem | None:
     return None
 
 
-class Teardown:
-    def __init__(
-        self,
-        *,
-        runs: RunRepositoryPort,
-        machine_learning: MachineLearningPort,
-        authorization: AuthorizationPort,
-        secrets: SecretStorePort,
-        connections: WorkspaceConnectionsPort,
-        steps: StepQueue,
-        events: MessageQueuePort,
-        policy: PreflightPolicy,
-        clock: Callable[[], datetime],
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-    ) -> None:
-        self._runs = runs
-        self._ml = machine_learning
-        self._authorization = authorization
-        self._secrets = secrets
-        self._connections = connections
-        self._steps = steps
-        self._events = events
+class Teardown(LifecycleOperation):
+    def __init__(self, ports: LifecyclePorts, *, policy: PreflightPolicy) -> None:
+        super().__init__(ports)
         self._policy = policy
-        self._clock = clock
-        self._new_id = new_id
 
     @property
     def catalog(self) -> ModelCatalog:
