@@ -17,10 +17,10 @@ from shared.adapters.run_store import RunStore
 from shared.adapters.tables import DocumentTable
 from shared.catalog import ModelCatalog
 from shared.config import Settings
+from shared.deployments.assembly import assemble_deployment_service
 from shared.deployments.preflight import PreflightPolicy
 from shared.deployments.service import DeploymentService, Queues
-from shared.deployments.workflow import Workflow, WorkflowTimings
-from shared.lifecycle.composition import build_lifecycle_service
+from shared.deployments.workflow import WorkflowTimings
 from shared.lifecycle.settings import LifecycleSettings
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.required_permissions import Strictness
@@ -39,6 +39,8 @@ def build_deployment_service(
     settings: Settings, lifecycle_settings: LifecycleSettings | None = None
 ) -> DeploymentService:
     lifecycle_settings = lifecycle_settings or LifecycleSettings.from_env()
+    if not settings.key_vault_url:
+        raise ValueError("Set AZURE_KEYVAULT_URL: endpoint keys are stored only in Key Vault.")
     configure_telemetry()
     credential = broker_credential()
     arm = ArmClient(settings.arm_url, credential)
@@ -64,44 +66,18 @@ def build_deployment_service(
         strictness=Strictness.from_setting(settings.permission_strictness),
         hubs=lifecycle_settings.hubs,
     )
-    if not settings.key_vault_url:
-        raise ValueError("Set AZURE_KEYVAULT_URL: endpoint keys are stored only in Key Vault.")
     secrets = KeyVaultAdapter(settings.key_vault_url, credential)
     connections = WorkspaceConnectionsAdapter(arm)
     authorization = AuthorizationAdapter(arm, credential, arm_url=settings.arm_url)
-    timings = WorkflowTimings(poll_seconds=settings.poll_seconds)
-    workflow = Workflow(
-        runs=runs,
-        machine_learning=machine_learning,
-        secrets=secrets,
-        work_queue=queues.work,
-        events=queues.events,
-        catalog=policy.catalog,
-        clock=utc_now,
-        timings=timings,
-        key_validity_days=lifecycle_settings.key_validity_days,
-        connections=connections,
-    )
-    lifecycle = build_lifecycle_service(
-        lifecycle_settings,
+    return assemble_deployment_service(
         runs=runs,
         machine_learning=machine_learning,
         authorization=authorization,
         secrets=secrets,
         connections=connections,
-        work_queue=queues.work,
-        events=queues.events,
-        policy=policy,
-        timings=timings,
-        clock=utc_now,
-    )
-    return DeploymentService(
-        runs=runs,
-        machine_learning=machine_learning,
-        authorization=authorization,
-        workflow=workflow,
         queues=queues,
         policy=policy,
+        timings=WorkflowTimings(poll_seconds=settings.poll_seconds),
+        lifecycle_settings=lifecycle_settings,
         clock=utc_now,
-        lifecycle=lifecycle,
     )

@@ -11,9 +11,9 @@ from itertools import count
 
 from shared.azure_ids import WorkspaceId
 from shared.cross_region import CrossRegionHubs, Hub
+from shared.deployments.assembly import assemble_deployment_service
 from shared.deployments.service import DeploymentService, Queues
-from shared.deployments.workflow import Workflow, WorkflowTimings
-from shared.lifecycle.composition import build_lifecycle_service
+from shared.deployments.workflow import WorkflowTimings
 from shared.lifecycle.service import LifecycleService
 from shared.lifecycle.settings import LifecycleSettings
 from shared.ports import WorkspaceConnection
@@ -132,48 +132,25 @@ def build(
     the_policy = replace(policy(), hubs=hubs)
     secrets, runs, connections = FakeSecretStore(), InMemoryRunRepository(), FakeConnections()
     work, events = FakeQueue(), FakeQueue()
-    timings = WorkflowTimings()
     settings = LifecycleSettings(key_validity_days=VALIDITY_DAYS, rotation_window_days=WINDOW_DAYS, hubs=hubs)
-    lifecycle = build_lifecycle_service(
-        settings,
-        runs=runs,
-        machine_learning=ml,
-        authorization=authorization,
-        secrets=secrets,
-        connections=connections,
-        work_queue=work,
-        events=events,
-        policy=the_policy,
-        timings=timings,
-        clock=clock,
-    )
-    workflow = Workflow(
-        runs=runs,
-        machine_learning=ml,
-        secrets=secrets,
-        work_queue=work,
-        events=events,
-        catalog=the_policy.catalog,
-        clock=clock,
-        timings=timings,
-        key_validity_days=VALIDITY_DAYS,
-        connections=connections,
-    )
     ids = count(1)
     waiting = Waiting()
-    service = DeploymentService(
+    service = assemble_deployment_service(
         runs=runs,
         machine_learning=ml,
         authorization=authorization,
-        workflow=workflow,
+        secrets=secrets,
+        connections=connections,
         queues=Queues(work=work, events=events, requests_poison=FakeQueue()),
         policy=the_policy,
+        timings=WorkflowTimings(),
+        lifecycle_settings=settings,
         clock=clock,
         new_id=lambda: f"run-{next(ids):04d}",
         sleep=waiting.sleep,
         monotonic=waiting.monotonic,
-        lifecycle=lifecycle,
     )
+    lifecycle = service.lifecycle
     return LifecycleWorld(
         clock, ml, authorization, secrets, runs, work, events, connections, service, lifecycle, waiting
     )
