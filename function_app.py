@@ -9,11 +9,13 @@ from handlers.intake import blueprint as intake_blueprint
 from handlers.lifecycle import blueprint as lifecycle_blueprint
 from handlers.models import blueprint as models_blueprint
 from handlers.openapi import blueprint as openapi_blueprint
+from handlers.runs import blueprint as runs_blueprint
 from handlers.worker import blueprint as worker_blueprint
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_blueprint)
 app.register_functions(deployments_blueprint)
+app.register_functions(runs_blueprint)
 app.register_functions(models_blueprint)
 app.register_functions(openapi_blueprint)
 app.register_functions(intake_blueprint)

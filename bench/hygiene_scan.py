@@ -27,10 +27,10 @@ from shared.adapters.keyvault import KeyVaultAdapter
 from shared.adapters.machine_learning import MachineLearningAdapter
 from shared.azure_ids import WorkspaceId
 from shared.config import Settings
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.hygiene.composition import build_hygiene_scanner
 from shared.hygiene.settings import HygieneSettings
 from shared.naming import key_vault_secret_names
+from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 LLAMA = "azureml://registries/azureml-meta/models/Llama-3.3-70B-Instruct"

@@ -1,4 +1,4 @@
-"""/api/deployments: submit a deployment request, read its run, list runs.
+"""/api/deployments: request a deployment, read one, list them, and repair one.
 
 Only request parsing and response shaping live here; the deployment service decides everything else. It is
 imported inside each function so that importing function_app (every cold start) loads no Azure SDK.
@@ -7,26 +7,24 @@ imported inside each function so that importing function_app (every cold start) 
 from __future__ import annotations
 
 import json
-from urllib.parse import quote, urlsplit
 
 import azure.functions as func
 from pydantic import ValidationError
 
 from handlers.http_responses import json_response, problem_response, problems_on_crash
-from handlers.listing import choice_filter, origin, page_size, paged_response, query_parameters, workspace_filter
+from handlers.listing import choice_filter, model_filter, page_size, paged_response, query_parameters, workspace_filter
 from handlers.principal import UnauthenticatedError, caller_object_id
+from handlers.submissions import CHALLENGE, submission_response
+from shared.deployments.resource import Phase
 from shared.problems import NOT_FOUND, Problem
 from shared.requests import DeploymentRequest, validation_problems
-from shared.runs import RunStatus
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 # Filters and paging carried from one page's URL to the next; anything else (the `code` key above all) is not.
-LIST_PARAMETERS = ("workspaceId", "status", "ticket", "pageSize")
-# RFC 9110 requires a challenge on 401; callers authenticate to Easy Auth with Entra bearer tokens.
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="serverless-deployment-broker"'}
+LIST_PARAMETERS = ("workspaceId", "modelId", "phase", "ticket", "pageSize")
 
 blueprint = func.Blueprint()
 
@@ -41,7 +39,7 @@ def submit_deployment(req: func.HttpRequest) -> func.HttpResponse:
     try:
         caller = caller_object_id(req.headers)
     except UnauthenticatedError as error:
-        return problem_response(error.problem, headers=_CHALLENGE)
+        return problem_response(error.problem, headers=CHALLENGE)
     parsed = _deployment_request(req.get_body())
     if isinstance(parsed, Problem):
         return problem_response(parsed)
@@ -54,29 +52,20 @@ def submit_deployment(req: func.HttpRequest) -> func.HttpResponse:
         submission = deployment_service().submit(parsed, caller=caller, idempotency_key=idempotency_key)
     except IdempotencyConflictError as error:
         return problem_response(error.problem)
-    run = submission.run
-    run_path = f"{urlsplit(req.url).path.rstrip('/')}/{quote(run.id, safe='')}"
-    if submission.problem is not None:
-        problem = submission.problem
-        rejected = Problem(
-            problem.kind, problem.detail, problem.instance or run_path, {**problem.extensions, "runId": run.id}
-        )
-        return problem_response(rejected, headers={"Location": run_path})
-    headers = {"Location": run_path, "Operation-Location": origin(req) + run_path}
-    return json_response(run.to_public_dict(), status_code=202 if submission.created else 200, headers=headers)
+    return submission_response(req, submission)
 
 
 @blueprint.function_name("get_deployment")
-@blueprint.route(route="deployments/{runId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@blueprint.route(route="deployments/{deploymentId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @problems_on_crash
 def get_deployment(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployments.composition import deployment_service
 
-    run_id = req.route_params.get("runId", "")
-    run = deployment_service().get(run_id)
-    if run is None:
-        return problem_response(Problem(NOT_FOUND, f"There is no deployment run '{run_id}'."))
-    return json_response(run.to_public_dict())
+    the_id = req.route_params.get("deploymentId", "")
+    deployment = deployment_service().get_deployment(the_id)
+    if deployment is None:
+        return problem_response(Problem(NOT_FOUND, f"There is no deployment '{the_id}'."))
+    return json_response(deployment.to_public_dict())
 
 
 @blueprint.function_name("list_deployments")
@@ -88,22 +77,41 @@ def list_deployments(req: func.HttpRequest) -> func.HttpResponse:
     params = query_parameters(req)
     errors: list[dict[str, str]] = []
     workspace_id = workspace_filter(params.get("workspaceId"), errors)
-    status = choice_filter(params.get("status"), "status", (status.value for status in RunStatus), errors)
+    model_id = model_filter(params.get("modelId"), errors)
+    phase = choice_filter(params.get("phase"), "phase", (phase.value for phase in Phase), errors)
     size = page_size(params.get("pageSize"), errors, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     if errors:
         return problem_response(Problem.validation(errors))
 
     def fetch(token: str | None) -> tuple[list[dict], str | None]:
-        page = deployment_service().list(
+        page = deployment_service().list_deployments(
             workspace_id=workspace_id,
-            status=status,
+            model_id=model_id,
+            phase=phase,
             ticket=params.get("ticket"),
             page_size=size,
             continuation_token=token,
         )
-        return [run.to_public_dict() for run in page.runs], page.continuation_token
+        return [deployment.to_public_dict() for deployment in page.deployments], page.continuation_token
 
     return paged_response(req, params, LIST_PARAMETERS, fetch)
+
+
+@blueprint.function_name("repair_deployment")
+@blueprint.route(route="deployments/{deploymentId}/repair", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@problems_on_crash
+def repair_deployment(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.deployments.composition import deployment_service
+
+    try:
+        caller = caller_object_id(req.headers)
+    except UnauthenticatedError as error:
+        return problem_response(error.problem, headers=CHALLENGE)
+    the_id = req.route_params.get("deploymentId", "")
+    submission = deployment_service().repair(the_id, caller=caller)
+    if submission is None:
+        return problem_response(Problem(NOT_FOUND, f"There is no deployment '{the_id}'."))
+    return submission_response(req, submission)
 
 
 def _deployment_request(body: bytes) -> DeploymentRequest | Problem:

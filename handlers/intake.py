@@ -25,11 +25,5 @@ def intake_deployment_request(msg: func.QueueMessage) -> None:
     if submission is None:
         LOGGER.info("Request message %s was malformed and has been poisoned.", msg.id)
     else:
-        outcome = "new" if submission.created else "existing"
-        LOGGER.info(
-            "Request message %s answered by %s run %s (%s).",
-            msg.id,
-            outcome,
-            submission.run.id,
-            submission.run.status.value,
-        )
+        subject = submission.run.id if submission.run else submission.deployment.id if submission.deployment else "-"
+        LOGGER.info("Request message %s answered (%s) by %s.", msg.id, submission.answer, subject)

@@ -10,6 +10,7 @@ import azure.functions as func
 
 from handlers.http_responses import json_response, problem_response
 from shared.azure_ids import InvalidResourceIdError, WorkspaceId
+from shared.model_ids import InvalidModelIdError, parse_model_id
 from shared.problems import Problem
 
 FieldErrors = list[dict[str, str]]
@@ -29,6 +30,16 @@ def workspace_filter(value: str | None, errors: FieldErrors) -> str | None:
         return WorkspaceId.parse(value).resource_id
     except InvalidResourceIdError as error:
         errors.append({"field": "workspaceId", "message": str(error)})
+        return None
+
+
+def model_filter(value: str | None, errors: FieldErrors) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_model_id(value).normalized
+    except InvalidModelIdError as error:
+        errors.append({"field": "modelId", "message": str(error)})
         return None
 
 

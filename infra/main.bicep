@@ -149,6 +149,8 @@ var brokerSettings = {
   BROKER_ALLOWED_SUBSCRIPTIONS: ''
   BROKER_ALLOWED_RESOURCE_GROUPS: ''
   BROKER_ALLOWED_WORKSPACES: join(targetWorkspaceIds, ',')
+  // A model missing from the catalog is refused (model-unknown); the prefix rule decides only when this is 'true'.
+  BROKER_ALLOW_UNCATALOGUED_MODELS: 'false'
   BROKER_PERMISSION_STRICTNESS: permissionStrictness
   BROKER_POLL_SECONDS: '5'
   BROKER_CROSS_REGION_HUBS: join(map(items(crossRegionHubs), hub => '${hub.key}=${hub.value}'), ',')

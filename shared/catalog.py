@@ -16,7 +16,8 @@ fields it names; an entry for a new model must give `requiresMarketplaceSubscrip
 `family`, `soldDirectlyByAzure`, `locations` (omitted: unknown), `docsConflict` and `notes`.
 
 A model missing from the catalog falls back to the seed's Bicep rule (registry `azureml` = sold directly), and the
-classification says so: the rule is known to be wrong for some registries (DeepSeek is sold directly).
+classification says so: the rule is known to be wrong for some registries (DeepSeek is sold directly). Preflight
+refuses such a model unless configuration allows it, suggesting the catalogued ids `ModelCatalog.closest` finds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +36,10 @@ from shared.model_ids import ModelId, parse_model_id
 
 SHIPPED_CATALOG_PATH = Path(__file__).resolve().parent / "data" / "model_catalog.json"
 SOLD_DIRECTLY_PREFIX = "azureml://registries/azureml/"
+
+# How alike two model names must be (difflib's ratio, 0..1) for one to be suggested for the other; difflib's own
+# default for get_close_matches, which keeps a typo or two and drops unrelated models.
+CLOSE_MATCH_CUTOFF = 0.6
 
 ClassificationSource = Literal["catalog", "prefix-rule"]
 
@@ -152,6 +158,32 @@ class ModelCatalog:
     def get(self, model: ModelId | str) -> CatalogEntry | None:
         return self._entries.get(_as_model_id(model).key)
 
+    def closest(self, model: ModelId | str, limit: int = 5) -> list[str]:
+        """Catalogued model ids (versionless) most like `model`, for a did-you-mean on an id `get` does not find.
+
+        Models of the same registry (case-insensitively) come first, then those of other registries (a mistyped
+        registry); each group is ranked by how alike the model names are, ignoring case, and only names at least
+        CLOSE_MATCH_CUTOFF alike are suggested, so the list may be empty. A catalogued id comes back first as itself.
+        """
+        if limit <= 0:
+            return []
+        wanted = _as_model_id(model)
+        name, registry = wanted.name.lower(), wanted.registry.lower()
+        same_registry: list[tuple[float, float, str]] = []
+        other_registries: list[tuple[float, float, str]] = []
+        for entry in self._entries.values():
+            candidate = parse_model_id(entry.model_id)
+            score = SequenceMatcher(None, name, candidate.name.lower()).ratio()
+            if score < CLOSE_MATCH_CUTOFF:
+                continue
+            if candidate.registry.lower() == registry:
+                same_registry.append((-score, 0.0, entry.model_id))
+            else:
+                registry_score = SequenceMatcher(None, registry, candidate.registry.lower()).ratio()
+                other_registries.append((-score, -registry_score, entry.model_id))
+        ranked = sorted(same_registry, key=_rank) + sorted(other_registries, key=_rank)
+        return [model_id for _, _, model_id in ranked[:limit]]
+
     def classify(self, model: ModelId | str) -> ModelClassification:
         """Catalog entry first; for unknown models the Bicep prefix rule, flagged as such."""
         model_id = _as_model_id(model)
@@ -190,6 +222,12 @@ class ModelCatalog:
         """Whether the model deploys in `location` (display or ARM name); None when unknown."""
         locations = self.supported_locations(model)
         return None if locations is None else normalize_location(location) in locations
+
+
+def _rank(candidate: tuple[float, float, str]) -> tuple[float, float, str]:
+    """Best name match first, then the most alike registry, then the id (case-insensitively) for a stable order."""
+    name_score, registry_score, model_id = candidate
+    return name_score, registry_score, model_id.lower()
 
 
 def _as_model_id(model: ModelId | str) -> ModelId:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PUBLIC_ARM_URL = "https://management.azure.com"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +47,7 @@ class Settings:
     allowed_resource_groups: str
     allowed_workspaces: str
     catalog_overrides_path: str | None
+    allow_uncatalogued_models: bool
     permission_strictness: str
     poll_seconds: float
 
@@ -66,6 +69,19 @@ class Settings:
             allowed_resource_groups=env.get("BROKER_ALLOWED_RESOURCE_GROUPS", ""),
             allowed_workspaces=env.get("BROKER_ALLOWED_WORKSPACES", ""),
             catalog_overrides_path=env.get("BROKER_MODEL_CATALOG_OVERRIDES") or None,
+            allow_uncatalogued_models=_flag(env, "BROKER_ALLOW_UNCATALOGUED_MODELS", default=False),
             permission_strictness=env.get("BROKER_PERMISSION_STRICTNESS", ""),
             poll_seconds=float(env.get("BROKER_POLL_SECONDS") or 5),
         )
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """A boolean setting, spelled as the hygiene settings accept it (true/false, 1/0, yes/no, on/off; any case)."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name}='{env[name]}' is not a boolean; use true or false.")

@@ -18,6 +18,11 @@ from dataclasses import dataclass
 from shared.azure_ids import InvalidResourceIdError, WorkspaceId
 from shared.catalog import ModelCatalog, normalize_location
 from shared.model_ids import ModelId
+from shared.ownership import ownership_tags
+from shared.ports import Endpoint, EndpointKeys, WorkspaceConnectionsPort
+from shared.runs import ConnectionInfo, RunRecord
+
+CONNECTION_CATEGORY = "Serverless"
 
 # [I] The connections API documents no name rule; the workspace name rule is the safe subset assumed here.
 CONNECTION_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
@@ -79,3 +84,31 @@ def connection_name(endpoint_name: str) -> str:
     digest = hashlib.sha256(endpoint_name.lower().encode()).hexdigest()[:_HASH_LENGTH]
     stem = endpoint_name[: CONNECTION_NAME_MAX - _HASH_LENGTH - 1].rstrip("-_")
     return f"{stem}-{digest}"
+
+
+class EndpointNotReadyError(Exception):
+    """The endpoint has no inference URI yet, so nothing can connect to it."""
+
+
+def connect(
+    connections: WorkspaceConnectionsPort,
+    run: RunRecord,
+    *,
+    endpoint: Endpoint,
+    keys: EndpointKeys,
+    key_type: str,
+) -> ConnectionInfo:
+    """Create or update (PUT is idempotent) the requester's connection to the hub's endpoint, authenticating with
+    `key_type`."""
+    if not endpoint.scoring_uri:
+        raise EndpointNotReadyError(f"Endpoint '{endpoint.name}' has no inference URI to connect to.")
+    requester = run.request.workspace.resource_id
+    made = connections.put_api_key_connection(
+        requester,
+        connection_name(endpoint.name),
+        category=CONNECTION_CATEGORY,
+        target=endpoint.scoring_uri,
+        key=keys.primary if key_type == "primary" else keys.secondary,
+        metadata={"endpointId": endpoint.id, "keyType": key_type, **ownership_tags()},
+    )
+    return ConnectionInfo(workspace_id=requester, name=made.name, id=made.id, key_type=key_type)

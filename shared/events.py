@@ -48,16 +48,30 @@ def event_kind_for(status: RunStatus) -> EventKind | None:
     return _KIND_OF_STATUS.get(status)
 
 
-def deployment_event(run: RunRecord, *, time: datetime, source: str = DEFAULT_SOURCE) -> dict[str, Any]:
-    """The CloudEvent announcing `run`'s current status (which must be one that publishes)."""
-    kind = event_kind_for(run.status)
+def deployment_event(
+    run: RunRecord,
+    *,
+    time: datetime,
+    requester: int = 0,
+    announced_status: RunStatus | None = None,
+    source: str = DEFAULT_SOURCE,
+) -> dict[str, Any]:
+    """The CloudEvent announcing `run`'s current status (or `announced_status`) to one of its requesters.
+
+    `requester` indexes `run.requesters`: 0 is the request that started the run, later ones joined it, and each
+    gets its own event carrying its own ticket (and its own event id, so none is taken for another's duplicate).
+    """
+    status = announced_status or run.status
+    kind = event_kind_for(status)
     if kind is None:
-        raise ValueError(f"Run {run.id} is {run.status}; only {', '.join(_KIND_OF_STATUS)} publish events.")
+        raise ValueError(f"Run {run.id} is {status}; only {', '.join(_KIND_OF_STATUS)} publish events.")
     public = run.to_public_dict()
     endpoint = public["endpoint"] or {}
     data = {
         "runId": run.id,
-        "ticket": run.ticket,
+        "deploymentId": run.deployment_id,
+        "operation": run.operation,
+        "ticket": run.requesters[requester].ticket,
         "status": run.status.value,
         "workspaceId": run.request.workspace_id,
         "modelId": run.request.model_id,
@@ -67,7 +81,55 @@ def deployment_event(run: RunRecord, *, time: datetime, source: str = DEFAULT_SO
         "secretIds": public["secretIds"],
         "error": public["error"],
     }
-    return _envelope(kind, event_id=f"{run.id}/{kind.value}", subject=run.id, time=time, source=source, data=data)
+    event_id = f"{run.id}/{kind.value}" + (f"/{requester}" if requester else "")
+    return _envelope(kind, event_id=event_id, subject=run.id, time=time, source=source, data=data)
+
+
+def accepted_event(run: RunRecord, *, time: datetime, requester: int = 0) -> dict[str, Any]:
+    """The accepted event of a run that intake already moved on (its data carries the current status)."""
+    return deployment_event(run, time=time, requester=requester, announced_status=RunStatus.ACCEPTED)
+
+
+def outcome_events(run: RunRecord, *, time: datetime) -> list[dict[str, Any]]:
+    """The terminal event of a finished run, once for every request it answers."""
+    return [deployment_event(run, time=time, requester=index) for index in range(len(run.requesters))]
+
+
+def ready_events(
+    deployment: Mapping[str, Any],
+    *,
+    ticket: str | None,
+    request_number: int,
+    time: datetime,
+    source: str = DEFAULT_SOURCE,
+) -> list[dict[str, Any]]:
+    """Accepted and succeeded for a request answered by a deployment that was already Ready (no run was needed).
+
+    `deployment` is the deployment's public form; the events name the run that made it Ready.
+    """
+    status = deployment["status"]
+    endpoint = status.get("endpoint") or {}
+    spec = deployment["spec"]
+    data = {
+        "runId": status.get("keysRunId"),
+        "deploymentId": deployment["id"],
+        "operation": "deploy",
+        "ticket": ticket,
+        "status": RunStatus.SUCCEEDED.value,
+        "workspaceId": spec["workspaceId"],
+        "modelId": spec["modelId"],
+        "endpointName": endpoint.get("name"),
+        "endpointId": endpoint.get("id"),
+        "scoringUri": endpoint.get("scoringUri"),
+        "secretIds": status.get("secretIds"),
+        "error": None,
+        "detail": "The deployment was already Ready; nothing was changed.",
+    }
+    base = f"{deployment['id']}/request-{request_number}"
+    return [
+        _envelope(kind, event_id=f"{base}/{kind.value}", subject=deployment["id"], time=time, source=source, data=data)
+        for kind in (EventKind.ACCEPTED, EventKind.SUCCEEDED)
+    ]
 
 
 def key_rotation_event(

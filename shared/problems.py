@@ -44,6 +44,7 @@ DEPLOYMENT_CONFLICT = ProblemType(
     "deployment-conflict", "The workspace already has a deployment that conflicts with this one", 409
 )
 REGION_UNSUPPORTED = ProblemType("region-unsupported", "The model cannot be deployed in the workspace's region", 422)
+MODEL_UNKNOWN = ProblemType("model-unknown", "The model is not in the model catalog", 422)
 # The IETF Idempotency-Key draft answers a reused key with a different payload with 422.
 IDEMPOTENCY_CONFLICT = ProblemType(
     "idempotency-conflict", "The idempotency key was already used for a different request", 422
@@ -70,6 +71,7 @@ CATALOG: Mapping[str, ProblemType] = {
         NOT_FOUND,
         DEPLOYMENT_CONFLICT,
         REGION_UNSUPPORTED,
+        MODEL_UNKNOWN,
         IDEMPOTENCY_CONFLICT,
         SUBSCRIPTION_IN_USE,
         DEPLOYMENT_STATE_CONFLICT,

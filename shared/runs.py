@@ -18,7 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator, mode
 from pydantic.alias_generators import to_camel
 
 from shared.azure_ids import WorkspaceId
-from shared.requests import DeploymentRequest, RequestType
+from shared.requests import DeploymentRequest
 
 _SECRET_PATH = re.compile(r"^/secrets/[A-Za-z][A-Za-z0-9-]{0,126}(/[A-Za-z0-9]+)?$")
 
@@ -29,6 +29,7 @@ class RunStatus(StrEnum):
     SUBSCRIBING = "Subscribing"
     PROVISIONING = "Provisioning"
     STORING_KEYS = "StoringKeys"
+    VERIFYING = "Verifying"
     SUCCEEDED = "Succeeded"
     REJECTED = "Rejected"
     FAILED = "Failed"
@@ -38,8 +39,11 @@ class RunStatus(StrEnum):
 
 TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.REJECTED, RunStatus.FAILED, RunStatus.DELETED})
 
-# Sold-directly models skip Subscribing; an endpoint the broker already made skips to StoringKeys (its keys are
-# re-stored, so Succeeded always means "keys are in Key Vault"). Delete runs go Validating -> Deleting -> Deleted.
+RunOperation = Literal["deploy", "repair", "delete"]
+
+# Sold-directly models skip Subscribing; a repair starts where Azure's state first differs from the spec. Every
+# deploy and repair run ends by re-reading Azure (Verifying), so Succeeded means Azure reports the deployment whole.
+# Delete runs go Validating -> Deleting -> Deleted.
 ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.ACCEPTED: frozenset({RunStatus.VALIDATING, RunStatus.REJECTED, RunStatus.FAILED}),
     RunStatus.VALIDATING: frozenset(
@@ -47,6 +51,7 @@ ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
             RunStatus.SUBSCRIBING,
             RunStatus.PROVISIONING,
             RunStatus.STORING_KEYS,
+            RunStatus.VERIFYING,
             RunStatus.DELETING,
             RunStatus.REJECTED,
             RunStatus.FAILED,
@@ -54,11 +59,14 @@ ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     ),
     RunStatus.SUBSCRIBING: frozenset({RunStatus.PROVISIONING, RunStatus.FAILED}),
     RunStatus.PROVISIONING: frozenset({RunStatus.STORING_KEYS, RunStatus.FAILED}),
-    RunStatus.STORING_KEYS: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED}),
+    RunStatus.STORING_KEYS: frozenset({RunStatus.VERIFYING, RunStatus.FAILED}),
+    RunStatus.VERIFYING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED}),
     RunStatus.DELETING: frozenset({RunStatus.DELETED, RunStatus.FAILED}),
     **{status: frozenset() for status in TERMINAL_STATUSES},
 }
-_DEPLOY_ONLY = frozenset({RunStatus.SUBSCRIBING, RunStatus.PROVISIONING, RunStatus.STORING_KEYS, RunStatus.SUCCEEDED})
+_DEPLOY_ONLY = frozenset(
+    {RunStatus.SUBSCRIBING, RunStatus.PROVISIONING, RunStatus.STORING_KEYS, RunStatus.VERIFYING, RunStatus.SUCCEEDED}
+)
 _DELETE_ONLY = frozenset({RunStatus.DELETING, RunStatus.DELETED})
 
 
@@ -163,11 +171,20 @@ class CrossRegion(_Value):
     connection: ConnectionInfo | None = None
 
 
+class RunRequester(_Value):
+    """A request that joined a run already in flight; it is answered with its own events when the run ends."""
+
+    caller: str
+    ticket: str | None = None
+    at: AwareDatetime
+
+
 class RunRecord(_Value):
     id: str
     caller: str
     ticket: str | None = None
-    operation: RequestType = "deploy"
+    operation: RunOperation = "deploy"
+    deployment_id: str | None = None
     request: DeploymentRequest
     status: RunStatus
     steps: tuple[RunStep, ...]
@@ -177,11 +194,10 @@ class RunRecord(_Value):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     idempotency_key: str | None = None
-    # A delete run names the deploy run it tears down (None when a queue message found none) and whether the
-    # Marketplace subscription goes too; the deploy run, once torn down, names the delete run that did it.
-    deployment_run_id: str | None = None
+    # Whether a delete run also deletes the Marketplace subscription.
     delete_subscription: bool = False
-    deleted_by_run_id: str | None = None
+    joined: tuple[RunRequester, ...] = ()
+    warnings: tuple[str, ...] = ()
     cross_region: CrossRegion | None = None
     key_rotations: tuple[KeyRotation, ...] = ()
 
@@ -199,7 +215,8 @@ class RunRecord(_Value):
         caller: str,
         request: DeploymentRequest,
         at: datetime,
-        operation: RequestType = "deploy",
+        operation: RunOperation = "deploy",
+        deployment_id: str | None = None,
         ticket: str | None = None,
         idempotency_key: str | None = None,
         detail: str | None = None,
@@ -210,6 +227,7 @@ class RunRecord(_Value):
             caller=caller,
             ticket=ticket if ticket is not None else request.ticket,
             operation=operation,
+            deployment_id=deployment_id,
             request=request,
             status=RunStatus.ACCEPTED,
             steps=(RunStep(status=RunStatus.ACCEPTED, at=at, detail=detail),),
@@ -242,7 +260,7 @@ class RunRecord(_Value):
             return self
         if status not in ALLOWED_TRANSITIONS[self.status]:
             raise IllegalTransitionError(f"Run {self.id} cannot go from {self.status} to {status}.")
-        if status in (_DELETE_ONLY if self.operation == "deploy" else _DEPLOY_ONLY):
+        if status in (_DEPLOY_ONLY if self.operation == "delete" else _DELETE_ONLY):
             raise IllegalTransitionError(f"A {self.operation} run ({self.id}) never enters {status}.")
         changes: dict[str, Any] = {
             "status": status,
@@ -260,6 +278,11 @@ class RunRecord(_Value):
     def deployment_target(self) -> WorkspaceId | None:
         """The hub project holding the endpoint of a cross-region deployment; None when it is the requested one."""
         return WorkspaceId.parse(self.cross_region.hub_workspace_id) if self.cross_region else None
+
+    @property
+    def requesters(self) -> tuple[RunRequester, ...]:
+        """Every request this run answers: the one that started it, then those that joined it."""
+        return (RunRequester(caller=self.caller, ticket=self.ticket, at=self.created_at), *self.joined)
 
     @property
     def pending_rotation(self) -> KeyRotation | None:

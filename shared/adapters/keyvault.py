@@ -20,6 +20,7 @@ from shared.ports import StoredSecret
 
 T = TypeVar("T")
 RECOVERABLE = "ObjectIsDeletedButRecoverable"
+DISABLED = "SecretDisabled"
 
 
 class KeyVaultAdapter:
@@ -58,6 +59,26 @@ class KeyVaultAdapter:
             if error.not_found:
                 return None
             raise
+
+    def get_secret(self, name: str) -> StoredSecret | None:
+        """The current version's properties (the value is read by the service call but not kept); a disabled
+        secret, whose current version Key Vault will not return, is reported by name as disabled."""
+        try:
+            return _stored(_call(lambda: self._client.get_secret(name)).properties)
+        except AzureCallError as error:
+            if error.not_found:
+                return None
+            if error.code != DISABLED:
+                raise
+        return StoredSecret(
+            id=f"{self._client.vault_url}/secrets/{name}",
+            name=name,
+            version="",
+            enabled=False,
+            expires_on=None,
+            tags={},
+            content_type=None,
+        )
 
     def list_secrets(self) -> list[StoredSecret]:
         return _call(lambda: [_stored(properties) for properties in self._client.list_properties_of_secrets()])

@@ -1,25 +1,41 @@
-"""Run records in Table Storage, plus the two claims that make intake idempotent and single-flight.
+"""Deployments, runs, and the rows that make intake idempotent and ticket look-ups complete, in one table.
 
-- An idempotency claim maps (caller, Idempotency-Key) to the run it created, so a retried POST finds that run.
-- A deployment claim maps (workspace, model) to the one run that may create its endpoint, so concurrent requests
-  for the same model in the same project never create two endpoints or two subscriptions.
+- A deployment row per (workspace, model) holds the Deployment resource; its `status.currentRunId`, changed only
+  with ETag concurrency, is the single-flight claim that lets one run at a time write to Azure.
+- A run row per operation (deploy, repair, delete).
+- An idempotency row maps (caller, Idempotency-Key) to the answer the first request got (a run or a deployment)
+  and the fingerprint of that request, so a retried POST gets the same answer and a reused key is caught.
+- A ticket row per (ticket, run) makes `?ticket=` find every request, joiners included.
 Claims are rows whose creation either succeeds or fails with a conflict: Table Storage is the arbiter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from shared.adapters.tables import DocumentTable
 from shared.azure_errors import RecordChangedError, RecordExistsError
+from shared.deployments.resource import Deployment
 from shared.runs import RunRecord
 
 RUNS = "run"
+DEPLOYMENTS = "deployment"
 IDEMPOTENCY = "idempotency"
-DEPLOYMENT_CLAIM = "deployment-claim"
+TICKETS = "ticket"
 MAX_UPDATE_ATTEMPTS = 8
+
+
+class DocumentTablePort(Protocol):
+    """The document table the store needs (shared/adapters/tables.py; an in-memory one in tests)."""
+
+    def create(self, partition: str, key: str, document: Any, index: Any) -> str: ...
+    def get(self, partition: str, key: str) -> Any: ...
+    def replace(self, partition: str, key: str, document: Any, index: Any, etag: str) -> str: ...
+    def delete(self, partition: str, key: str) -> None: ...
+    def query(self, partition: str, equals: Any, *, page_size: int, continuation_token: str | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -29,17 +45,42 @@ class StoredRun:
 
 
 @dataclass(frozen=True)
+class StoredDeployment:
+    deployment: Deployment
+    etag: str
+
+
+@dataclass(frozen=True)
 class RunPage:
     runs: list[RunRecord]
     continuation_token: str | None
 
 
+@dataclass(frozen=True)
+class DeploymentPage:
+    deployments: list[Deployment]
+    continuation_token: str | None
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """Who answers (caller, key): a run, or (for a request answered by a Ready deployment) the deployment."""
+
+    run_id: str | None
+    deployment_id: str | None
+    fingerprint: str
+
+
 class RunStore:
-    def __init__(self, table: DocumentTable) -> None:
+    def __init__(self, table: DocumentTablePort) -> None:
         self._table = table
 
+    # -- runs ------------------------------------------------------------------------------------------------------
+
     def create(self, run: RunRecord) -> StoredRun:
-        return StoredRun(run, self._table.create(RUNS, run.id, run.to_storage_dict(), _index(run)))
+        stored = StoredRun(run, self._table.create(RUNS, run.id, run.to_storage_dict(), _run_index(run)))
+        self.index_ticket(run.ticket, run_id=run.id, deployment_id=run.deployment_id)
+        return stored
 
     def get(self, run_id: str) -> StoredRun | None:
         stored = self._table.get(RUNS, run_id)
@@ -47,22 +88,11 @@ class RunStore:
 
     def save(self, run: RunRecord, etag: str) -> StoredRun:
         """Write `run` if nobody changed it since `etag` was read; RecordChangedError otherwise."""
-        return StoredRun(run, self._table.replace(RUNS, run.id, run.to_storage_dict(), _index(run), etag))
+        return StoredRun(run, self._table.replace(RUNS, run.id, run.to_storage_dict(), _run_index(run), etag))
 
     def update(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord:
         """Apply `change` to the latest record, re-reading and re-applying when another writer got there first."""
-        for _ in range(MAX_UPDATE_ATTEMPTS):
-            stored = self.get(run_id)
-            if stored is None:
-                raise KeyError(run_id)
-            changed = change(stored.run)
-            if changed == stored.run:
-                return changed
-            try:
-                return self.save(changed, stored.etag).run
-            except RecordChangedError:
-                continue
-        raise RecordChangedError(f"run {run_id} kept changing under {MAX_UPDATE_ATTEMPTS} attempts to update it")
+        return _update(lambda: self.get(run_id), lambda stored: stored.run, self.save, change, f"run {run_id}")
 
     def list(
         self,
@@ -70,70 +100,168 @@ class RunStore:
         workspace_id: str | None = None,
         status: str | None = None,
         ticket: str | None = None,
+        deployment_id: str | None = None,
         page_size: int = 50,
         continuation_token: str | None = None,
     ) -> RunPage:
-        equals = {
-            column: value
-            for column, value in (
-                ("WorkspaceId", workspace_id.lower() if workspace_id else None),
-                ("Status", status),
-                ("Ticket", ticket),
+        """Runs, newest filters first; with `ticket`, every run that ticket reached (the other filters then apply
+        within each page, so a page may hold fewer than `page_size`)."""
+        if ticket:
+            rows = self._table.query(
+                TICKETS, {"Ticket": ticket}, page_size=page_size, continuation_token=continuation_token
             )
-            if value
-        }
+            runs = [stored.run for row in rows.documents if (stored := self.get(row["runId"])) is not None]
+            wanted = {"WorkspaceId": workspace_id, "Status": status, "DeploymentId": deployment_id}
+            runs = [run for run in runs if _matches(_run_index(run), wanted)]
+            return RunPage(runs, rows.continuation_token)
+        equals = _present(
+            WorkspaceId=workspace_id.lower() if workspace_id else None, Status=status, DeploymentId=deployment_id
+        )
         page = self._table.query(RUNS, equals, page_size=page_size, continuation_token=continuation_token)
         return RunPage([RunRecord.from_storage_dict(doc) for doc in page.documents], page.continuation_token)
 
-    def claim_idempotency_key(self, caller: str, key: str, run_id: str) -> str:
-        """The run id that owns (caller, key): `run_id` when this call claimed it, else the earlier one."""
-        return self._claim(IDEMPOTENCY, _digest(caller.lower(), key), run_id)
+    def index_ticket(self, ticket: str | None, *, run_id: str, deployment_id: str | None) -> None:
+        """Make `ticket` find `run_id` (idempotent)."""
+        if not ticket:
+            return
+        document = {"ticket": ticket, "runId": run_id, "deploymentId": deployment_id}
+        index = _present(Ticket=ticket, RunId=run_id, DeploymentId=deployment_id)
+        with contextlib.suppress(RecordExistsError):
+            self._table.create(TICKETS, f"{_digest(ticket)}-{run_id}", document, index)
 
-    def claim_deployment(self, workspace_id: str, model_id: str, run_id: str) -> str:
-        """The run id that owns deploying `model_id` into `workspace_id`."""
-        return self._claim(DEPLOYMENT_CLAIM, _digest(workspace_id.lower(), model_id.lower()), run_id)
+    # -- deployments -----------------------------------------------------------------------------------------------
 
-    def take_over_deployment(self, workspace_id: str, model_id: str, previous_run_id: str, run_id: str) -> bool:
-        """Move the claim from a finished run to `run_id`; False when someone else moved it first."""
-        key = _digest(workspace_id.lower(), model_id.lower())
-        stored = self._table.get(DEPLOYMENT_CLAIM, key)
+    def get_deployment(self, deployment_id: str) -> StoredDeployment | None:
+        stored = self._table.get(DEPLOYMENTS, deployment_id)
+        return StoredDeployment(Deployment.from_storage_dict(stored.document), stored.etag) if stored else None
+
+    def create_deployment(self, deployment: Deployment) -> StoredDeployment:
+        """Store a new deployment; RecordExistsError when a concurrent request made it first."""
+        etag = self._table.create(
+            DEPLOYMENTS, deployment.id, deployment.to_storage_dict(), _deployment_index(deployment)
+        )
+        return StoredDeployment(deployment, etag)
+
+    def save_deployment(self, deployment: Deployment, etag: str) -> StoredDeployment:
+        """Write `deployment` if nobody changed it since `etag` was read; RecordChangedError otherwise."""
+        etag = self._table.replace(
+            DEPLOYMENTS, deployment.id, deployment.to_storage_dict(), _deployment_index(deployment), etag
+        )
+        return StoredDeployment(deployment, etag)
+
+    def update_deployment(self, deployment_id: str, change: Callable[[Deployment], Deployment]) -> Deployment:
+        return _update(
+            lambda: self.get_deployment(deployment_id),
+            lambda stored: stored.deployment,
+            self.save_deployment,
+            change,
+            f"deployment {deployment_id}",
+        )
+
+    def list_deployments(
+        self,
+        *,
+        workspace_id: str | None = None,
+        model_id: str | None = None,
+        phase: str | None = None,
+        ticket: str | None = None,
+        page_size: int = 50,
+        continuation_token: str | None = None,
+    ) -> DeploymentPage:
+        wanted = {
+            "WorkspaceId": workspace_id.lower() if workspace_id else None,
+            "ModelId": model_id.lower() if model_id else None,
+            "Phase": phase,
+        }
+        if ticket:
+            rows = self._table.query(
+                TICKETS, {"Ticket": ticket}, page_size=page_size, continuation_token=continuation_token
+            )
+            ids = dict.fromkeys(row["deploymentId"] for row in rows.documents if row.get("deploymentId"))
+            found = [stored.deployment for item in ids if (stored := self.get_deployment(item)) is not None]
+            found = [item for item in found if _matches(_deployment_index(item), wanted)]
+            return DeploymentPage(found, rows.continuation_token)
+        page = self._table.query(
+            DEPLOYMENTS, _present(**wanted), page_size=page_size, continuation_token=continuation_token
+        )
+        return DeploymentPage([Deployment.from_storage_dict(doc) for doc in page.documents], page.continuation_token)
+
+    # -- idempotency -----------------------------------------------------------------------------------------------
+
+    def claim_idempotency_key(self, caller: str, key: str, *, run_id: str, fingerprint: str) -> IdempotencyClaim:
+        """The claim on (caller, key): this call's (run_id, fingerprint) when it made it, else the earlier one."""
+        row_key = _digest(caller.lower(), key)
+        document = {"runId": run_id, "deploymentId": None, "fingerprint": fingerprint}
+        while True:
+            try:
+                self._table.create(IDEMPOTENCY, row_key, document, {})
+                return IdempotencyClaim(run_id, None, fingerprint)
+            except RecordExistsError:
+                stored = self._table.get(IDEMPOTENCY, row_key)
+                if stored is not None:
+                    found = stored.document
+                    return IdempotencyClaim(found.get("runId"), found.get("deploymentId"), found.get("fingerprint", ""))
+
+    def answer_idempotency_key(
+        self, caller: str, key: str, *, run_id: str | None = None, deployment_id: str | None = None
+    ) -> None:
+        """Record what answered (caller, key) when it was not the run the claim was made for (a join, a Ready
+        deployment)."""
+        row_key = _digest(caller.lower(), key)
+        stored = self._table.get(IDEMPOTENCY, row_key)
         if stored is None:
-            return self._claim(DEPLOYMENT_CLAIM, key, run_id) == run_id
-        if stored.document.get("runId") != previous_run_id:
-            return False
+            return
+        document = {**stored.document, "runId": run_id, "deploymentId": deployment_id}
+        # Only the request holding the key writes it; a change means it was already answered.
+        with contextlib.suppress(RecordChangedError):
+            self._table.replace(IDEMPOTENCY, row_key, document, {}, stored.etag)
+
+
+def _update(
+    read: Callable[[], Any], value_of: Callable[[Any], Any], save: Callable[[Any, str], Any], change: Any, what: str
+) -> Any:
+    for _ in range(MAX_UPDATE_ATTEMPTS):
+        stored = read()
+        if stored is None:
+            raise KeyError(what)
+        current = value_of(stored)
+        changed = change(current)
+        if changed == current:
+            return changed
         try:
-            self._table.replace(DEPLOYMENT_CLAIM, key, {"runId": run_id}, {}, stored.etag)
+            return value_of(save(changed, stored.etag))
         except RecordChangedError:
-            return False
-        return True
-
-    def release_deployment(self, workspace_id: str, model_id: str, run_id: str) -> None:
-        """Drop the claim if `run_id` still holds it (a rejected or failed run lets the next request try)."""
-        key = _digest(workspace_id.lower(), model_id.lower())
-        stored = self._table.get(DEPLOYMENT_CLAIM, key)
-        if stored and stored.document.get("runId") == run_id:
-            self._table.delete(DEPLOYMENT_CLAIM, key)
-
-    def _claim(self, partition: str, key: str, run_id: str) -> str:
-        try:
-            self._table.create(partition, key, {"runId": run_id}, {})
-        except RecordExistsError:
-            stored = self._table.get(partition, key)
-            if stored is None:  # released between our create and get: try once more
-                return self._claim(partition, key, run_id)
-            return stored.document["runId"]
-        return run_id
+            continue
+    raise RecordChangedError(f"{what} kept changing under {MAX_UPDATE_ATTEMPTS} attempts to update it")
 
 
-def _index(run: RunRecord) -> dict[str, str]:
+def _run_index(run: RunRecord) -> dict[str, str]:
     return {
         "Status": run.status.value,
         "WorkspaceId": run.request.workspace_id.lower(),
         "Ticket": run.ticket or "",
         "Caller": run.caller.lower(),
         "Operation": run.operation,
+        "DeploymentId": run.deployment_id or "",
         "CreatedAt": run.created_at.isoformat(),
     }
+
+
+def _deployment_index(deployment: Deployment) -> dict[str, str]:
+    return {
+        "Phase": deployment.status.phase.value,
+        "WorkspaceId": deployment.spec.workspace_id.lower(),
+        "ModelId": deployment.spec.model_id.lower(),
+        "CurrentRunId": deployment.status.current_run_id or "",
+    }
+
+
+def _present(**columns: str | None) -> dict[str, str]:
+    return {column: value for column, value in columns.items() if value}
+
+
+def _matches(index: dict[str, str], wanted: dict[str, str | None]) -> bool:
+    return all(index.get(column, "").lower() == value.lower() for column, value in wanted.items() if value)
 
 
 def _digest(*parts: str) -> str:

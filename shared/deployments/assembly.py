@@ -9,7 +9,8 @@ from typing import Any
 
 from shared.deployments.preflight import PreflightPolicy
 from shared.deployments.service import DeploymentService, Queues
-from shared.deployments.workflow import Workflow, WorkflowTimings
+from shared.deployments.workflow import Workflow
+from shared.engine import StepQueue, StepTimings
 from shared.lifecycle.composition import build_lifecycle_service
 from shared.lifecycle.settings import LifecycleSettings
 from shared.ports import (
@@ -19,6 +20,7 @@ from shared.ports import (
     SecretStorePort,
     WorkspaceConnectionsPort,
 )
+from shared.telemetry import BROKER_TELEMETRY
 
 
 def assemble_deployment_service(
@@ -30,24 +32,26 @@ def assemble_deployment_service(
     connections: WorkspaceConnectionsPort,
     queues: Queues,
     policy: PreflightPolicy,
-    timings: WorkflowTimings,
+    timings: StepTimings,
     lifecycle_settings: LifecycleSettings,
     clock: Callable[[], datetime],
     **service_options: Any,
 ) -> DeploymentService:
-    """The workflow, the lifecycle service and the deployment service over these ports; `service_options` are
-    DeploymentService's own keyword options (id source, sleep, telemetry)."""
+    """The workflow, the lifecycle service and the deployment service over these ports, on one step engine;
+    `service_options` are DeploymentService's own keyword options (id source, sleep, telemetry)."""
+    steps = StepQueue(machine_learning, queues.work, timings)
+    telemetry = service_options.get("telemetry", BROKER_TELEMETRY)
     workflow = Workflow(
         runs=runs,
         machine_learning=machine_learning,
         secrets=secrets,
-        work_queue=queues.work,
+        steps=steps,
         events=queues.events,
         catalog=policy.catalog,
         clock=clock,
-        timings=timings,
         key_validity_days=lifecycle_settings.key_validity_days,
         connections=connections,
+        telemetry=telemetry,
     )
     lifecycle = build_lifecycle_service(
         lifecycle_settings,
@@ -56,16 +60,16 @@ def assemble_deployment_service(
         authorization=authorization,
         secrets=secrets,
         connections=connections,
-        work_queue=queues.work,
+        steps=steps,
         events=queues.events,
         policy=policy,
-        timings=timings,
         clock=clock,
     )
     return DeploymentService(
         runs=runs,
         machine_learning=machine_learning,
         authorization=authorization,
+        secrets=secrets,
         workflow=workflow,
         queues=queues,
         policy=policy,

@@ -20,7 +20,8 @@ from shared.config import Settings
 from shared.deployments.assembly import assemble_deployment_service
 from shared.deployments.preflight import PreflightPolicy
 from shared.deployments.service import DeploymentService, Queues
-from shared.deployments.workflow import WorkflowTimings
+from shared.engine import StepTimings
+from shared.lifecycle.service import LifecycleService
 from shared.lifecycle.settings import LifecycleSettings
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.required_permissions import Strictness
@@ -33,6 +34,13 @@ def utc_now() -> datetime:
 @cache
 def deployment_service() -> DeploymentService:
     return build_deployment_service(Settings.from_env())
+
+
+def lifecycle_service() -> LifecycleService:
+    """The process's lifecycle service: the one the deployment service hands teardown and rotation work to."""
+    service = deployment_service().lifecycle
+    assert isinstance(service, LifecycleService), "the composition root always wires the lifecycle service"
+    return service
 
 
 def build_deployment_service(
@@ -65,6 +73,7 @@ def build_deployment_service(
         ),
         strictness=Strictness.from_setting(settings.permission_strictness),
         hubs=lifecycle_settings.hubs,
+        allow_uncatalogued_models=settings.allow_uncatalogued_models,
     )
     secrets = KeyVaultAdapter(settings.key_vault_url, credential)
     connections = WorkspaceConnectionsAdapter(arm)
@@ -77,7 +86,7 @@ def build_deployment_service(
         connections=connections,
         queues=queues,
         policy=policy,
-        timings=WorkflowTimings(poll_seconds=settings.poll_seconds),
+        timings=StepTimings(poll_seconds=settings.poll_seconds),
         lifecycle_settings=lifecycle_settings,
         clock=utc_now,
     )

@@ -13,8 +13,9 @@ from functools import cached_property
 from typing import ClassVar
 
 from shared.azure_ids import ScopeLevel, WorkspaceId
-from shared.catalog import ModelCatalog, ModelClassification
+from shared.catalog import SOLD_DIRECTLY_PREFIX, ModelCatalog, ModelClassification
 from shared.cross_region import CrossRegionHubs, Hub
+from shared.deployments.resource import Deployment, DeploymentSpec
 from shared.model_ids import ModelId, normalize_model_id
 from shared.naming import (
     InvalidNameError,
@@ -23,6 +24,7 @@ from shared.naming import (
     key_vault_secret_names,
     marketplace_subscription_name,
 )
+from shared.ownership import is_broker_managed
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.ports import AuthorizationPort, Endpoint, MachineLearningPort, Workspace
 from shared.problems import Problem
@@ -30,8 +32,6 @@ from shared.rbac import PermissionSet
 from shared.requests import DeploymentRequest
 from shared.required_permissions import Strictness, check_broker_permissions, check_requester_permission
 
-MANAGED_BY_TAG = "managedBy"
-MANAGED_BY_VALUE = "serverless-deployment-broker"
 CONNECTION_WRITE_ACTION = "Microsoft.MachineLearningServices/workspaces/connections/write"
 
 
@@ -44,6 +44,8 @@ class PreflightPolicy:
     allowed_targets: TargetAllowList
     strictness: Strictness
     hubs: CrossRegionHubs = field(default_factory=CrossRegionHubs)
+    # Let a model missing from the catalog through, classified by the prefix rule, instead of refusing it.
+    allow_uncatalogued_models: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class PreflightContext:
     existing_endpoint: Endpoint | None = field(default=None)
     # The hub project a cross-region deployment goes to; None deploys into the requested workspace.
     target: WorkspaceId | None = None
+    # The broker's deployment of this model in this project, if it has one.
+    deployment: Deployment | None = None
+    # What passing checks want the caller to know (e.g. a model let through by the prefix rule).
+    warnings: list[str] = field(default_factory=list)
 
     @cached_property
     def workspace(self) -> Workspace:
@@ -135,6 +141,37 @@ class ModelApproved(Check):
         entry = context.policy.catalog.get(model)
         decision = context.policy.approved_models.evaluate(model, family=entry.family if entry else None)
         return None if decision.allowed else Problem.of("model-not-approved", decision.reason, rule=decision.rule)
+
+
+@register
+class ModelKnown(Check):
+    """The model is in the catalog, so the broker knows how it is sold; a typo is refused before any Azure write.
+
+    With `allow_uncatalogued_models` the prefix rule classifies an uncatalogued model instead, and the result warns.
+    """
+
+    name = "model-known"
+
+    def evaluate(self, context: PreflightContext) -> Problem | None:
+        catalog = context.policy.catalog
+        model = context.request.model
+        if catalog.get(model) is not None:
+            return None
+        if context.policy.allow_uncatalogued_models:
+            explanation = catalog.classify(model).explanation
+            context.warnings.append(f"{explanation} Allowed because BROKER_ALLOW_UNCATALOGUED_MODELS is true.")
+            return None
+        suggestions = catalog.closest(model)
+        did_you_mean = f" Did you mean {suggestions[0]}?" if suggestions else ""
+        return Problem.of(
+            "model-unknown",
+            f"{model.normalized} is not in the model catalog, so the broker cannot tell how it is sold or where it "
+            f"deploys.{did_you_mean} Fix: correct the model id; or, if the model exists, have an operator add it to "
+            "the catalog override file named by BROKER_MODEL_CATALOG_OVERRIDES, or set "
+            "BROKER_ALLOW_UNCATALOGUED_MODELS=true to let the prefix rule "
+            f"('{SOLD_DIRECTLY_PREFIX}' means sold directly) decide.",
+            suggestions=suggestions,
+        )
 
 
 @register
@@ -244,11 +281,16 @@ class OneDeploymentPerModel(Check):
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         plan = _plan(context)
+        deployment = context.deployment
+        if deployment is not None and not deployment.is_gone:
+            differences = deployment.spec.differences(spec_for(context.request, plan, context.target))
+            if differences:
+                return conflict_problem(deployment, differences)
         wanted = plan.model.normalized.lower()
         for endpoint in context.endpoints:
             same_model = _versionless(endpoint.model_id) == wanted
             same_name = endpoint.name.lower() == plan.endpoint_name.lower()
-            if same_model and same_name and endpoint.tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE:
+            if same_model and same_name and is_broker_managed(endpoint.tags):
                 context.existing_endpoint = endpoint
                 return None
             if same_model:
@@ -269,6 +311,33 @@ class OneDeploymentPerModel(Check):
         return None
 
 
+def spec_for(request: DeploymentRequest, plan: DeploymentPlan, target: WorkspaceId | None) -> DeploymentSpec:
+    """The deployment a request that passed preflight asks for."""
+    return DeploymentSpec(
+        workspace_id=request.workspace_id,
+        model_id=plan.model.normalized,
+        endpoint_name=plan.endpoint_name,
+        content_safety=request.content_safety,
+        tags=request.tags,
+        cross_region_hub=target.resource_id if target else None,
+    )
+
+
+def conflict_problem(deployment: Deployment, differences: list[str]) -> Problem:
+    """A request for a model the project already has a deployment of, asking for something else."""
+    existing = deployment.spec.model_dump(by_alias=True)
+    what = ", ".join(f"{name} {existing.get(name)!r}" for name in differences)
+    return Problem.of(
+        "deployment-conflict",
+        f"Deployment {deployment.id} already deploys {deployment.spec.model_id} into workspace "
+        f"{deployment.workspace.name} with {what}, and a project holds one deployment per model. Send the request "
+        f"with the same values to use it, or DELETE /api/deployments/{deployment.id} and request it again.",
+        deploymentId=deployment.id,
+        runId=deployment.status.current_run_id,
+        differences=differences,
+    )
+
+
 @dataclass(frozen=True)
 class PreflightResult:
     problem: Problem | None
@@ -276,6 +345,7 @@ class PreflightResult:
     existing_endpoint: Endpoint | None
     checks_passed: tuple[str, ...]
     target: WorkspaceId | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def run_preflight(
@@ -288,9 +358,15 @@ def run_preflight(
             on_check(check.name)
         problem = check.evaluate(context)
         if problem is not None:
-            return PreflightResult(problem, context.plan, context.existing_endpoint, tuple(passed), context.target)
+            return _result(context, problem, passed)
         passed.append(check.name)
-    return PreflightResult(None, context.plan, context.existing_endpoint, tuple(passed), context.target)
+    return _result(context, None, passed)
+
+
+def _result(context: PreflightContext, problem: Problem | None, passed: list[str]) -> PreflightResult:
+    return PreflightResult(
+        problem, context.plan, context.existing_endpoint, tuple(passed), context.target, tuple(context.warnings)
+    )
 
 
 def _broker_permission_problem(context: PreflightContext, workspace: WorkspaceId) -> Problem | None:

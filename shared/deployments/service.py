@@ -1,4 +1,12 @@
-"""The deployment service the handlers call: intake (HTTP and queue), reads, worker steps, availability."""
+"""The deployment service the handlers call: intake (HTTP and queue), reads, worker steps, availability.
+
+Intake reconciles each request against the Deployment resource of its (project, model):
+- none yet, or deleted, or failed -> a deploy run (202);
+- in flight with the same spec -> the request joins that run and gets its own events (202);
+- Ready as asked, and Azure agrees -> the deployment, nothing written (200);
+- Degraded, or Ready but Azure disagrees -> a repair run (202);
+- asking for another spec -> 409 deployment-conflict.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +15,56 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared.azure_errors import AzureCallError, RecordExistsError
+from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId
 from shared.catalog import ModelCatalog
+from shared.deployments.observe import DEFAULT_HEALTHY_STATES, Observation, observe
 from shared.deployments.preflight import (
     DeploymentPlan,
     PreflightContext,
     PreflightPolicy,
     PreflightResult,
+    conflict_problem,
     run_preflight,
+    spec_for,
 )
-from shared.deployments.work import LIFECYCLE_STEPS, WorkItem
+from shared.deployments.resource import (
+    ConditionType,
+    Deployment,
+    DeploymentRequester,
+    DeploymentSpec,
+    Phase,
+    RequestOutcome,
+    deployment_id,
+)
 from shared.deployments.workflow import SUCCEEDED, Workflow
-from shared.events import deployment_event, malformed_request_rejected_event
+from shared.engine import LIFECYCLE_STEPS, WorkItem, settled_run
+from shared.events import accepted_event, malformed_request_rejected_event, ready_events
 from shared.model_ids import parse_model_id
-from shared.ports import AuthorizationPort, Endpoint, MachineLearningPort, MessageQueuePort, RunRepositoryPort
+from shared.ports import (
+    AuthorizationPort,
+    Endpoint,
+    MachineLearningPort,
+    MessageQueuePort,
+    RunRepositoryPort,
+    SecretStorePort,
+)
 from shared.problems import Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, validation_problems
-from shared.runs import CrossRegion, EndpointInfo, RunError, RunRecord, RunStatus
+from shared.run_outcomes import Submission, announce, join_run, problem_of, rejected
+from shared.runs import CrossRegion, EndpointInfo, RunOperation, RunRecord, RunStatus
 from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
 LOGGER = logging.getLogger(__name__)
-# A concurrent request stores its run within milliseconds of claiming; a claim without a run after this is abandoned.
-CLAIM_SETTLE_SECONDS = 3.0
-CLAIM_POLL_SECONDS = 0.05
+# Concurrent requests for one deployment settle within a few rounds; more means something keeps rewriting it.
+MAX_RECONCILE_ROUNDS = 16
 
 
 class IdempotencyConflictError(Exception):
@@ -46,13 +73,6 @@ class IdempotencyConflictError(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.detail)
         self.problem = problem
-
-
-@dataclass(frozen=True)
-class Submission:
-    run: RunRecord
-    created: bool
-    problem: Problem | None
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,17 @@ class LifecycleHandler(Protocol):
     def advance(self, item: WorkItem) -> None: ...
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """One request under reconciliation."""
+
+    request: DeploymentRequest
+    caller: str
+    ticket: str | None
+    idempotency_key: str | None
+    run: RunRecord  # the Validating run this request starts if it must start one
+
+
 class DeploymentService:
     def __init__(
         self,
@@ -76,6 +107,7 @@ class DeploymentService:
         runs: RunRepositoryPort,
         machine_learning: MachineLearningPort,
         authorization: AuthorizationPort,
+        secrets: SecretStorePort,
         workflow: Workflow,
         queues: Queues,
         policy: PreflightPolicy,
@@ -84,6 +116,7 @@ class DeploymentService:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         lifecycle: LifecycleHandler | None = None,
+        healthy_states: Collection[str] = DEFAULT_HEALTHY_STATES,
         telemetry: BrokerTelemetry = BROKER_TELEMETRY,
     ) -> None:
         self._lifecycle = lifecycle
@@ -93,11 +126,13 @@ class DeploymentService:
         self._runs = runs
         self._ml = machine_learning
         self._authorization = authorization
+        self._secrets = secrets
         self._workflow = workflow
         self._queues = queues
         self._policy = policy
         self._clock = clock
         self._new_id = new_id
+        self._healthy_states = healthy_states
 
     @property
     def catalog(self) -> ModelCatalog:
@@ -106,6 +141,8 @@ class DeploymentService:
     @property
     def lifecycle(self) -> LifecycleHandler | None:
         return self._lifecycle
+
+    # -- intake ----------------------------------------------------------------------------------------------------
 
     def submit(
         self,
@@ -117,8 +154,9 @@ class DeploymentService:
     ) -> Submission:
         with self._telemetry.submit_span() as span:
             submission = self._submit(request, caller=caller, idempotency_key=idempotency_key, ticket=ticket)
+            run_id = submission.run.id if submission.run else None
             self._telemetry.describe_submission(
-                span, submission.run.id, created=submission.created, problem=submission.problem
+                span, run_id or "", created=submission.answer in ("created", "repair"), problem=submission.problem
             )
             return submission
 
@@ -127,56 +165,164 @@ class DeploymentService:
     ) -> Submission:
         run_id = self._new_id()
         if idempotency_key:
-            owner = self._runs.claim_idempotency_key(caller, idempotency_key, run_id)
-            if owner != run_id:
-                earlier = self._runs.get(owner)
-                if earlier is not None:
-                    return self._replay(earlier.run, request, idempotency_key)
-                run_id = owner  # the first attempt claimed the key but never stored its run: finish its work
+            fingerprint = _fingerprint(request)
+            claim = self._runs.claim_idempotency_key(caller, idempotency_key, run_id=run_id, fingerprint=fingerprint)
+            if claim.run_id != run_id:
+                replay = self._replay(claim, fingerprint, idempotency_key)
+                if replay is not None:
+                    return replay
+                run_id = claim.run_id  # the first attempt claimed the key but never stored its run: finish its work
 
+        at = self._clock()
         run = RunRecord.new(
-            run_id=run_id,
-            caller=caller,
-            request=request,
-            at=self._clock(),
-            ticket=ticket,
-            idempotency_key=idempotency_key,
-        ).transition(RunStatus.VALIDATING, at=self._clock())
-        result, problem = self._preflight(request, caller)
+            run_id=run_id, caller=caller, request=request, at=at, ticket=ticket, idempotency_key=idempotency_key
+        ).transition(RunStatus.VALIDATING, at=at)
+        ask = _Ask(request, caller, run.ticket, idempotency_key, run)
+        model = request.model
+        the_id = deployment_id(request.workspace, model)
+        stored = self._runs.get_deployment(the_id)
+        result, problem = self._preflight(request, caller, stored.deployment if stored else None)
         if problem is not None:
             return self._reject(run, problem)
+        assert result.plan is not None, "a passed preflight always has a plan"
+        if result.warnings:
+            ask = _Ask(request, caller, run.ticket, idempotency_key, run.with_changes(at=at, warnings=result.warnings))
+        spec = spec_for(request, result.plan, result.target)
+        return self._reconcile(ask, the_id, spec, result)
+
+    def _reconcile(self, ask: _Ask, the_id: str, spec: DeploymentSpec, result: PreflightResult) -> Submission:
+        """Answer `ask` from the deployment's current state, retrying when a concurrent request changed it."""
+        for _ in range(MAX_RECONCILE_ROUNDS):
+            stored = self._runs.get_deployment(the_id)
+            try:
+                if stored is None or stored.deployment.is_gone:
+                    return self._start(ask, spec, result, stored, operation="deploy")
+                deployment = stored.deployment
+                current = self._current_run(deployment, ask.run.id)
+                if current is not None and current.is_terminal and _still_marked_in_flight(deployment):
+                    # The run ended but the worker died before the deployment heard: catch it up, then look again.
+                    self._runs.save_deployment(deployment.run_finished(current, at=self._clock()), stored.etag)
+                    continue
+                if current is not None and not current.is_terminal:
+                    return self._join(ask, deployment, current, spec)
+                if current is None and _still_marked_in_flight(deployment):
+                    # Its run crashed before it was stored: take the claim over.
+                    operation = "repair" if deployment.status.keys_run_id else "deploy"
+                    return self._start(ask, spec, result, stored, operation=operation)
+                differences = deployment.spec.differences(spec)
+                if differences:
+                    return self._reject(ask.run, conflict_problem(deployment, differences), deployment_id=the_id)
+                seen = self._observe(result.plan)
+                if deployment.status.phase is Phase.READY and seen.all_true:
+                    return self._already_ready(ask, stored, seen)
+                return self._start(ask, spec, result, stored, operation="repair", seen=seen)
+            except (RecordChangedError, RecordExistsError):
+                continue  # another request changed the deployment first: look at it again
+        raise RecordChangedError(f"deployment {the_id} kept changing while request {ask.run.id} was answered")
+
+    def _current_run(self, deployment: Deployment, own_run_id: str) -> RunRecord | None:
+        run_id = deployment.status.current_run_id
+        if run_id is None or run_id == own_run_id:
+            return None
+        return settled_run(self._runs, run_id, sleep=self._sleep, monotonic=self._monotonic)
+
+    def _start(
+        self,
+        ask: _Ask,
+        spec: DeploymentSpec,
+        result: PreflightResult,
+        stored: Any,
+        *,
+        operation: RunOperation,
+        seen: Observation | None = None,
+    ) -> Submission:
+        """Claim the deployment for a new run of `operation`, store the run and queue its first step."""
         plan = result.plan
-        assert plan is not None, "a passed preflight always has a plan"
-        holder = self._claim_deployment(plan, run.id)
-        if holder is not None and holder.operation == "delete":
-            return self._reject(run, _torn_down_meanwhile(holder))
-        if holder is not None:
-            return Submission(holder, created=False, problem=None)
-        next_status, detail = _first_status(plan, result.existing_endpoint)
-        run = run.transition(
-            next_status,
-            at=self._clock(),
-            detail=detail,
-            endpoint=EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id),
+        assert plan is not None
+        at = self._clock()
+        outcome: RequestOutcome = "created" if operation == "deploy" else "repair"
+        requester = DeploymentRequester(caller=ask.caller, ticket=ask.ticket, run_id=ask.run.id, outcome=outcome, at=at)
+        if stored is None:
+            claimed = Deployment.new(spec, run_id=ask.run.id, requester=requester, at=at)
+            self._runs.create_deployment(claimed)
+        else:
+            deployment: Deployment = stored.deployment
+            if deployment.is_gone:
+                claimed = deployment.recreated(spec, run_id=ask.run.id, requester=requester, at=at)
+            else:
+                claimed = deployment.with_request(requester, at=at).changed(
+                    at=at, phase=Phase.PROVISIONING, current_run_id=ask.run.id, error=None
+                )
+                if seen is not None:
+                    claimed = claimed.with_conditions(seen.conditions, at=at)
+            self._runs.save_deployment(claimed, stored.etag)
+        status, detail = _first_status(plan, result.existing_endpoint, seen)
+        run = ask.run.model_copy(update={"operation": operation, "deployment_id": claimed.id}).transition(
+            status, at=at, detail=detail, endpoint=EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id)
         )
         if result.target is not None:
-            run = run.with_changes(
-                at=run.updated_at, cross_region=CrossRegion(hub_workspace_id=result.target.resource_id)
-            )
-        replay = self._create(run)
-        if replay is not None:
-            return replay
+            run = run.with_changes(at=at, cross_region=CrossRegion(hub_workspace_id=result.target.resource_id))
+        self._create(run)
         self._workflow.start(run)
-        self._queues.events.send(_accepted_event(run, self._clock()))
-        return Submission(run, created=True, problem=None)
+        self._queues.events.send(accepted_event(run, time=self._clock()))
+        return Submission("created" if operation == "deploy" else "repair", run=run, deployment=claimed)
 
-    def _preflight(self, request: DeploymentRequest, caller: str) -> tuple[PreflightResult, Problem | None]:
+    def _join(self, ask: _Ask, deployment: Deployment, current: RunRecord, spec: DeploymentSpec) -> Submission:
+        """Register `ask` on the run in flight, which then answers it too; raises RecordChangedError to look again
+        when that run ended meanwhile."""
+        if current.operation == "delete":
+            return self._reject(ask.run, _torn_down_meanwhile(current), deployment_id=deployment.id)
+        differences = deployment.spec.differences(spec)
+        if differences:
+            return self._reject(ask.run, conflict_problem(deployment, differences), deployment_id=deployment.id)
+        joined, position = join_run(self._runs, current.id, caller=ask.caller, ticket=ask.ticket, at=self._clock())
+        if joined is None:
+            raise RecordChangedError(f"run {current.id} finished while request {ask.run.id} joined it")
+        at = self._clock()
+        requester = DeploymentRequester(
+            caller=ask.caller, ticket=ask.ticket, run_id=current.id, outcome="joined", at=at
+        )
+        updated = self._runs.update_deployment(deployment.id, lambda now: now.with_request(requester, at=at))
+        self._runs.index_ticket(ask.ticket, run_id=current.id, deployment_id=deployment.id)
+        if ask.idempotency_key:
+            self._runs.answer_idempotency_key(ask.caller, ask.idempotency_key, run_id=current.id)
+        self._queues.events.send(accepted_event(joined, time=at, requester=position))
+        return Submission("joined", run=joined, deployment=updated)
+
+    def _already_ready(self, ask: _Ask, stored: Any, seen: Observation) -> Submission:
+        at = self._clock()
+        requester = DeploymentRequester(caller=ask.caller, ticket=ask.ticket, outcome="ready", at=at)
+        deployment: Deployment = stored.deployment
+        updated = deployment.with_conditions(seen.conditions, at=at).with_request(requester, at=at)
+        saved = self._runs.save_deployment(updated, stored.etag).deployment
+        if ask.idempotency_key:
+            self._runs.answer_idempotency_key(ask.caller, ask.idempotency_key, deployment_id=saved.id)
+        for event in ready_events(
+            saved.to_public_dict(), ticket=ask.ticket, request_number=saved.request_count, time=at
+        ):
+            self._queues.events.send(event)
+        return Submission("ready", deployment=saved)
+
+    def _observe(self, plan: DeploymentPlan | None) -> Observation:
+        assert plan is not None
+        return observe(
+            plan,
+            machine_learning=self._ml,
+            secrets=self._secrets,
+            at=self._clock(),
+            healthy_states=self._healthy_states,
+        )
+
+    def _preflight(
+        self, request: DeploymentRequest, caller: str, deployment: Deployment | None
+    ) -> tuple[PreflightResult, Problem | None]:
         context = PreflightContext(
             request=request,
             caller=caller,
             policy=self._policy,
             machine_learning=self._ml,
             authorization=self._authorization,
+            deployment=deployment,
         )
         try:
             result = run_preflight(context)
@@ -187,48 +333,81 @@ class DeploymentService:
             return PreflightResult(problem, None, None, ()), problem
         return result, result.problem
 
-    def _claim_deployment(self, plan: DeploymentPlan, run_id: str) -> RunRecord | None:
-        """Claim the right to deploy `plan`; the run in flight that holds it instead, if any."""
-        workspace_id, model_id = plan.workspace.resource_id, plan.model.normalized
-        # Claim again under the same run id after losing a take-over race, so the run keeps its idempotency key.
-        while (owner := self._runs.claim_deployment(workspace_id, model_id, run_id)) != run_id:
-            holder = self._settled_run(owner)
-            if holder is not None and not holder.run.is_terminal:
-                return holder.run
-            if self._runs.take_over_deployment(workspace_id, model_id, owner, run_id):
-                break
-        return None
+    def _replay(self, claim: Any, fingerprint: str, key: str) -> Submission | None:
+        """The earlier answer to this Idempotency-Key; None when the earlier attempt never stored one."""
+        if claim.fingerprint != fingerprint:
+            raise IdempotencyConflictError(
+                Problem.of(
+                    "idempotency-conflict",
+                    f"Idempotency-Key '{key}' was already used for a different request. Send a new key for a new "
+                    "request.",
+                    runId=claim.run_id,
+                )
+            )
+        if claim.deployment_id is not None:
+            stored = self._runs.get_deployment(claim.deployment_id)
+            return Submission("replayed", deployment=stored.deployment) if stored else None
+        earlier = self._runs.get(claim.run_id)
+        if earlier is None:
+            return None
+        run: RunRecord = earlier.run
+        problem = problem_of(run)
+        deployment = self._runs.get_deployment(run.deployment_id) if run.deployment_id else None
+        return Submission(
+            "rejected" if problem else "replayed",
+            run=run,
+            deployment=deployment.deployment if deployment else None,
+            problem=problem,
+        )
 
-    def _settled_run(self, run_id: str) -> Any:
-        """The claim holder's stored run, allowing it the moment between claiming and storing its record.
+    def _reject(self, run: RunRecord, problem: Problem, *, deployment_id: str | None = None) -> Submission:
+        refused = rejected(run.model_copy(update={"deployment_id": deployment_id}), problem, at=self._clock())
+        self._create(refused)
+        announce(self._queues.events, refused, self._clock(), self._telemetry)
+        return Submission("rejected", run=refused, problem=problem)
 
-        A holder still missing after that window crashed before storing its run, and its claim may be taken over.
-        """
-        deadline = self._monotonic() + CLAIM_SETTLE_SECONDS
-        while (stored := self._runs.get(run_id)) is None and self._monotonic() < deadline:
-            self._sleep(CLAIM_POLL_SECONDS)
-        return stored
+    def _create(self, run: RunRecord) -> None:
+        """Store a new run. Only runs sharing an Idempotency-Key share an id, and the claim lets one of them through,
+        so a conflict here is the same request finishing the work of an attempt that crashed: it is stored already."""
+        try:
+            self._runs.create(run)
+        except RecordExistsError:
+            LOGGER.info("run %s was stored by an earlier attempt", run.id)
+
+    # -- reads -----------------------------------------------------------------------------------------------------
 
     def get(self, run_id: str) -> RunRecord | None:
         stored = self._runs.get(run_id)
         return stored.run if stored else None
 
-    def list(
-        self,
-        *,
-        workspace_id: str | None,
-        status: str | None,
-        ticket: str | None,
-        page_size: int,
-        continuation_token: str | None,
-    ) -> Any:
-        return self._runs.list(
-            workspace_id=workspace_id,
-            status=status,
-            ticket=ticket,
-            page_size=page_size,
-            continuation_token=continuation_token,
-        )
+    def get_deployment(self, the_id: str) -> Deployment | None:
+        stored = self._runs.get_deployment(the_id)
+        return stored.deployment if stored else None
+
+    def list(self, **filters: Any) -> Any:
+        return self._runs.list(**filters)
+
+    def list_deployments(self, **filters: Any) -> Any:
+        return self._runs.list_deployments(**filters)
+
+    def repair(self, the_id: str, *, caller: str) -> Submission | None:
+        """Re-reconcile a deployment as if its request had been sent again; None when there is no such deployment."""
+        deployment = self.get_deployment(the_id)
+        if deployment is None:
+            return None
+        if deployment.status.phase in (Phase.DELETED, Phase.DELETING):
+            return Submission(
+                "rejected",
+                deployment=deployment,
+                problem=Problem.of(
+                    "deployment-state-conflict",
+                    f"Deployment {the_id} is {deployment.status.phase}; POST /api/deployments to deploy it again.",
+                    deploymentId=the_id,
+                ),
+            )
+        return self.submit(deployment.spec.to_request(), caller=caller)
+
+    # -- queue and worker ------------------------------------------------------------------------------------------
 
     def intake_message(self, body: str, *, message_id: str) -> Submission | None:
         """A `deployment-requests` message; a malformed one is poisoned at once, with a rejected event."""
@@ -272,45 +451,6 @@ class DeploymentService:
             }
         return answer
 
-    def _replay(self, earlier: RunRecord, request: DeploymentRequest, key: str) -> Submission:
-        if earlier.request != request:
-            raise IdempotencyConflictError(
-                Problem.of(
-                    "idempotency-conflict",
-                    f"Idempotency-Key '{key}' was already used for a different request (run {earlier.id}). "
-                    "Send a new key for a new request.",
-                    runId=earlier.id,
-                )
-            )
-        problem = _problem_of(earlier)
-        return Submission(earlier, created=False, problem=problem)
-
-    def _reject(self, run: RunRecord, problem: Problem) -> Submission:
-        extensions = dict(problem.extensions)
-        details = [extensions] if extensions else []
-        rejected = run.transition(
-            RunStatus.REJECTED,
-            at=self._clock(),
-            detail=problem.kind.slug,
-            error=RunError(code=problem.kind.slug, message=problem.detail or problem.kind.title, details=details),
-        )
-        replay = self._create(rejected)
-        if replay is not None:
-            return replay
-        self._queues.events.send(deployment_event(rejected, time=self._clock()))
-        self._telemetry.run_finished(rejected)
-        return Submission(rejected, created=True, problem=problem)
-
-    def _create(self, run: RunRecord) -> Submission | None:
-        """Store a new run; None when stored, else the replay of the run a concurrent same-key attempt stored."""
-        try:
-            self._runs.create(run)
-        except RecordExistsError:
-            # Only runs sharing an Idempotency-Key share an id: the other attempt won, so answer as a replay does.
-            earlier = self._runs.get(run.id)
-            return self._replay(earlier.run, run.request, run.idempotency_key or "")
-        return None
-
     def _poison(self, body: str, message_id: str, error: Exception | None, *, detail: str | None = None) -> None:
         self._queues.requests_poison.send_raw(body)
         ticket = _readable_ticket(body)
@@ -334,13 +474,32 @@ class DeploymentService:
             )
 
 
-def _first_status(plan: DeploymentPlan, existing: Endpoint | None) -> tuple[RunStatus, str]:
+def _first_status(plan: DeploymentPlan, existing: Endpoint | None, seen: Observation | None) -> tuple[RunStatus, str]:
+    """Where a run starts: at the first thing Azure's state lacks (a repair) or at the beginning."""
+    if seen is not None:
+        failing = {condition.type for condition in seen.failing()}
+        lacks = ", ".join(f"{item.type} ({item.reason})" for item in seen.failing()) or "nothing"
+        detail = f"repairing: Azure reports {lacks}"
+        unhealthy = bool(failing & {ConditionType.SUBSCRIPTION_READY, ConditionType.HEALTHY})
+        if plan.subscription_name is not None and unhealthy:
+            return RunStatus.SUBSCRIBING, detail
+        if unhealthy or ConditionType.ENDPOINT_READY in failing:
+            return RunStatus.PROVISIONING, detail
+        return RunStatus.STORING_KEYS, detail
     # Only a provisioned endpoint may skip to its keys; one left Creating or Failed is provisioned again.
     if existing is not None and existing.provisioning_state.lower() == SUCCEEDED:
-        return RunStatus.STORING_KEYS, f"endpoint '{plan.endpoint_name}' exists; re-storing keys"
+        return RunStatus.STORING_KEYS, f"endpoint '{plan.endpoint_name}' exists; storing its keys"
     if plan.subscription_name is not None:
         return RunStatus.SUBSCRIBING, plan.classification.explanation
     return RunStatus.PROVISIONING, plan.classification.explanation
+
+
+def _still_marked_in_flight(deployment: Deployment) -> bool:
+    return deployment.status.phase in (Phase.PROVISIONING, Phase.DELETING)
+
+
+def _fingerprint(request: DeploymentRequest) -> str:
+    return hashlib.sha256(json.dumps(request.to_wire(), sort_keys=True).encode()).hexdigest()
 
 
 def _torn_down_meanwhile(teardown: RunRecord) -> Problem:
@@ -349,6 +508,7 @@ def _torn_down_meanwhile(teardown: RunRecord) -> Problem:
         f"Run {teardown.id} is tearing this deployment down ({teardown.status}); request it again once it has "
         "finished.",
         runId=teardown.id,
+        deploymentId=teardown.deployment_id,
     )
 
 
@@ -367,20 +527,6 @@ def _azure_refusal(error: AzureCallError, request: DeploymentRequest) -> Problem
             azureCode=error.code,
         )
     return None
-
-
-def _accepted_event(run: RunRecord, now: datetime) -> dict[str, Any]:
-    # Intake announces acceptance even though the run already moved on to its first provisioning status.
-    event = deployment_event(run.model_copy(update={"status": RunStatus.ACCEPTED}), time=now)
-    event["data"]["status"] = run.status.value
-    return event
-
-
-def _problem_of(run: RunRecord) -> Problem | None:
-    if run.status is not RunStatus.REJECTED or run.error is None:
-        return None
-    extensions = dict(run.error.details[0]) if run.error.details else {}
-    return Problem.of(run.error.code, run.error.message, **extensions)
 
 
 def _readable_ticket(body: str) -> str | None:

@@ -1,31 +1,32 @@
-"""The provisioning workflow: one idempotent step per work-queue message, never waiting on Azure in-process.
+"""The provisioning workflow of deploy and repair runs: subscribe, provision, store keys, verify.
 
-Each step reads the current state in Azure before acting, so a redelivered or resumed message repeats nothing
-harmful. A long-running operation is started, and its status URL travels in a delayed message; the next step runs
-when ARM's Retry-After says it is worth asking again. Transient failures go back on the queue with backoff;
-permanent ones end the run Failed with Azure's own code and message.
+Each step reads Azure's state before acting and does only what differs from the spec, so a redelivered message, a
+resumed run and a repair all converge on the same state: a Subscribed subscription is reused, a provisioned
+endpoint is kept, and a key is written to Key Vault only when the stored value differs. The last step re-reads
+everything (shared/deployments/observe.py) and the run succeeds only when Azure reports every condition True.
+Each step records what it saw on the deployment's conditions.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from datetime import datetime
 
-from shared.azure_errors import AzureCallError
 from shared.catalog import ModelCatalog
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, DeploymentPlan, plan_for
-from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE, WorkItem
-from shared.events import deployment_event, event_kind_for
-from shared.lifecycle.connections import EndpointNotReadyError, connect
-from shared.lifecycle.key_secrets import KEY_TYPES, store_key
+from shared.cross_region import EndpointNotReadyError, connect
+from shared.deployments.observe import DEFAULT_HEALTHY_STATES, PROVISIONING_IN_PROGRESS, observe
+from shared.deployments.preflight import DeploymentPlan, plan_for
+from shared.deployments.resource import Condition, ConditionType, Deployment, condition
+from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, StepFailedError, StepQueue, WorkItem
+from shared.events import outcome_events
+from shared.key_secrets import KEY_TYPES, RUN_TAG, store_key
+from shared.ownership import ownership_tags
 from shared.ports import (
     Endpoint,
     EndpointKeys,
     MachineLearningPort,
     MessageQueuePort,
-    Operation,
     RunRepositoryPort,
     SecretStorePort,
     WorkspaceConnectionsPort,
@@ -37,33 +38,13 @@ from shared.telemetry import BROKER_TELEMETRY, OUTCOME, BrokerTelemetry, StepOut
 LOGGER = logging.getLogger(__name__)
 SUBSCRIBED = "subscribed"
 SUCCEEDED = "succeeded"
-IN_PROGRESS_STATES = frozenset({"creating", "updating", "accepted", "running", "inprogress"})
 STEP_STATUS = {
     SUBSCRIBE: RunStatus.SUBSCRIBING,
     PROVISION: RunStatus.PROVISIONING,
     STORE_KEYS: RunStatus.STORING_KEYS,
+    VERIFY: RunStatus.VERIFYING,
 }
-
-
-@dataclass(frozen=True)
-class WorkflowTimings:
-    """When to look again: ARM's Retry-After wins; these apply when it gives none."""
-
-    poll_seconds: float = 5.0
-    max_transient_attempts: int = 8
-    max_backoff_seconds: float = 60.0
-
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
-        return retry_after if retry_after else min(self.max_backoff_seconds, 2.0**attempt)
-
-
-class StepFailedError(Exception):
-    """Azure finished an operation unsuccessfully; the run fails with this code and message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+FIRST_STEP = {status: step for step, status in STEP_STATUS.items()}
 
 
 class Workflow:
@@ -73,37 +54,37 @@ class Workflow:
         runs: RunRepositoryPort,
         machine_learning: MachineLearningPort,
         secrets: SecretStorePort,
-        work_queue: MessageQueuePort,
+        steps: StepQueue,
         events: MessageQueuePort,
         catalog: ModelCatalog,
         clock: Callable[[], datetime],
-        timings: WorkflowTimings | None = None,
         key_validity_days: int | None = None,
         connections: WorkspaceConnectionsPort | None = None,
+        healthy_states: Collection[str] = DEFAULT_HEALTHY_STATES,
         telemetry: BrokerTelemetry = BROKER_TELEMETRY,
     ) -> None:
         self._runs = runs
         self._ml = machine_learning
         self._secrets = secrets
-        self._work = work_queue
+        self._steps = steps
         self._events = events
         self._catalog = catalog
         self._clock = clock
-        self._timings = timings or WorkflowTimings()
         # Keys get an expiry (and the dual-key rotation tags) only when a validity period is configured.
         self._key_validity_days = key_validity_days
         self._connections = connections
+        self._healthy_states = healthy_states
         self._telemetry = telemetry
-        self._steps = {SUBSCRIBE: self._subscribe, PROVISION: self._provision, STORE_KEYS: self._store_keys}
+        self._handlers = {
+            SUBSCRIBE: self._subscribe,
+            PROVISION: self._provision,
+            STORE_KEYS: self._store_keys,
+            VERIFY: self._verify,
+        }
 
     def start(self, run: RunRecord) -> None:
         """Queue the first step for a run that intake moved past Validating."""
-        first = {
-            RunStatus.SUBSCRIBING: SUBSCRIBE,
-            RunStatus.PROVISIONING: PROVISION,
-            RunStatus.STORING_KEYS: STORE_KEYS,
-        }
-        self._work.send(WorkItem(run.id, first[run.status]).to_message())
+        self._steps.send(WorkItem(run.id, FIRST_STEP[run.status]))
 
     def advance(self, item: WorkItem) -> None:
         with self._telemetry.step_span(item.run_id, item.step) as span:
@@ -120,28 +101,26 @@ class Workflow:
             LOGGER.info("run %s is %s; %s message dropped", run.id, run.status, item.step)
             return StepOutcome.DROPPED
         plan = plan_for(run.request, self._catalog, target=run.deployment_target)
-        try:
-            return self._steps[item.step](run, plan, item)
-        except StepFailedError as failure:
-            self._fail(run.id, plan, failure.code, failure.message)
-        except AzureCallError as error:
-            if error.transient and item.attempt < self._timings.max_transient_attempts:
-                delay = self._timings.backoff(item.attempt, error.retry_after)
-                LOGGER.info("run %s step %s: transient %s, retrying in %.0fs", run.id, item.step, error.code, delay)
-                self._work.send(item.retried().to_message(), delay_seconds=delay)
-                return StepOutcome.RETRIED
-            self._fail(run.id, plan, error.code, error.message)
-        return StepOutcome.FAILED
+        handler = self._handlers[item.step]
+        return self._steps.run(
+            item, lambda: handler(run, plan, item), lambda code, message: self._fail(run, code, message)
+        )
 
     def _subscribe(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
         workspace_id, name = plan.workspace.resource_id, plan.subscription_name
         assert name is not None, "only Marketplace models are routed through subscribe"
-        if item.operation_url and not self._operation_finished(item):
+        if item.operation_url and not self._steps.operation_finished(item):
             return StepOutcome.WAITING
         subscription = self._ml.get_subscription(workspace_id, name)
         if subscription and (subscription.status or "").lower() == SUBSCRIBED:
+            self._note(
+                run,
+                condition(
+                    ConditionType.SUBSCRIPTION_READY, "True", "Subscribed", f"'{name}' is Subscribed.", at=self._clock()
+                ),
+            )
             self._move(run.id, RunStatus.PROVISIONING, f"Marketplace subscription '{name}' is Subscribed")
-            self._work.send(item.next(PROVISION).to_message())
+            self._steps.send(item.next(PROVISION))
             return StepOutcome.ADVANCED
         if item.operation_url:
             status = subscription.status if subscription else "missing"
@@ -149,21 +128,33 @@ class Workflow:
                 "MarketplaceSubscriptionNotActive",
                 f"Marketplace subscription '{name}' finished creating but is {status}, so the offer cannot be used.",
             )
-        return self._wait(item, self._ml.begin_create_subscription(workspace_id, name, model_id=plan.model.normalized))
+        return self._steps.wait(
+            item, self._ml.begin_create_subscription(workspace_id, name, model_id=plan.model.normalized)
+        )
 
     def _provision(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
         workspace_id = plan.workspace.resource_id
-        if item.operation_url and not self._operation_finished(item):
+        if item.operation_url and not self._steps.operation_finished(item):
             return StepOutcome.WAITING
         endpoint = self._ml.get_endpoint(workspace_id, plan.endpoint_name)
         if endpoint is not None:
             state = endpoint.provisioning_state.lower()
             if state == SUCCEEDED:
+                self._note(
+                    run,
+                    condition(
+                        ConditionType.ENDPOINT_READY,
+                        "True",
+                        "Provisioned",
+                        f"'{endpoint.name}' is provisioned.",
+                        at=self._clock(),
+                    ),
+                )
                 self._move(run.id, RunStatus.STORING_KEYS, f"endpoint '{endpoint.name}' is provisioned")
-                self._work.send(item.next(STORE_KEYS).to_message())
+                self._steps.send(item.next(STORE_KEYS))
                 return StepOutcome.ADVANCED
-            if state in IN_PROGRESS_STATES:
-                self._work.send(item.to_message(), delay_seconds=self._timings.poll_seconds)
+            if state in PROVISIONING_IN_PROGRESS:
+                self._steps.send(item, delay_seconds=self._steps.timings.poll_seconds)
                 return StepOutcome.WAITING
             if item.operation_url:
                 raise StepFailedError(
@@ -179,7 +170,7 @@ class Workflow:
             content_safety=run.request.content_safety,
             tags=_endpoint_tags(run),
         )
-        return self._wait(item, operation)
+        return self._steps.wait(item, operation)
 
     def _store_keys(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
         workspace_id = plan.workspace.resource_id
@@ -190,21 +181,70 @@ class Workflow:
             )
         keys = self._ml.list_keys(workspace_id, plan.endpoint_name)
         default_registry.register(keys.primary, keys.secondary)
-        secret_ids = self._write_secrets(run, plan, keys)
+        secret_ids, written = self._write_secrets(run, plan, keys)
         cross_region = self._connect(run, endpoint, keys)
         info = EndpointInfo(name=endpoint.name, id=endpoint.id, scoring_uri=endpoint.scoring_uri)
+        detail = ("keys stored in Key Vault" if written else "Key Vault already holds the current keys") + (
+            ", connection created" if cross_region else ""
+        )
+        self._note(
+            run,
+            condition(
+                ConditionType.KEYS_STORED, "True", "Stored", "Both endpoint keys are in Key Vault.", at=self._clock()
+            ),
+        )
 
-        def succeed(current: RunRecord) -> RunRecord:
-            done = current.transition(
-                RunStatus.SUCCEEDED,
-                at=self._clock(),
-                detail="keys stored in Key Vault" + (", connection created" if cross_region else ""),
-                endpoint=info,
-                secret_ids=secret_ids,
+        def stored(current: RunRecord) -> RunRecord:
+            moved = current.transition(
+                RunStatus.VERIFYING, at=self._clock(), detail=detail, endpoint=info, secret_ids=secret_ids
             )
-            return done.with_changes(at=done.updated_at, cross_region=cross_region) if cross_region else done
+            return moved.with_changes(at=moved.updated_at, cross_region=cross_region) if cross_region else moved
 
-        finished = self._runs.update(run.id, succeed)
+        self._runs.update(run.id, stored)
+        self._steps.send(item.next(VERIFY))
+        return StepOutcome.ADVANCED
+
+    def _verify(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
+        seen = observe(
+            plan,
+            machine_learning=self._ml,
+            secrets=self._secrets,
+            at=self._clock(),
+            healthy_states=self._healthy_states,
+        )
+        if not seen.all_true and seen.settling and item.attempt < self._steps.timings.max_verify_attempts:
+            self._note(run, *seen.conditions)
+            return self._steps.later(item)
+        if not seen.all_true:
+            raise StepFailedError(
+                "DeploymentNotHealthy", f"Azure does not report the deployment whole: {seen.summary()}."
+            )
+        endpoint = seen.endpoint
+        assert endpoint is not None, "EndpointReady is True only when the endpoint exists"
+        info = EndpointInfo(name=endpoint.name, id=endpoint.id, scoring_uri=endpoint.scoring_uri)
+        done = run.transition(
+            RunStatus.SUCCEEDED, at=self._clock(), detail="Azure reports every condition True", endpoint=info
+        )
+        # The deployment is marked first: if the worker dies before the run is, the redelivered step repeats both.
+        primary = seen.secrets[0]
+        keys_written = primary is not None and primary.tags.get(RUN_TAG) == run.id
+        if run.deployment_id:
+            self._runs.update_deployment(
+                run.deployment_id,
+                lambda current: current.run_finished(
+                    done, at=self._clock(), conditions=seen.conditions, keys_written=keys_written
+                ),
+            )
+        finished = self._runs.update(
+            run.id,
+            lambda current: (
+                current
+                if current.is_terminal
+                else current.transition(
+                    RunStatus.SUCCEEDED, at=self._clock(), detail="Azure reports every condition True", endpoint=info
+                )
+            ),
+        )
         self._announce(finished)
         return StepOutcome.ADVANCED
 
@@ -226,65 +266,66 @@ class Workflow:
             raise StepFailedError("EndpointNotReady", str(error)) from error
         return run.cross_region.model_copy(update={"connection": connection})
 
-    def _write_secrets(self, run: RunRecord, plan: DeploymentPlan, keys: EndpointKeys) -> SecretIds:
+    def _write_secrets(self, run: RunRecord, plan: DeploymentPlan, keys: EndpointKeys) -> tuple[SecretIds, bool]:
+        """Key Vault's secret ids for both keys, writing a new version only where the stored value differs (or the
+        secret is missing or disabled); whether anything was written."""
         now = self._clock()
-        stored = {
-            key_type: store_key(
+        ids: dict[str, str] = {}
+        written = False
+        for key_type in KEY_TYPES:
+            value = getattr(keys, key_type)
+            name = getattr(plan.secret_names, key_type)
+            current = self._secrets.get_secret(name)
+            if current is not None and current.enabled and self._secrets.get_secret_value(name) == value:
+                ids[key_type] = current.id
+                continue
+            stored = store_key(
                 self._secrets,
                 plan,
                 run_id=run.id,
                 key_type=key_type,
-                value=getattr(keys, key_type),
+                value=value,
                 validity_days=self._key_validity_days,
                 now=now,
             )
-            for key_type in KEY_TYPES
-        }
-        return SecretIds(**{key_type: secret.id for key_type, secret in stored.items()})
+            ids[key_type] = stored.id
+            written = True
+        return SecretIds(**ids), written
 
-    def _operation_finished(self, item: WorkItem) -> bool:
-        """Poll the operation once; False (and a delayed re-poll queued) while it is still running."""
-        assert item.operation_url is not None
-        progress = self._ml.get_operation(Operation(item.operation_url))
-        if not progress.done:
-            delay = progress.retry_after or self._timings.poll_seconds
-            self._work.send(item.to_message(), delay_seconds=delay)
-            return False
-        if not progress.succeeded:
-            raise StepFailedError(
-                progress.error_code or "OperationFailed", progress.error_message or "Azure reported failure."
-            )
-        return True
+    def _note(self, run: RunRecord, *conditions: Condition) -> None:
+        """Record what a step saw on the deployment, unless another run has taken it over since."""
+        if run.deployment_id is None:
+            return
 
-    def _wait(self, item: WorkItem, operation: Operation | None) -> StepOutcome:
-        if operation is None:
-            # Finished synchronously (200/201 without an operation header): look at the resource again.
-            self._work.send(item.retried().to_message(), delay_seconds=1)
-            return StepOutcome.WAITING
-        delay = operation.retry_after or self._timings.poll_seconds
-        self._work.send(item.polling(operation.url).to_message(), delay_seconds=delay)
-        return StepOutcome.WAITING
+        def noted(current: Deployment) -> Deployment:
+            if current.status.current_run_id != run.id:
+                return current
+            return current.with_conditions(conditions, at=self._clock())
+
+        self._runs.update_deployment(run.deployment_id, noted)
 
     def _move(self, run_id: str, status: RunStatus, detail: str) -> None:
         self._runs.update(run_id, lambda current: current.transition(status, at=self._clock(), detail=detail))
 
-    def _fail(self, run_id: str, plan: DeploymentPlan, code: str, message: str) -> None:
+    def _fail(self, run: RunRecord, code: str, message: str) -> None:
+        error = RunError(code=code, message=message)
         failed = self._runs.update(
-            run_id,
+            run.id,
             lambda current: (
-                current
-                if current.is_terminal
-                else current.transition(RunStatus.FAILED, at=self._clock(), error=RunError(code=code, message=message))
+                current if current.is_terminal else current.transition(RunStatus.FAILED, at=self._clock(), error=error)
             ),
         )
-        self._runs.release_deployment(plan.workspace.resource_id, plan.model.normalized, run_id)
+        if run.deployment_id:
+            self._runs.update_deployment(
+                run.deployment_id, lambda current: current.run_finished(failed, at=self._clock())
+            )
         self._announce(failed)
 
     def _announce(self, run: RunRecord) -> None:
-        if event_kind_for(run.status) is not None:
-            self._events.send(deployment_event(run, time=self._clock()))
-            self._telemetry.run_finished(run)
+        for event in outcome_events(run, time=self._clock()):
+            self._events.send(event)
+        self._telemetry.run_finished(run)
 
 
 def _endpoint_tags(run: RunRecord) -> dict[str, str]:
-    return {**(run.request.tags or {}), MANAGED_BY_TAG: MANAGED_BY_VALUE, "brokerRunId": run.id}
+    return {**(run.request.tags or {}), **ownership_tags(), "brokerRunId": run.id}

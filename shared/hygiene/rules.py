@@ -16,10 +16,10 @@ from enum import StrEnum
 from typing import ClassVar
 
 from shared.azure_ids import InvalidResourceIdError, WorkspaceId
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.hygiene.context import ScanContext, Source
 from shared.hygiene.findings import Finding, FindingRecord, Severity
 from shared.naming import InvalidNameError, SecretNames, key_vault_secret_names
+from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.ports import Endpoint, StoredSecret
 from shared.redaction import default_registry
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from shared.deployments.preflight import PreflightPolicy
-from shared.deployments.workflow import WorkflowTimings
+from shared.engine import StepQueue
 from shared.lifecycle.rotation import KeyPolicy, KeyRotator
 from shared.lifecycle.service import LifecycleService
 from shared.lifecycle.settings import LifecycleSettings
-from shared.lifecycle.steps import LifecyclePorts, StepQueue
+from shared.lifecycle.steps import LifecyclePorts
 from shared.lifecycle.teardown import Teardown
 from shared.ports import (
     AuthorizationPort,
@@ -30,10 +30,9 @@ def build_lifecycle_service(
     authorization: AuthorizationPort,
     secrets: SecretStorePort,
     connections: WorkspaceConnectionsPort,
-    work_queue: MessageQueuePort,
+    steps: StepQueue,
     events: MessageQueuePort,
     policy: PreflightPolicy,
-    timings: WorkflowTimings,
     clock: Callable[[], datetime],
 ) -> LifecycleService:
     ports = LifecyclePorts(
@@ -42,7 +41,7 @@ def build_lifecycle_service(
         authorization=authorization,
         secrets=secrets,
         connections=connections,
-        steps=StepQueue(machine_learning, work_queue, timings),
+        steps=steps,
         events=events,
         clock=clock,
     )
@@ -53,12 +52,3 @@ def build_lifecycle_service(
         policy=KeyPolicy(validity_days=settings.key_validity_days, window_days=settings.rotation_window_days),
     )
     return LifecycleService(runs=runs, teardown=teardown, rotator=rotator)
-
-
-def lifecycle_service() -> LifecycleService:
-    """The process's lifecycle service: the one the deployment service hands teardown and rotation work to."""
-    from shared.deployments.composition import deployment_service
-
-    service = deployment_service().lifecycle
-    assert isinstance(service, LifecycleService), "the composition root always wires the lifecycle service"
-    return service

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.catalog import ModelCatalog
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, DeploymentPlan, plan_for
-from shared.deployments.work import ROTATE_KEY, WorkItem
-from shared.deployments.workflow import StepFailedError
+from shared.cross_region import EndpointNotReadyError, connect
+from shared.deployments.preflight import DeploymentPlan, plan_for
+from shared.deployments.resource import Deployment
+from shared.engine import ROTATE_KEY, StepFailedError, WorkItem
 from shared.events import key_rotation_event
-from shared.lifecycle.connections import EndpointNotReadyError, connect
-from shared.lifecycle.key_secrets import (
+from shared.key_secrets import (
     CREDENTIAL_ID_TAG,
     KEY_TYPE_TAG,
     KEY_TYPES,
@@ -36,14 +36,15 @@ from shared.lifecycle.key_secrets import (
     key_expiry,
     store_key,
 )
-from shared.lifecycle.runs import requester_problem
 from shared.lifecycle.steps import LifecycleOperation, LifecyclePorts
+from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.ports import (
     StoredSecret,
 )
 from shared.problems import Problem
 from shared.redaction import default_registry
 from shared.required_permissions import REQUESTER_ROTATE_ACTION
+from shared.run_outcomes import requester_problem
 from shared.runs import KeyRotation, RunError, RunRecord, RunStatus, SecretIds
 
 LOGGER = logging.getLogger(__name__)
@@ -95,17 +96,11 @@ def trigger_of(secret: StoredSecret) -> str:
 
 def rotation_problem(run: RunRecord) -> Problem | None:
     """Why `run`'s keys cannot be rotated now, if they cannot."""
-    if run.operation != "deploy" or run.status is not RunStatus.SUCCEEDED:
+    if run.operation == "delete" or run.status is not RunStatus.SUCCEEDED:
         return Problem.of(
             "deployment-state-conflict",
             f"Run {run.id} is a {run.operation} run in status {run.status}; only a Succeeded deployment has keys "
             "to rotate.",
-            runStatus=run.status.value,
-        )
-    if run.deleted_by_run_id:
-        return Problem.of(
-            "deployment-state-conflict",
-            f"The deployment of run {run.id} was torn down by run {run.deleted_by_run_id}; it has no keys left.",
             runStatus=run.status.value,
         )
     pending = run.pending_rotation
@@ -295,6 +290,16 @@ class KeyRotator(LifecycleOperation):
             return current.with_changes(at=self._clock(), key_rotations=rotations, secret_ids=ids)
 
         finished = self._runs.update(run_id, change)
+        if finished.deployment_id and finished.secret_ids is not None:
+            ids = finished.secret_ids
+
+            def follow(current: Deployment) -> Deployment:
+                # The deployment shows the live key versions while this run's secrets hold its keys.
+                if current.status.keys_run_id != run_id:
+                    return current
+                return current.changed(at=self._clock(), secret_ids=ids)
+
+            self._runs.update_deployment(finished.deployment_id, follow)
         rotation = next(item for item in finished.key_rotations if item.id == rotation_id)
         self._events.send(key_rotation_event(finished, rotation, time=self._clock()))
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from shared.deployments.preflight import plan_for
-from shared.deployments.service import Submission
-from shared.deployments.work import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, ROTATE_KEY, WorkItem
+from shared.deployments.resource import Phase, deployment_id
+from shared.engine import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, ROTATE_KEY, WorkItem
 from shared.lifecycle.rotation import KeyRotator, RotationOutcome
-from shared.lifecycle.teardown import Teardown, TeardownRequest
-from shared.model_ids import normalize_model_id
+from shared.lifecycle.teardown import Teardown
 from shared.ports import RunRepositoryPort
-from shared.requests import DeploymentRequest, QueueDeploymentRequest
-from shared.runs import KeyRotation, RunRecord, RunStatus
-
-PAGE_SIZE = 100
+from shared.problems import Problem
+from shared.requests import QueueDeploymentRequest
+from shared.run_outcomes import Submission
+from shared.runs import KeyRotation
 
 
 class LifecycleService:
@@ -21,32 +19,41 @@ class LifecycleService:
         self._teardown = teardown
         self._rotator = rotator
 
-    def delete(self, run_id: str, *, caller: str, delete_subscription: bool) -> Submission | None:
-        """Tear down the deployment deploy run `run_id` made; None when there is no such run."""
-        stored = self._runs.get(run_id)
-        if stored is None:
-            return None
-        run: RunRecord = stored.run
-        ask = TeardownRequest(run.request, caller, run.ticket, delete_subscription, deployment_run=run)
-        return self._teardown.submit(ask)
+    def delete(self, the_id: str, *, caller: str, delete_subscription: bool) -> Submission | None:
+        """Tear deployment `the_id` down; None when there is no such deployment."""
+        return self._teardown.submit(the_id, caller=caller, delete_subscription=delete_subscription)
 
     def intake_delete(self, message: QueueDeploymentRequest, *, idempotency_key: str) -> Submission:
-        """A `deployment-requests` message of type delete: it names the deployment by the body that deployed it."""
+        """A `deployment-requests` message of type delete: it names the deployment by its workspace and model."""
         request = message.deployment_request()
-        ask = TeardownRequest(
-            request,
-            message.requested_by,
-            message.ticket,
-            message.delete_subscription,
-            deployment_run=self._latest_deployment(request),
+        the_id = deployment_id(request.workspace, request.model)
+        submission = self._teardown.submit(
+            the_id,
+            caller=message.requested_by,
+            delete_subscription=message.delete_subscription,
+            ticket=message.ticket,
             idempotency_key=idempotency_key,
         )
-        return self._teardown.submit(ask)
+        return submission or self._teardown.refuse_unknown(
+            request, caller=message.requested_by, ticket=message.ticket, idempotency_key=idempotency_key
+        )
 
-    def rotate(self, run_id: str, key_type: str, *, caller: str) -> RotationOutcome | None:
-        """Rotate one key of the deployment run `run_id` made; None when there is no such run."""
-        stored = self._runs.get(run_id)
-        return None if stored is None else self._rotator.request(stored.run, key_type, caller=caller)
+    def rotate(self, the_id: str, key_type: str, *, caller: str) -> RotationOutcome | Problem | None:
+        """Rotate one key of deployment `the_id`; None when there is no such deployment, a problem when it has no
+        keys to rotate."""
+        stored = self._runs.get_deployment(the_id)
+        if stored is None:
+            return None
+        deployment = stored.deployment
+        keys_run = self._runs.get(deployment.status.keys_run_id) if deployment.status.keys_run_id else None
+        if deployment.status.phase in (Phase.DELETED, Phase.DELETING) or keys_run is None:
+            return Problem.of(
+                "deployment-state-conflict",
+                f"Deployment {the_id} is {deployment.status.phase} and has no keys to rotate.",
+                deploymentId=the_id,
+                phase=deployment.status.phase.value,
+            )
+        return self._rotator.request(keys_run.run, key_type, caller=caller)
 
     def rotate_expiring(self) -> list[KeyRotation]:
         return self._rotator.rotate_expiring()
@@ -58,30 +65,3 @@ class LifecycleService:
             self._rotator.advance(item)
         else:
             raise ValueError(f"step '{item.step}' is not a lifecycle step")
-
-    def _latest_deployment(self, request: DeploymentRequest) -> RunRecord | None:
-        """The newest Succeeded deploy run of this model and endpoint in the workspace, preferring one that was
-        not torn down yet."""
-        model = request.model.normalized.lower()
-        wanted = plan_for(request, self._teardown.catalog).endpoint_name.lower()
-        found: list[RunRecord] = []
-        token = None
-        while True:
-            page = self._runs.list(
-                workspace_id=request.workspace_id,
-                status=RunStatus.SUCCEEDED.value,
-                page_size=PAGE_SIZE,
-                continuation_token=token,
-            )
-            found += [
-                run
-                for run in page.runs
-                if run.operation == "deploy"
-                and normalize_model_id(run.request.model_id).lower() == model
-                and (run.endpoint is None or run.endpoint.name.lower() == wanted)
-            ]
-            token = page.continuation_token
-            if not token:
-                break
-        found.sort(key=lambda run: (run.deleted_by_run_id is None, run.created_at))
-        return found[-1] if found else None

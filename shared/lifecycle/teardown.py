@@ -2,54 +2,40 @@
 (soft delete, so they stay recoverable), the cross-region connection if any, and - only when asked and no other
 endpoint in the project uses it - the Marketplace subscription.
 
-A teardown is a run of its own (operation "delete": Validating -> Deleting -> Deleted) whose `deploymentRunId`
-names the deploy run it tears down; when it ends Deleted, the deploy run records `deletedByRunId`, so each record
-leads to the other. While it runs, the delete run holds the deployment claim that deploy runs take, so a teardown
-and a deployment of the same model in the same project never interleave; Deleted releases the claim.
+A teardown is a delete run (Validating -> Deleting -> Deleted) of the deployment, which it claims like every run:
+while it is the deployment's current run, no deploy or repair of the same model in the same project interleaves.
+Deleting is idempotent at the resource: a deployment already Deleted answers with its original delete run (no new
+run, no new event), and a delete in flight answers with that run, which then answers this request too.
 
 Every check happens before anything is deleted: the requester's permission, an endpoint the broker did not make
-(refused), and a subscription other endpoints still bill through (refused, naming them). Tearing down twice, or an
-endpoint already deleted out of band, ends Deleted like the first time.
+(refused), and a subscription other endpoints still bill through (refused, naming them).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from shared.azure_errors import RecordExistsError
-from shared.azure_ids import WorkspaceId
+from shared.azure_errors import RecordChangedError, RecordExistsError
 from shared.catalog import ModelCatalog
 from shared.cross_region import connection_name
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, DeploymentPlan, PreflightPolicy, plan_for
-from shared.deployments.service import Submission
-from shared.deployments.work import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, WorkItem
-from shared.lifecycle.runs import accepted_event, announce, rejected, requester_problem, settled_run
+from shared.deployments.preflight import DeploymentPlan, PreflightPolicy, plan_for
+from shared.deployments.resource import Deployment, DeploymentRequester, Phase
+from shared.engine import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, WorkItem, settled_run
+from shared.events import accepted_event
 from shared.lifecycle.steps import LifecycleOperation, LifecyclePorts
 from shared.naming import InvalidNameError
-from shared.ports import (
-    Endpoint,
-    MarketplaceSubscription,
-)
+from shared.ownership import is_broker_managed
+from shared.ports import Endpoint, MarketplaceSubscription
 from shared.problems import Problem
 from shared.requests import DeploymentRequest
 from shared.required_permissions import REQUESTER_DELETE_ACTION
+from shared.run_outcomes import Submission, announce, join_run, problem_of, rejected, requester_problem
 from shared.runs import CrossRegion, EndpointInfo, RunError, RunRecord, RunStatus
 
 LOGGER = logging.getLogger(__name__)
 DELETING = "deleting"
-
-
-@dataclass(frozen=True)
-class TeardownRequest:
-    request: DeploymentRequest
-    caller: str
-    ticket: str | None
-    delete_subscription: bool
-    # The deploy run being torn down; a queue message names a deployment by its request, which may find none.
-    deployment_run: RunRecord | None
-    idempotency_key: str | None = None
+MAX_ROUNDS = 16
 
 
 def dependent_endpoints(
@@ -70,40 +56,6 @@ def dependent_endpoints(
     return sorted(names)
 
 
-def _redeployed_since(holder: RunRecord, deployment: RunRecord | None) -> bool:
-    return (
-        deployment is not None
-        and deployment.deleted_by_run_id is not None
-        and holder.id != deployment.id
-        and holder.operation == "deploy"
-        and holder.status is RunStatus.SUCCEEDED
-    )
-
-
-def deployment_state_problem(run: RunRecord) -> Problem | None:
-    """Why `run` cannot be torn down now, if it cannot."""
-    if run.operation != "deploy":
-        target = f" Delete deployment run {run.deployment_run_id} instead." if run.deployment_run_id else ""
-        return Problem.of(
-            "deployment-state-conflict",
-            f"Run {run.id} is a delete run, not a deployment.{target}",
-            runStatus=run.status.value,
-        )
-    if run.status is RunStatus.REJECTED:
-        return Problem.of(
-            "deployment-state-conflict",
-            f"Run {run.id} was rejected, so it deployed nothing to tear down.",
-            runStatus=run.status.value,
-        )
-    if not run.is_terminal:
-        return Problem.of(
-            "deployment-state-conflict",
-            f"Run {run.id} is still {run.status}; delete the deployment once it has finished.",
-            runStatus=run.status.value,
-        )
-    return None
-
-
 class Teardown(LifecycleOperation):
     def __init__(self, ports: LifecyclePorts, *, policy: PreflightPolicy) -> None:
         super().__init__(ports)
@@ -115,70 +67,134 @@ class Teardown(LifecycleOperation):
 
     # -- intake ----------------------------------------------------------------------------------------------------
 
-    def submit(self, ask: TeardownRequest) -> Submission:
+    def submit(
+        self,
+        deployment_id: str,
+        *,
+        caller: str,
+        delete_subscription: bool,
+        ticket: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submission | None:
+        """Delete deployment `deployment_id` for `caller`; None when there is no such deployment."""
+        stored = self._runs.get_deployment(deployment_id)
+        if stored is None:
+            return None
         run_id = self._new_id()
-        if ask.idempotency_key:
-            owner = self._runs.claim_idempotency_key(ask.caller, ask.idempotency_key, run_id)
-            if owner != run_id:
-                earlier = self._runs.get(owner)
+        if idempotency_key:
+            claim = self._runs.claim_idempotency_key(caller, idempotency_key, run_id=run_id, fingerprint=deployment_id)
+            if claim.run_id != run_id:
+                earlier = self._runs.get(claim.run_id)
                 if earlier is not None:
-                    return Submission(earlier.run, created=False, problem=_problem_of(earlier.run))
-                run_id = owner  # the first attempt claimed the key but never stored its run: finish its work
-        deployment = ask.deployment_run
+                    return _replayed(earlier.run, stored.deployment)
+                run_id = claim.run_id  # the first attempt claimed the key but never stored its run: finish its work
+        deployment: Deployment = stored.deployment
+        at = self._clock()
         run = (
             RunRecord.new(
                 run_id=run_id,
-                caller=ask.caller,
-                request=ask.request,
-                at=self._clock(),
+                caller=caller,
+                request=deployment.spec.to_request(ticket=ticket),
+                at=at,
                 operation="delete",
-                ticket=ask.ticket,
-                idempotency_key=ask.idempotency_key,
+                deployment_id=deployment_id,
+                ticket=ticket,
+                idempotency_key=idempotency_key,
             )
-            .with_changes(
-                at=self._clock(),
-                deployment_run_id=deployment.id if deployment else None,
-                delete_subscription=ask.delete_subscription,
-            )
-            .transition(RunStatus.VALIDATING, at=self._clock())
+            .with_changes(at=at, delete_subscription=delete_subscription)
+            .transition(RunStatus.VALIDATING, at=at)
         )
-        problem = deployment_state_problem(deployment) if deployment else None
-        problem = problem or requester_problem(
-            self._authorization, ask.request.workspace, ask.caller, REQUESTER_DELETE_ACTION
-        )
-        if problem is not None:
-            return self._reject(run, problem)
-        target = self._target(ask)
-        if target is not None:
+        if deployment.spec.cross_region_hub is not None:
             # Remembered on the delete run, so that its steps work on the hub without deciding it again.
-            run = run.with_changes(at=run.updated_at, cross_region=CrossRegion(hub_workspace_id=target.resource_id))
-        try:
-            plan = plan_for(ask.request, self._policy.catalog, target=target)
-        except InvalidNameError as error:
-            return self._reject(run, Problem.of("endpoint-name-invalid", str(error)))
-        problem = self._what_blocks(plan, ask.delete_subscription)
+            run = run.with_changes(at=at, cross_region=CrossRegion(hub_workspace_id=deployment.spec.cross_region_hub))
+        for _ in range(MAX_ROUNDS):
+            try:
+                return self._reconcile(run, deployment_id)
+            except (RecordChangedError, RecordExistsError):
+                continue  # a concurrent request changed the deployment first: look at it again
+        raise RecordChangedError(f"deployment {deployment_id} kept changing while delete run {run.id} was answered")
+
+    def refuse_unknown(
+        self, request: DeploymentRequest, *, caller: str, ticket: str, idempotency_key: str
+    ) -> Submission:
+        """A queue message asking to delete a deployment the broker does not have: a Rejected run answers it."""
+        run_id = self._new_id()
+        claim = self._runs.claim_idempotency_key(caller, idempotency_key, run_id=run_id, fingerprint="unknown")
+        if claim.run_id != run_id and (earlier := self._runs.get(claim.run_id)) is not None:
+            return _replayed(earlier.run, None)
+        at = self._clock()
+        run = RunRecord.new(
+            run_id=claim.run_id or run_id,
+            caller=caller,
+            request=request,
+            at=at,
+            operation="delete",
+            ticket=ticket,
+            idempotency_key=idempotency_key,
+        ).transition(RunStatus.VALIDATING, at=at)
+        problem = Problem.of(
+            "not-found",
+            f"There is no deployment of {request.model_id} in workspace {request.workspace.name} to delete.",
+        )
+        return self._reject(run, problem)
+
+    def _reconcile(self, run: RunRecord, deployment_id: str) -> Submission:
+        stored = self._runs.get_deployment(deployment_id)
+        assert stored is not None, "deployments are never removed, only marked Deleted"
+        deployment: Deployment = stored.deployment
+        if deployment.status.phase is Phase.DELETED:
+            original = self._runs.get(deployment.status.delete_run_id) if deployment.status.delete_run_id else None
+            return Submission("deleted", run=original.run if original else None, deployment=deployment)
+        current_id = deployment.status.current_run_id
+        current = settled_run(self._runs, current_id) if current_id not in (None, run.id) else None
+        if current is not None and not current.is_terminal:
+            if current.operation == "delete":
+                return self._join(run, deployment, current)
+            return self._reject(run, _busy(deployment, current))
+        plan, problem = self._checked(run)
         if problem is not None:
             return self._reject(run, problem)
-        return self._start(run, plan, deployment)
+        assert plan is not None
+        at = self._clock()
+        requester = DeploymentRequester(caller=run.caller, ticket=run.ticket, run_id=run.id, outcome="created", at=at)
+        claimed = deployment.with_request(requester, at=at).changed(at=at, phase=Phase.DELETING, current_run_id=run.id)
+        saved = self._runs.save_deployment(claimed, stored.etag).deployment
+        info = EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id)
+        started = run.transition(RunStatus.DELETING, at=at, detail=self._scope(plan, run), endpoint=info)
+        try:
+            self._runs.create(started)
+        except RecordExistsError:
+            LOGGER.info("delete run %s was stored by an earlier attempt", started.id)
+        self._events.send(accepted_event(started, time=self._clock()))
+        self._steps.send(WorkItem(started.id, DELETE_ENDPOINT))
+        return Submission("created", run=started, deployment=saved)
 
-    def _target(self, ask: TeardownRequest) -> WorkspaceId | None:
-        """Where the deployment's endpoint lives: the hub of a cross-region deployment, else the workspace."""
-        if ask.deployment_run is not None:
-            return ask.deployment_run.deployment_target
-        request, catalog = ask.request, self._policy.catalog
-        if not request.allow_cross_region:
-            return None
-        hub = self._policy.hubs.for_model(request.model, catalog, requester=request.workspace)
-        if hub is None:
-            return None
-        location = self._ml.get_workspace(request.workspace.resource_id).location
-        return hub.workspace if catalog.supports_location(request.model, location) is False else None
+    def _checked(self, run: RunRecord) -> tuple[DeploymentPlan | None, Problem | None]:
+        """The teardown's plan once every check has passed, or the problem of the first that failed."""
+        problem = requester_problem(self._authorization, run.request.workspace, run.caller, REQUESTER_DELETE_ACTION)
+        if problem is not None:
+            return None, problem
+        try:
+            plan = plan_for(run.request, self._policy.catalog, target=run.deployment_target)
+        except InvalidNameError as error:
+            return None, Problem.of("endpoint-name-invalid", str(error))
+        return plan, self._what_blocks(plan, run.delete_subscription)
+
+    def _join(self, run: RunRecord, deployment: Deployment, current: RunRecord) -> Submission:
+        joined, position = join_run(self._runs, current.id, caller=run.caller, ticket=run.ticket, at=self._clock())
+        if joined is None:
+            raise RecordChangedError(f"delete run {current.id} finished while another delete joined it")
+        self._runs.index_ticket(run.ticket, run_id=current.id, deployment_id=deployment.id)
+        if run.idempotency_key:
+            self._runs.answer_idempotency_key(run.caller, run.idempotency_key, run_id=current.id)
+        self._events.send(accepted_event(joined, time=self._clock(), requester=position))
+        return Submission("joined", run=joined, deployment=deployment)
 
     def _what_blocks(self, plan: DeploymentPlan, delete_subscription: bool) -> Problem | None:
         workspace_id = plan.workspace.resource_id
         endpoints = self._ml.list_endpoints(workspace_id)
         mine = next((item for item in endpoints if item.name.lower() == plan.endpoint_name.lower()), None)
-        if mine is not None and mine.tags.get(MANAGED_BY_TAG) != MANAGED_BY_VALUE:
+        if mine is not None and not is_broker_managed(mine.tags):
             return Problem.of(
                 "deployment-conflict",
                 f"Endpoint '{mine.name}' in workspace {plan.workspace.name} was not made by the broker, so the "
@@ -203,51 +219,8 @@ class Teardown(LifecycleOperation):
             dependentEndpoints=dependents,
         )
 
-    def _start(self, run: RunRecord, plan: DeploymentPlan, deployment: RunRecord | None) -> Submission:
-        holder = self._claim(plan, run.id, deployment)
-        if holder is not None and holder.operation == "delete":
-            # A teardown of this deployment is already under way: it answers this request too.
-            return Submission(holder, created=False, problem=None)
-        if holder is not None and not holder.is_terminal:
-            return self._reject(
-                run,
-                Problem.of(
-                    "deployment-state-conflict",
-                    f"Run {holder.id} is deploying {plan.model.normalized} into workspace {plan.workspace.name} "
-                    f"({holder.status}); delete the deployment once it has finished.",
-                    runId=holder.id,
-                ),
-            )
-        info = EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id)
-        if holder is not None:
-            # The deployment was torn down before and the model deployed again since: that one is not ours.
-            assert deployment is not None, "only a torn-down deployment run can have been deployed again since"
-            torn_down = f"deployment already torn down by run {deployment.deleted_by_run_id}"
-            run = run.transition(RunStatus.DELETING, at=self._clock(), detail=torn_down, endpoint=info).transition(
-                RunStatus.DELETED,
-                at=self._clock(),
-                detail=f"nothing deleted: run {holder.id} has deployed the model again since",
-            )
-            return self._store_and_announce(run, started=False)
-        run = run.transition(RunStatus.DELETING, at=self._clock(), detail=self._scope(plan, run), endpoint=info)
-        return self._store_and_announce(run, started=True)
-
-    def _claim(self, plan: DeploymentPlan, run_id: str, deployment: RunRecord | None) -> RunRecord | None:
-        """Take the deployment claim; the run holding it instead when it is in flight, or when it deployed the model
-        again after `deployment` was torn down (its endpoint is not the one this request is about)."""
-        workspace_id, model_id = plan.workspace.resource_id, plan.model.normalized
-        while (owner := self._runs.claim_deployment(workspace_id, model_id, run_id)) != run_id:
-            holder = settled_run(self._runs, owner)
-            if holder is not None and (not holder.is_terminal or _redeployed_since(holder, deployment)):
-                return holder
-            if self._runs.take_over_deployment(workspace_id, model_id, owner, run_id):
-                break
-        return None
-
     def _scope(self, plan: DeploymentPlan, run: RunRecord) -> str:
         parts = [f"endpoint '{plan.endpoint_name}'", "its Key Vault secrets"]
-        if run.deployment_run_id is None:
-            parts.append("(no deployment run found for this request; deleting what the broker made)")
         if run.delete_subscription:
             parts.append(
                 f"Marketplace subscription '{plan.subscription_name}'"
@@ -256,28 +229,15 @@ class Teardown(LifecycleOperation):
             )
         return "deleting " + ", ".join(parts)
 
-    def _store_and_announce(self, run: RunRecord, *, started: bool) -> Submission:
-        try:
-            self._runs.create(run)
-        except RecordExistsError:
-            earlier = self._runs.get(run.id)
-            return Submission(earlier.run, created=False, problem=_problem_of(earlier.run))
-        if started:
-            self._events.send(accepted_event(run, self._clock()))
-            self._steps.send(WorkItem(run.id, DELETE_ENDPOINT))
-        else:
-            announce(self._events, run, self._clock())
-        return Submission(run, created=True, problem=None)
-
     def _reject(self, run: RunRecord, problem: Problem) -> Submission:
         refused = rejected(run, problem, at=self._clock())
         try:
             self._runs.create(refused)
         except RecordExistsError:
             earlier = self._runs.get(run.id)
-            return Submission(earlier.run, created=False, problem=_problem_of(earlier.run))
+            return _replayed(earlier.run, None)
         announce(self._events, refused, self._clock())
-        return Submission(refused, created=True, problem=problem)
+        return Submission("rejected", run=refused, problem=problem)
 
     # -- steps -----------------------------------------------------------------------------------------------------
 
@@ -347,12 +307,12 @@ class Teardown(LifecycleOperation):
         self._steps.wait(item, operation)
 
     def _finish(self, run: RunRecord, plan: DeploymentPlan, detail: str) -> None:
-        # The deploy run is marked first: if the worker dies before Deleted, the redelivered step repeats it all.
-        if run.deployment_run_id and self._runs.get(run.deployment_run_id) is not None:
-            self._runs.update(
-                run.deployment_run_id, lambda current: current.with_changes(at=self._clock(), deleted_by_run_id=run.id)
+        done = run.transition(RunStatus.DELETED, at=self._clock(), detail=detail)
+        # The deployment is marked first: if the worker dies before the run is, the redelivered step repeats it all.
+        if run.deployment_id:
+            self._runs.update_deployment(
+                run.deployment_id, lambda current: current.run_finished(done, at=self._clock())
             )
-        self._runs.release_deployment(plan.workspace.resource_id, plan.model.normalized, run.id)
         finished = self._runs.update(
             run.id,
             lambda current: (
@@ -372,12 +332,23 @@ class Teardown(LifecycleOperation):
                 else current.transition(RunStatus.FAILED, at=self._clock(), error=RunError(code=code, message=message))
             ),
         )
-        self._runs.release_deployment(plan.workspace.resource_id, plan.model.normalized, run.id)
+        if run.deployment_id:
+            self._runs.update_deployment(
+                run.deployment_id, lambda current: current.run_finished(failed, at=self._clock())
+            )
         announce(self._events, failed, self._clock())
 
 
-def _problem_of(run: RunRecord) -> Problem | None:
-    if run.status is not RunStatus.REJECTED or run.error is None:
-        return None
-    extensions = dict(run.error.details[0]) if run.error.details else {}
-    return Problem.of(run.error.code, run.error.message, **extensions)
+def _busy(deployment: Deployment, current: RunRecord) -> Problem:
+    return Problem.of(
+        "deployment-state-conflict",
+        f"Run {current.id} ({current.operation}) of deployment {deployment.id} is still {current.status}; delete "
+        "the deployment once that run has finished.",
+        runId=current.id,
+        deploymentId=deployment.id,
+    )
+
+
+def _replayed(run: RunRecord, deployment: Deployment | None) -> Submission:
+    problem = problem_of(run)
+    return Submission("rejected" if problem else "replayed", run=run, deployment=deployment, problem=problem)

@@ -22,8 +22,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.adapters.run_store import DEPLOYMENTS, RUNS, RunStore
 from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId, is_within
+from shared.deployments.resource import Deployment
 from shared.ports import (
     Endpoint,
     EndpointKeys,
@@ -33,6 +35,7 @@ from shared.ports import (
     PrincipalAccess,
     StoredSecret,
     Workspace,
+    WorkspaceConnection,
 )
 from shared.runs import RunRecord
 
@@ -424,6 +427,11 @@ class FakeSecretStore(_Recorder):
         latest = self.latest(name)
         return latest.value if latest and latest.secret.enabled else None
 
+    def get_secret(self, name: str) -> StoredSecret | None:
+        self._enter("get_secret", name)
+        latest = self.latest(name)
+        return latest.secret if latest else None
+
     def list_secrets(self) -> list[StoredSecret]:
         self._enter("list_secrets")
         return [versions[-1].secret for versions in self.versions.values() if versions]
@@ -469,37 +477,97 @@ class FakeQueue:
 
 
 @dataclass(frozen=True)
-class StoredRun:
-    run: RunRecord
+class StoredDocument:
+    document: dict[str, Any]
     etag: str
 
 
 @dataclass(frozen=True)
-class RunPage:
-    runs: list[RunRecord]
+class DocumentPage:
+    documents: list[dict[str, Any]]
     continuation_token: str | None
 
 
 @dataclass
 class _Row:
     document: str
+    index: dict[str, Any]
     etag: str
 
 
-class InMemoryRunRepository:
-    """Runs stored as JSON text with an ETag each; claims as rows that only the first creator owns."""
+class InMemoryDocumentTable:
+    """The document table contract of shared/adapters/tables.py, in memory: JSON text, ETags, paged queries."""
 
-    def __init__(self, *, max_update_attempts: int = 8) -> None:
-        self.max_update_attempts = max_update_attempts
-        self.conflicts = 0
-        self._runs: dict[str, _Row] = {}
-        self._claims: dict[tuple[str, str], _Row] = {}
-        self._hooks: dict[str, list[Callable[[], None]]] = defaultdict(list)
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], _Row] = {}
         self._etags = itertools.count(1)
         self._lock = threading.RLock()
+        self.conflicts = 0
+
+    def _etag(self) -> str:
+        return f'W/"{next(self._etags)}"'
+
+    def create(self, partition: str, key: str, document: Mapping[str, Any], index: Mapping[str, Any]) -> str:
+        with self._lock:
+            if (partition, key) in self._rows:
+                raise RecordExistsError(f"{partition}/{key}")
+            row = _Row(json.dumps(document), dict(index), self._etag())
+            self._rows[(partition, key)] = row
+            return row.etag
+
+    def get(self, partition: str, key: str) -> StoredDocument | None:
+        with self._lock:
+            row = self._rows.get((partition, key))
+            return StoredDocument(json.loads(row.document), row.etag) if row else None
+
+    def replace(
+        self, partition: str, key: str, document: Mapping[str, Any], index: Mapping[str, Any], etag: str
+    ) -> str:
+        with self._lock:
+            row = self._rows.get((partition, key))
+            if row is None or row.etag != etag:
+                self.conflicts += 1
+                raise RecordChangedError(f"{partition}/{key}")
+            row.document, row.index, row.etag = json.dumps(document), dict(index), self._etag()
+            return row.etag
+
+    def delete(self, partition: str, key: str) -> None:
+        with self._lock:
+            self._rows.pop((partition, key), None)
+
+    def query(
+        self, partition: str, equals: Mapping[str, str], *, page_size: int, continuation_token: str | None = None
+    ) -> DocumentPage:
+        if continuation_token is not None and not continuation_token.isdigit():
+            raise ValueError("not a continuation token of this store")
+        with self._lock:
+            matching = [
+                json.loads(row.document)
+                for (row_partition, _), row in self._rows.items()
+                if row_partition == partition and all(row.index.get(k) == v for k, v in equals.items())
+            ]
+        start = int(continuation_token or 0)
+        end = start + page_size
+        return DocumentPage(matching[start:end], str(end) if end < len(matching) else None)
+
+    def documents(self, partition: str) -> list[str]:
+        with self._lock:
+            return [row.document for (row_partition, _), row in self._rows.items() if row_partition == partition]
+
+
+class InMemoryRunRepository(RunStore):
+    """The production run store over an in-memory table, with hooks that let tests interleave a concurrent writer."""
+
+    HOOKED = ("create", "save", "create_deployment", "save_deployment", "claim_idempotency_key", "join")
+
+    def __init__(self) -> None:
+        self.table = InMemoryDocumentTable()
+        super().__init__(self.table)
+        self._hooks: dict[str, list[Callable[[], None]]] = defaultdict(list)
 
     def before_next(self, operation: str, action: Callable[[], None]) -> None:
-        """Run `action` just before the next call of `operation` (e.g. "save", "create", "take_over_deployment")."""
+        """Run `action` just before the next call of `operation` (one of HOOKED)."""
+        assert operation in self.HOOKED, operation
         self._hooks[operation].append(action)
 
     def _hook(self, operation: str) -> None:
@@ -507,123 +575,41 @@ class InMemoryRunRepository:
         for action in hooks:
             action()
 
-    def _etag(self) -> str:
-        return f'W/"{next(self._etags)}"'
+    @property
+    def conflicts(self) -> int:
+        return self.table.conflicts
 
-    # Runs.
-
-    def create(self, run: RunRecord) -> StoredRun:
+    def create(self, run: RunRecord) -> Any:
         self._hook("create")
-        with self._lock:
-            if run.id in self._runs:
-                raise RecordExistsError(f"run/{run.id}")
-            row = _Row(json.dumps(run.to_storage_dict()), self._etag())
-            self._runs[run.id] = row
-            return StoredRun(run, row.etag)
+        return super().create(run)
 
-    def get(self, run_id: str) -> StoredRun | None:
-        with self._lock:
-            row = self._runs.get(run_id)
-            if row is None:
-                return None
-            return StoredRun(RunRecord.from_storage_dict(json.loads(row.document)), row.etag)
-
-    def save(self, run: RunRecord, etag: str) -> StoredRun:
+    def save(self, run: RunRecord, etag: str) -> Any:
         self._hook("save")
-        with self._lock:
-            row = self._runs.get(run.id)
-            if row is None or row.etag != etag:
-                self.conflicts += 1
-                raise RecordChangedError(f"run/{run.id}")
-            row.document, row.etag = json.dumps(run.to_storage_dict()), self._etag()
-            return StoredRun(run, row.etag)
+        return super().save(run, etag)
 
-    def update(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord:
-        for _ in range(self.max_update_attempts):
-            stored = self.get(run_id)
-            if stored is None:
-                raise KeyError(run_id)
-            changed = change(stored.run)
-            if changed == stored.run:
-                return changed
-            try:
-                return self.save(changed, stored.etag).run
-            except RecordChangedError:
-                continue
-        raise RecordChangedError(f"run {run_id} kept changing")
+    def create_deployment(self, deployment: Deployment) -> Any:
+        self._hook("create_deployment")
+        return super().create_deployment(deployment)
 
-    def list(
-        self,
-        *,
-        workspace_id: str | None = None,
-        status: str | None = None,
-        ticket: str | None = None,
-        page_size: int = 50,
-        continuation_token: str | None = None,
-    ) -> RunPage:
-        with self._lock:
-            runs = [RunRecord.from_storage_dict(json.loads(row.document)) for row in self._runs.values()]
-        matching = [
-            run
-            for run in runs
-            if (workspace_id is None or run.request.workspace_id.lower() == workspace_id.lower())
-            and (status is None or run.status.value == status)
-            and (ticket is None or run.ticket == ticket)
-        ]
-        if continuation_token is not None and not continuation_token.isdigit():
-            raise ValueError("not a continuation token of this store")
-        start = int(continuation_token or 0)
-        end = start + page_size
-        return RunPage(matching[start:end], str(end) if end < len(matching) else None)
+    def save_deployment(self, deployment: Deployment, etag: str) -> Any:
+        self._hook("save_deployment")
+        return super().save_deployment(deployment, etag)
+
+    def claim_idempotency_key(self, caller: str, key: str, *, run_id: str, fingerprint: str) -> Any:
+        self._hook("claim_idempotency_key")
+        return super().claim_idempotency_key(caller, key, run_id=run_id, fingerprint=fingerprint)
 
     @property
     def all_runs(self) -> list[RunRecord]:
-        return [stored.run for run_id in list(self._runs) if (stored := self.get(run_id))]
+        return [RunRecord.from_storage_dict(json.loads(text)) for text in self.table.documents(RUNS)]
+
+    @property
+    def all_deployments(self) -> list[Deployment]:
+        return [Deployment.from_storage_dict(json.loads(text)) for text in self.table.documents(DEPLOYMENTS)]
 
     def stored_text(self) -> str:
-        """Every stored run document, as the table holds them (for checks that no key leaked into storage)."""
-        return "\n".join(row.document for row in self._runs.values())
-
-    # Claims.
-
-    def claim_idempotency_key(self, caller: str, key: str, run_id: str) -> str:
-        self._hook("claim_idempotency_key")
-        return self._claim("idempotency", _digest(caller.lower(), key), run_id)
-
-    def claim_deployment(self, workspace_id: str, model_id: str, run_id: str) -> str:
-        self._hook("claim_deployment")
-        return self._claim("deployment", _digest(workspace_id.lower(), model_id.lower()), run_id)
-
-    def take_over_deployment(self, workspace_id: str, model_id: str, previous_run_id: str, run_id: str) -> bool:
-        self._hook("take_over_deployment")
-        key = ("deployment", _digest(workspace_id.lower(), model_id.lower()))
-        with self._lock:
-            row = self._claims.get(key)
-            if row is None:
-                self._claims[key] = _Row(run_id, self._etag())
-                return True
-            if row.document != previous_run_id:
-                return False
-            row.document, row.etag = run_id, self._etag()
-            return True
-
-    def release_deployment(self, workspace_id: str, model_id: str, run_id: str) -> None:
-        self._hook("release_deployment")
-        key = ("deployment", _digest(workspace_id.lower(), model_id.lower()))
-        with self._lock:
-            row = self._claims.get(key)
-            if row is not None and row.document == run_id:
-                del self._claims[key]
-
-    def deployment_holder(self, workspace_id: str, model_id: str) -> str | None:
-        """Which run holds the deployment claim (inspection helper, not part of the port)."""
-        row = self._claims.get(("deployment", _digest(workspace_id.lower(), model_id.lower())))
-        return row.document if row else None
-
-    def _claim(self, partition: str, key: str, run_id: str) -> str:
-        with self._lock:
-            row = self._claims.setdefault((partition, key), _Row(run_id, self._etag()))
-            return row.document
+        """Every stored document, as the table holds them (for checks that no key leaked into storage)."""
+        return "\n".join(self.table.documents(RUNS) + self.table.documents(DEPLOYMENTS))
 
 
 def _key(workspace_id: str, name: str) -> tuple[str, str]:
@@ -640,3 +626,30 @@ def _keys_for(workspace_id: str, name: str, *, generation: int) -> EndpointKeys:
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+@dataclass
+class StoredConnection:
+    connection: WorkspaceConnection
+    key: str
+
+
+class FakeConnections:
+    """Workspace connections by (workspace, name), keeping the key ARM would keep (and never return)."""
+
+    def __init__(self) -> None:
+        self.connections: dict[tuple[str, str], StoredConnection] = {}
+
+    def put_api_key_connection(
+        self, workspace_id: str, name: str, *, category: str, target: str, key: str, metadata: Mapping[str, str]
+    ) -> WorkspaceConnection:
+        connection = WorkspaceConnection(f"{workspace_id}/connections/{name}", name, category, target, dict(metadata))
+        self.connections[(workspace_id.lower(), name.lower())] = StoredConnection(connection, key)
+        return connection
+
+    def get_connection(self, workspace_id: str, name: str) -> WorkspaceConnection | None:
+        stored = self.connections.get((workspace_id.lower(), name.lower()))
+        return stored.connection if stored else None
+
+    def delete_connection(self, workspace_id: str, name: str) -> None:
+        self.connections.pop((workspace_id.lower(), name.lower()), None)

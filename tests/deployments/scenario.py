@@ -9,16 +9,21 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from shared.catalog import CatalogEntry, ModelCatalog
+from shared.deployments.assembly import assemble_deployment_service
 from shared.deployments.preflight import PreflightContext, PreflightPolicy, PreflightResult, run_preflight
 from shared.deployments.service import DeploymentService, Queues
-from shared.deployments.workflow import Workflow, WorkflowTimings
+from shared.engine import StepTimings
+from shared.lifecycle.service import LifecycleService
+from shared.lifecycle.settings import LifecycleSettings
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.requests import DeploymentRequest
 from shared.required_permissions import Strictness
+from shared.runs import RunRecord
 from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
 from .fakes import (
     FakeAuthorization,
+    FakeConnections,
     FakeMachineLearning,
     FakeQueue,
     FakeSecretStore,
@@ -147,7 +152,7 @@ class World:
     work: FakeQueue
     events: FakeQueue
     poison: FakeQueue
-    workflow: Workflow
+    connections: FakeConnections
     service: DeploymentService
     policy: PreflightPolicy
     processed: list[SentMessage] = field(default_factory=list)
@@ -164,12 +169,30 @@ class World:
         self.service.advance(message.text)
         return message
 
-    def drain(self, limit: int = 50) -> None:
+    def deploy(self, model_id: str = DIRECT_MODEL, **fields: object) -> RunRecord:
+        """Request `model_id` and run the work to its end; the run that answered."""
+        submission = self.service.submit(request(model_id, **fields), caller=REQUESTER)
+        self.drain()
+        assert submission.run is not None
+        return self.run(submission.run.id)
+
+    def run(self, run_id: str) -> RunRecord:
+        stored = self.runs.get(run_id)
+        assert stored is not None
+        return stored.run
+
+    def drain(self, limit: int = 60) -> None:
         for _ in range(limit):
             if not self.work.sent:
                 return
             self.step()
         raise AssertionError(f"the workflow did not settle within {limit} steps")
+
+    @property
+    def lifecycle(self) -> LifecycleService:
+        service = self.service.lifecycle
+        assert isinstance(service, LifecycleService)
+        return service
 
     def preflight(self, deployment: DeploymentRequest, *, caller: str = REQUESTER) -> PreflightResult:
         context = PreflightContext(
@@ -194,45 +217,39 @@ class World:
 def build_world(
     *,
     preflight_policy: PreflightPolicy | None = None,
-    timings: WorkflowTimings | None = None,
+    timings: StepTimings | None = None,
     location: str = WORKSPACE_LOCATION,
     broker_blocks: tuple[dict[str, list[str]], ...] = (OWNER_BLOCK,),
     broker_roles: tuple[str, ...] = ("Owner",),
     broker_scope: str = SUBSCRIPTION_SCOPE,
+    lifecycle_settings: LifecycleSettings | None = None,
+    ml: FakeMachineLearning | None = None,
     telemetry: BrokerTelemetry = BROKER_TELEMETRY,
 ) -> World:
-    """The world; the broker's identity holds `broker_blocks` and `broker_roles` at `broker_scope`."""
+    """The world, wired as production wires it; the broker's identity holds `broker_blocks` and `broker_roles` at
+    `broker_scope`."""
     clock = FixedClock()
-    ml = FakeMachineLearning()
+    ml = ml or FakeMachineLearning()
     ml.add_workspace(WORKSPACE_ID, location)
     authorization = FakeAuthorization(BROKER)
     authorization.grant_own(broker_scope, *broker_blocks)
     authorization.grant(BROKER, broker_scope, permissions=broker_blocks, roles=broker_roles)
     authorization.grant(REQUESTER, WORKSPACE_ID, permissions=[AI_DEVELOPER_BLOCK], roles=["Azure AI Developer"])
-    secrets = FakeSecretStore()
-    runs = InMemoryRunRepository()
+    secrets, runs, connections = FakeSecretStore(), InMemoryRunRepository(), FakeConnections()
     work, events, poison = FakeQueue(), FakeQueue(), FakeQueue()
     the_policy = preflight_policy or policy()
-    workflow = Workflow(
-        runs=runs,
-        machine_learning=ml,
-        secrets=secrets,
-        work_queue=work,
-        events=events,
-        catalog=the_policy.catalog,
-        clock=clock,
-        timings=timings,
-        telemetry=telemetry,
-    )
     ids = count(1)
     waiting = Waiting()
-    service = DeploymentService(
+    service = assemble_deployment_service(
         runs=runs,
         machine_learning=ml,
         authorization=authorization,
-        workflow=workflow,
+        secrets=secrets,
+        connections=connections,
         queues=Queues(work=work, events=events, requests_poison=poison),
         policy=the_policy,
+        timings=timings or StepTimings(),
+        lifecycle_settings=lifecycle_settings or LifecycleSettings(hubs=the_policy.hubs),
         clock=clock,
         new_id=lambda: f"run-{next(ids):04d}",
         sleep=waiting.sleep,
@@ -240,5 +257,5 @@ def build_world(
         telemetry=telemetry,
     )
     return World(
-        clock, ml, authorization, secrets, runs, work, events, poison, workflow, service, the_policy, waiting=waiting
+        clock, ml, authorization, secrets, runs, work, events, poison, connections, service, the_policy, waiting=waiting
     )

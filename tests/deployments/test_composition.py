@@ -67,5 +67,21 @@ def test_an_unknown_permission_strictness_refuses_to_start(opened):
         composition.build_deployment_service(settings(BROKER_PERMISSION_STRICTNESS="lenient"))
 
 
+@pytest.mark.parametrize(("value", "allowed"), [(None, False), ("", False), ("false", False), ("TRUE", True)])
+def test_uncatalogued_models_are_refused_unless_the_setting_allows_them(opened, monkeypatch, value, allowed):
+    built, real = [], composition.PreflightPolicy
+    monkeypatch.setattr(composition, "PreflightPolicy", lambda **fields: built.append(real(**fields)) or built[-1])
+    env = {} if value is None else {"BROKER_ALLOW_UNCATALOGUED_MODELS": value}
+
+    assert settings(**env).allow_uncatalogued_models is allowed
+    composition.build_deployment_service(settings(**env))
+    assert built[0].allow_uncatalogued_models is allowed
+
+
+def test_an_unreadable_uncatalogued_models_flag_refuses_to_start():
+    with pytest.raises(ValueError, match="BROKER_ALLOW_UNCATALOGUED_MODELS='maybe' is not a boolean"):
+        settings(BROKER_ALLOW_UNCATALOGUED_MODELS="maybe")
+
+
 def test_the_clock_is_utc():
     assert composition.utc_now().tzinfo is UTC

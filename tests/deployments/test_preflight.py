@@ -1,17 +1,18 @@
 """Preflight: each check passes and refuses with the right problem, cheap checks first, Azure errors untouched."""
 
+from dataclasses import replace
+
 import pytest
 
 from shared.azure_errors import AzureCallError
 from shared.deployments.preflight import (
     CHECKS,
-    MANAGED_BY_TAG,
-    MANAGED_BY_VALUE,
     PreflightContext,
     plan_for,
     run_preflight,
 )
 from shared.naming import derive_endpoint_name, key_vault_secret_names
+from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.required_permissions import REQUESTER_DEPLOY_ACTION, Strictness
 
 from .scenario import (
@@ -38,6 +39,7 @@ from .scenario import (
 
 ALL_CHECKS = (
     "model-approved",
+    "model-known",
     "workspace-allowed",
     "endpoint-name-valid",
     "broker-permissions",
@@ -47,6 +49,23 @@ ALL_CHECKS = (
 )
 BROKER_MANAGED = {MANAGED_BY_TAG: MANAGED_BY_VALUE}
 LIST_KEYS = f"{ML}/serverlessEndpoints/listKeys/action"
+# A typo of MARKETPLACE_MODEL ("comand"): not in the catalog.
+MISTYPED_MODEL = "azureml://registries/azureml-cohere/models/Cohere-comand-r-08-2024"
+# Its endpoint name cannot be derived (it starts with a digit); only nameless_model_world() catalogues it.
+NAMELESS_MODEL = "azureml://registries/azureml-deepseek/models/3b-instruct"
+
+
+def check_named(name):
+    return next(check for check in CHECKS if check.name == name)
+
+
+def uncatalogued_models_allowed_world():
+    return build_world(preflight_policy=replace(policy(), allow_uncatalogued_models=True))
+
+
+def nameless_model_world():
+    catalog = CATALOG.with_overrides([{"modelId": NAMELESS_MODEL, "requiresMarketplaceSubscription": False}])
+    return build_world(preflight_policy=replace(policy(), catalog=catalog))
 
 
 def broker_world(*blocks, strictness=Strictness.ROLE_BASED, roles=()):
@@ -68,6 +87,7 @@ def test_a_request_that_breaks_no_rule_passes_every_check_in_order(world):
     assert result.problem is None
     assert result.checks_passed == ALL_CHECKS
     assert result.existing_endpoint is None
+    assert result.warnings == ()
     plan = result.plan
     assert plan.endpoint_name == derive_endpoint_name(plan.model, plan.workspace)
     assert plan.subscription_name == "Cohere-command-r-08-2024-subscription"
@@ -92,7 +112,7 @@ def test_each_check_is_announced_before_it_runs(world):
 def test_a_subset_of_checks_can_be_run(world):
     context = PreflightContext(request(DIRECT_MODEL), REQUESTER, world.policy, world.ml, world.authorization)
 
-    result = run_preflight(context, [CHECKS[0], CHECKS[2]])
+    result = run_preflight(context, [check_named("model-approved"), check_named("endpoint-name-valid")])
 
     assert result.checks_passed == ("model-approved", "endpoint-name-valid")
     assert world.azure_calls == []
@@ -101,7 +121,7 @@ def test_a_subset_of_checks_can_be_run(world):
 def test_a_check_that_needs_the_plan_makes_it_when_run_alone(world):
     context = PreflightContext(request(DIRECT_MODEL), REQUESTER, world.policy, world.ml, world.authorization)
 
-    result = run_preflight(context, [CHECKS[3]])
+    result = run_preflight(context, [check_named("broker-permissions")])
 
     assert result.checks_passed == ("broker-permissions",)
     assert result.plan == plan_for(request(DIRECT_MODEL), CATALOG)
@@ -165,6 +185,74 @@ def test_a_model_missing_from_the_approved_ids_is_refused():
     assert "not in the list of approved model ids" in problem.detail
 
 
+# The model catalog (no Azure calls).
+
+
+def test_a_model_missing_from_the_catalog_is_refused_with_the_closest_catalogued_id(world):
+    result = world.preflight(request(f"{MISTYPED_MODEL}/versions/2"))
+
+    problem = result.problem
+    assert (problem.kind.slug, problem.status) == ("model-unknown", 422)
+    assert problem.extensions["suggestions"][0] == MARKETPLACE_MODEL
+    assert problem.detail.startswith(f"{MISTYPED_MODEL} is not in the model catalog")
+    assert f"Did you mean {MARKETPLACE_MODEL}?" in problem.detail
+    assert "correct the model id" in problem.detail
+    assert "BROKER_MODEL_CATALOG_OVERRIDES" in problem.detail
+    assert "BROKER_ALLOW_UNCATALOGUED_MODELS=true" in problem.detail
+    assert result.checks_passed == ("model-approved",)
+    assert result.plan is None
+    assert result.warnings == ()
+    assert world.azure_calls == []
+
+
+def test_a_model_like_nothing_in_the_catalog_is_refused_without_a_suggestion(world):
+    problem = world.preflight(request("azureml://registries/azureml-cohere/models/zzzz")).problem
+
+    assert problem.kind.slug == "model-unknown"
+    assert problem.extensions == {"suggestions": []}
+    assert "Did you mean" not in problem.detail
+
+
+def test_an_unapproved_model_is_reported_before_an_unknown_one():
+    world = build_world(preflight_policy=policy(registries="azureml-deepseek"))
+
+    assert world.preflight(request(MISTYPED_MODEL)).problem.kind.slug == "model-not-approved"
+
+
+def test_uncatalogued_models_allowed_by_configuration_pass_with_a_prefix_rule_warning():
+    world = uncatalogued_models_allowed_world()
+
+    result = world.preflight(request(MISTYPED_MODEL))
+
+    assert result.problem is None
+    assert result.checks_passed == ALL_CHECKS
+    assert result.plan.classification.source == "prefix-rule"
+    assert len(result.warnings) == 1
+    warning = result.warnings[0]
+    assert warning.startswith(f"{MISTYPED_MODEL} is not in the model catalog")
+    assert "prefix rule" in warning
+    assert "sold through Azure Marketplace" in warning
+    assert "BROKER_ALLOW_UNCATALOGUED_MODELS" in warning
+
+
+def test_a_catalogued_model_passes_without_a_warning_when_uncatalogued_models_are_allowed():
+    result = uncatalogued_models_allowed_world().preflight(request(DIRECT_MODEL))
+
+    assert result.problem is None
+    assert result.warnings == ()
+
+
+def test_a_warning_is_kept_when_a_later_check_refuses():
+    world = build_world(
+        preflight_policy=replace(policy(subscriptions=OTHER_SUBSCRIPTION), allow_uncatalogued_models=True)
+    )
+
+    result = world.preflight(request(MISTYPED_MODEL))
+
+    assert result.problem.kind.slug == "workspace-not-allowed"
+    assert len(result.warnings) == 1
+
+
 # Target allow-list (no Azure calls).
 
 
@@ -177,7 +265,7 @@ def test_a_workspace_outside_the_allowed_subscriptions_is_refused_without_callin
     assert (problem.kind.slug, problem.status) == ("workspace-not-allowed", 403)
     assert SUBSCRIPTION_SCOPE.split("/")[-1] in problem.detail
     assert problem.extensions == {"rule": "subscription"}
-    assert result.checks_passed == ("model-approved",)
+    assert result.checks_passed == ("model-approved", "model-known")
     assert world.azure_calls == []
 
 
@@ -190,20 +278,22 @@ def test_an_unapproved_model_is_reported_before_a_forbidden_workspace():
 # Endpoint name (no Azure calls).
 
 
-def test_an_endpoint_name_that_cannot_be_derived_is_refused_without_calling_azure(world):
-    result = world.preflight(request("azureml://registries/azureml-deepseek/models/3b-instruct"))
+def test_an_endpoint_name_that_cannot_be_derived_is_refused_without_calling_azure():
+    world = nameless_model_world()
+
+    result = world.preflight(request(NAMELESS_MODEL))
 
     problem = result.problem
     assert (problem.kind.slug, problem.status) == ("endpoint-name-invalid", 400)
     assert "must start with a letter" in problem.detail
     assert "Pass endpointName explicitly" in problem.detail
     assert result.plan is None
-    assert result.checks_passed == ("model-approved", "workspace-allowed")
+    assert result.checks_passed == ("model-approved", "model-known", "workspace-allowed")
     assert world.azure_calls == []
 
 
-def test_an_explicit_endpoint_name_makes_such_a_model_deployable(world):
-    result = world.preflight(request("azureml://registries/azureml-deepseek/models/3b-instruct", endpoint_name="b3"))
+def test_an_explicit_endpoint_name_makes_such_a_model_deployable():
+    result = nameless_model_world().preflight(request(NAMELESS_MODEL, endpoint_name="b3"))
 
     assert result.problem is None
     assert result.plan.endpoint_name == "b3"
@@ -298,7 +388,7 @@ def test_missing_broker_permissions_stop_preflight_before_the_requester_or_works
     result = world.preflight(request(DIRECT_MODEL))
 
     assert result.problem.kind.slug == "broker-permissions-missing"
-    assert result.checks_passed == ("model-approved", "workspace-allowed", "endpoint-name-valid")
+    assert result.checks_passed == ("model-approved", "model-known", "workspace-allowed", "endpoint-name-valid")
     assert "principal_access" not in world.authorization.call_names
     assert world.ml.calls == []
 

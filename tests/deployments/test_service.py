@@ -3,12 +3,13 @@
 import json
 
 import pytest
+from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, plan_for
+from shared.deployments.preflight import plan_for
 from shared.deployments.service import CLAIM_SETTLE_SECONDS, IdempotencyConflictError
-from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE
 from shared.events import EVENT_TYPE_PREFIX
+from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.runs import RunError, RunRecord, RunStatus
 
 from .scenario import (

@@ -3,12 +3,13 @@
 import logging
 
 import pytest
+from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE, WorkItem
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, plan_for
-from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE, WorkItem
+from shared.deployments.preflight import plan_for
 from shared.deployments.workflow import StepFailedError, WorkflowTimings
-from shared.lifecycle.key_secrets import SECRET_CONTENT_TYPE
+from shared.key_secrets import SECRET_CONTENT_TYPE
+from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.redaction import REDACTED, default_registry
 from shared.runs import RunError, RunStatus
 

@@ -23,13 +23,13 @@ from shared.adapters.machine_learning import MachineLearningAdapter
 from shared.adapters.tables import DocumentTable
 from shared.azure_ids import WorkspaceId
 from shared.config import Settings
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.hygiene.composition import build_hygiene_scanner
 from shared.hygiene.findings import FindingRecord
 from shared.hygiene.scan import HygieneScanner
 from shared.hygiene.settings import HygieneSettings
 from shared.hygiene.store import FindingStore
 from shared.naming import SecretNames, key_vault_secret_names
+from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 
 from .fakes import Clock
 

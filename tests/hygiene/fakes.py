@@ -15,9 +15,9 @@ from typing import Any
 from shared.adapters.tables import DocumentPage, StoredDocument
 from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.hygiene.settings import HygieneSettings
 from shared.naming import key_vault_secret_names
+from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.ports import Endpoint, EndpointKeys, MarketplaceSubscription, Operation, StoredSecret
 from shared.requests import DeploymentRequest
 from shared.runs import EndpointInfo, RunRecord, RunStatus, SecretIds

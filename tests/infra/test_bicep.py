@@ -227,6 +227,7 @@ def test_storage_is_reached_with_the_apps_identity_not_a_connection_string(
 
 def test_production_defaults_are_safe(app_settings: dict[str, tuple[Any, Scope]], main: Scope) -> None:
     assert setting_value(app_settings, "BROKER_PERMISSION_STRICTNESS") == "role-based"
+    assert setting_value(app_settings, "BROKER_ALLOW_UNCATALOGUED_MODELS") == "false"
     assert setting_value(app_settings, "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY") == "true"
     dry_run = setting_value(app_settings, "HYGIENE_DRY_RUN")["operator"]
     assert dry_run["type"] == "conditional"

@@ -3,9 +3,10 @@ from datetime import timedelta
 import pytest
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import MANAGED_BY_TAG, MANAGED_BY_VALUE, plan_for
-from shared.lifecycle.key_secrets import SECRET_CONTENT_TYPE, alternate, key_secret_tags
+from shared.deployments.preflight import plan_for
+from shared.key_secrets import SECRET_CONTENT_TYPE, alternate, key_secret_tags
 from shared.lifecycle.rotation import secrets_due
+from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.ports import Operation, OperationProgress, StoredSecret
 from shared.runs import RunStatus
 from tests.deployments.fakes import START, FakeMachineLearning

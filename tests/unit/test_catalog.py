@@ -78,6 +78,57 @@ def test_unknown_models_fall_back_to_the_prefix_rule_and_say_so(shipped, model_i
     assert "/versions/" not in classification.model_id
 
 
+def test_the_closest_model_to_a_typo_is_suggested_first(shipped):
+    suggestions = shipped.closest("azureml://registries/azureml-cohere/models/Cohere-comand-r-08-2024")
+
+    assert suggestions[0] == COHERE
+    assert all(suggestion.startswith("azureml://registries/azureml-cohere/") for suggestion in suggestions)
+
+
+def test_closest_ignores_case_and_version_and_returns_versionless_ids(shipped):
+    suggestions = shipped.closest("AZUREML://registries/AZUREML-META/models/llama-3.3-70b-instrct/versions/2")
+
+    assert suggestions[0] == LLAMA_33
+    assert all("/versions/" not in suggestion for suggestion in suggestions)
+
+
+def _entry(model_id: str) -> CatalogEntry:
+    model = parse_model_id(model_id)
+    return CatalogEntry(
+        model_id=model_id, name=model.name, registry=model.registry, requires_marketplace_subscription=True
+    )
+
+
+SAME_REGISTRY = "azureml://registries/contoso/models/Widget-7B-Instruct"
+OTHER_REGISTRY = "azureml://registries/fabrikam/models/Widget-7B-Chat"
+UNRELATED = "azureml://registries/contoso/models/Embedder-Large"
+
+
+def test_closest_puts_the_same_registry_first_even_when_another_registry_matches_better():
+    catalog = ModelCatalog([_entry(OTHER_REGISTRY), _entry(UNRELATED), _entry(SAME_REGISTRY)])
+
+    assert catalog.closest("azureml://registries/contoso/models/Widget-7B-Chat") == [SAME_REGISTRY, OTHER_REGISTRY]
+
+
+def test_closest_finds_the_model_under_a_mistyped_registry(shipped):
+    assert shipped.closest("azureml://registries/azureml-cohre/models/Cohere-command-r-08-2024")[0] == COHERE
+
+
+def test_closest_is_ranked_by_similarity_and_capped_at_the_limit():
+    near = "azureml://registries/contoso/models/Widget-7B-Chat-v2"
+    catalog = ModelCatalog([_entry(SAME_REGISTRY), _entry(near), _entry(OTHER_REGISTRY)])
+    wanted = "azureml://registries/contoso/models/Widget-7B-Chat"
+
+    assert catalog.closest(wanted) == [near, SAME_REGISTRY, OTHER_REGISTRY]
+    assert catalog.closest(wanted, limit=1) == [near]
+    assert catalog.closest(wanted, limit=0) == []
+
+
+def test_nothing_close_means_no_suggestions(shipped):
+    assert shipped.closest("azureml://registries/contoso/models/zzzz") == []
+    assert shipped.closest("azureml://registries/azureml-cohere/models/Totally-Unrelated-Thing") == []
+
+
 def test_classification_serialises_for_the_availability_endpoint(shipped):
     assert shipped.classify(COHERE).to_dict() == {
         "modelId": COHERE,

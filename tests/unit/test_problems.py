@@ -16,6 +16,7 @@ REQUIRED_SLUGS = {
     "broker-permissions-missing": 403,
     "requester-forbidden": 403,
     "region-unsupported": 422,
+    "model-unknown": 422,
     "deployment-conflict": 409,
     "endpoint-name-invalid": 400,
     "not-found": 404,

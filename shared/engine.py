@@ -1,0 +1,171 @@
+"""The step engine every operation runs on: deploy, repair, delete and key rotation alike.
+
+Work travels as small messages on the internal work queue, one idempotent step each. A step reads Azure's state,
+acts at most once, and either moves its run on (queueing the next step), or starts a long-running operation and
+comes back through a message delayed by ARM's Retry-After, or fails the run with Azure's code and message.
+Transient failures (429, 5xx, connection errors) are queued again with backoff: no function ever sleeps on Azure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from shared.azure_errors import AzureCallError
+from shared.ports import MachineLearningPort, MessageQueuePort, Operation, RunRepositoryPort
+from shared.runs import RunRecord
+from shared.telemetry import StepOutcome
+
+LOGGER = logging.getLogger(__name__)
+
+SUBSCRIBE = "subscribe"
+PROVISION = "provision"
+STORE_KEYS = "store-keys"
+VERIFY = "verify"
+DELETE_ENDPOINT = "delete-endpoint"
+DELETE_SUBSCRIPTION = "delete-subscription"
+ROTATE_KEY = "rotate-key"
+DEPLOY_STEPS = (SUBSCRIBE, PROVISION, STORE_KEYS, VERIFY)
+LIFECYCLE_STEPS = (DELETE_ENDPOINT, DELETE_SUBSCRIPTION, ROTATE_KEY)
+STEPS = (*DEPLOY_STEPS, *LIFECYCLE_STEPS)
+# A concurrent request stores its run within milliseconds of claiming; a claim without a run after this is abandoned.
+CLAIM_SETTLE_SECONDS = 3.0
+CLAIM_POLL_SECONDS = 0.05
+
+
+class MalformedWorkItemError(ValueError):
+    """A work message the broker did not write; it cannot be retried into shape."""
+
+
+class StepFailedError(Exception):
+    """Azure finished an operation unsuccessfully, or left the run unable to go on; the run fails with this."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    run_id: str
+    step: str
+    operation_url: str | None = None
+    attempt: int = 0
+
+    def to_message(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_message(cls, text: str) -> WorkItem:
+        try:
+            data = json.loads(text)
+            item = cls(**data)
+        except (json.JSONDecodeError, TypeError) as error:
+            raise MalformedWorkItemError(f"not a work item: {error}") from error
+        if item.step not in STEPS or not isinstance(item.run_id, str):
+            raise MalformedWorkItemError(f"unknown step '{item.step}'")
+        return item
+
+    def polling(self, operation_url: str) -> WorkItem:
+        return replace(self, operation_url=operation_url, attempt=0)
+
+    def retried(self) -> WorkItem:
+        return replace(self, attempt=self.attempt + 1)
+
+    def next(self, step: str) -> WorkItem:
+        return WorkItem(run_id=self.run_id, step=step)
+
+
+@dataclass(frozen=True)
+class StepTimings:
+    """When to look again: ARM's Retry-After wins; these apply when it gives none."""
+
+    poll_seconds: float = 5.0
+    max_transient_attempts: int = 8
+    max_backoff_seconds: float = 60.0
+    # How often the last step re-reads an endpoint Azure is still settling (Reinstating, Creating) before failing.
+    max_verify_attempts: int = 12
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        return retry_after if retry_after else min(self.max_backoff_seconds, 2.0**attempt)
+
+
+class StepQueue:
+    """Sends work items, polls operations once per message, and retries transient failures from the queue."""
+
+    def __init__(self, machine_learning: MachineLearningPort, work_queue: MessageQueuePort, timings: StepTimings):
+        self._ml = machine_learning
+        self._work = work_queue
+        self.timings = timings
+
+    def send(self, item: WorkItem, *, delay_seconds: float = 0) -> None:
+        self._work.send(item.to_message(), delay_seconds=delay_seconds)
+
+    def operation_finished(self, item: WorkItem) -> bool:
+        """Poll `item`'s operation once; False (a delayed re-poll queued) while it runs; StepFailedError if it
+        failed."""
+        assert item.operation_url is not None
+        progress = self._ml.get_operation(Operation(item.operation_url))
+        if not progress.done:
+            self.send(item, delay_seconds=progress.retry_after or self.timings.poll_seconds)
+            return False
+        if not progress.succeeded:
+            raise StepFailedError(
+                progress.error_code or "OperationFailed", progress.error_message or "Azure reported failure."
+            )
+        return True
+
+    def wait(self, item: WorkItem, operation: Operation | None) -> StepOutcome:
+        """Come back when ARM says the operation is worth polling; without one (finished synchronously), look at
+        the resource again shortly."""
+        if operation is None:
+            self.send(item.retried(), delay_seconds=1)
+        else:
+            self.send(item.polling(operation.url), delay_seconds=operation.retry_after or self.timings.poll_seconds)
+        return StepOutcome.WAITING
+
+    def later(self, item: WorkItem) -> StepOutcome:
+        """Look at the same step again after the poll interval (Azure is still moving the resource)."""
+        self.send(item.retried(), delay_seconds=self.timings.poll_seconds)
+        return StepOutcome.WAITING
+
+    def run(
+        self, item: WorkItem, step: Callable[[], StepOutcome | None], fail: Callable[[str, str], None]
+    ) -> StepOutcome:
+        """Run `step`; a transient Azure failure is retried later from the queue, anything permanent `fail`s."""
+        try:
+            return step() or StepOutcome.ADVANCED
+        except StepFailedError as failure:
+            fail(failure.code, failure.message)
+        except AzureCallError as error:
+            if error.transient and item.attempt < self.timings.max_transient_attempts:
+                delay = self.timings.backoff(item.attempt, error.retry_after)
+                LOGGER.info(
+                    "run %s step %s: transient %s, retrying in %.0fs", item.run_id, item.step, error.code, delay
+                )
+                self.send(item.retried(), delay_seconds=delay)
+                return StepOutcome.RETRIED
+            fail(error.code, error.message)
+        return StepOutcome.FAILED
+
+
+def settled_run(
+    runs: RunRepositoryPort,
+    run_id: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> RunRecord | None:
+    """A claim holder's run, allowing it the moment between claiming and storing its record.
+
+    A holder still missing after that window crashed before storing its run, and its claim may be taken over.
+    """
+    deadline = monotonic() + CLAIM_SETTLE_SECONDS
+    while (stored := runs.get(run_id)) is None and monotonic() < deadline:
+        sleep(CLAIM_POLL_SECONDS)
+    return stored.run if stored else None

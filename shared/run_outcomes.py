@@ -1,0 +1,108 @@
+"""What every operation's intake shares: how a request was answered, refusing with a stored, announced rejection,
+and checking the requester's permission."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from shared.azure_ids import WorkspaceId
+from shared.events import outcome_events
+from shared.ports import AuthorizationPort, MessageQueuePort, RunRepositoryPort
+from shared.problems import Problem
+from shared.rbac import PermissionSet
+from shared.required_permissions import check_requester_permission
+from shared.runs import RunError, RunRecord, RunRequester, RunStatus
+from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
+
+if TYPE_CHECKING:
+    from shared.deployments.resource import Deployment
+
+
+def requester_problem(
+    authorization: AuthorizationPort, workspace: WorkspaceId, caller: str, action: str
+) -> Problem | None:
+    """A requester-forbidden problem unless `caller` may perform `action` on the workspace."""
+    access = authorization.principal_access(caller, workspace.resource_id)
+    result = check_requester_permission(
+        workspace, caller, PermissionSet.from_rest(access.permissions, access.denials), action=action
+    )
+    return None if result.allowed else Problem.of("requester-forbidden", result.rejection_text)
+
+
+def rejected(run: RunRecord, problem: Problem, *, at: datetime) -> RunRecord:
+    extensions = dict(problem.extensions)
+    return run.transition(
+        RunStatus.REJECTED,
+        at=at,
+        detail=problem.kind.slug,
+        error=RunError(
+            code=problem.kind.slug,
+            message=problem.detail or problem.kind.title,
+            details=[extensions] if extensions else [],
+        ),
+    )
+
+
+def problem_of(run: RunRecord) -> Problem | None:
+    """The problem a Rejected run was refused with (for replays)."""
+    if run.status is not RunStatus.REJECTED or run.error is None:
+        return None
+    extensions = dict(run.error.details[0]) if run.error.details else {}
+    return Problem.of(run.error.code, run.error.message, **extensions)
+
+
+def announce(
+    events: MessageQueuePort, run: RunRecord, now: datetime, telemetry: BrokerTelemetry = BROKER_TELEMETRY
+) -> None:
+    """The terminal event to every request `run` answers, and the finished-run metric."""
+    for event in outcome_events(run, time=now):
+        events.send(event)
+    telemetry.run_finished(run)
+
+
+Answer = Literal["created", "repair", "joined", "ready", "deleted", "replayed", "rejected"]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """How the broker answered one request: a run it started or joined, or the deployment as it already is.
+
+    - created / repair: a new deploy, repair or delete run (HTTP 202);
+    - joined: the run already in flight for the same spec, which now answers this request too (202);
+    - ready: the deployment was already Ready as asked, so nothing ran (200);
+    - deleted: the deployment was already deleted, by its original delete run (200);
+    - replayed: the answer an earlier request with the same Idempotency-Key got (200);
+    - rejected: refused, with a problem (and a Rejected run recording it).
+    """
+
+    answer: Answer
+    run: RunRecord | None = None
+    deployment: Deployment | None = None
+    problem: Problem | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.answer in ("created", "repair", "joined")
+
+
+def join_run(
+    runs: RunRepositoryPort, run_id: str, *, caller: str, ticket: str | None, at: datetime
+) -> tuple[RunRecord | None, int]:
+    """Register a request on the in-flight run `run_id`: the run and the request's position among its requesters,
+    or (None, 0) when the run has ended meanwhile."""
+    joiner = RunRequester(caller=caller, ticket=ticket, at=at)
+    added: list[bool] = []
+
+    def join(current: RunRecord) -> RunRecord:
+        added.clear()
+        if current.is_terminal:
+            return current
+        added.append(True)
+        return current.with_changes(at=current.updated_at, joined=(*current.joined, joiner))
+
+    updated = runs.update(run_id, join)
+    if not added:
+        return None, 0
+    return updated, len(updated.requesters) - 1
