@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class HostProcess:
     master_key: str
     function_key: str
     log_path: Path
+    # The settings the host was started with beyond the inherited environment (queue and table names, ...).
+    env: dict[str, str] = field(default_factory=dict)
 
     def is_running(self) -> bool:
         return self.process.poll() is None
@@ -115,7 +117,7 @@ def start_host(
         command.append("--no-auth")
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=child_env, stdout=log, stderr=subprocess.STDOUT)
-    host = HostProcess(process, f"http://{LOOPBACK}:{port}", master_key, function_key, log_path)
+    host = HostProcess(process, f"http://{LOOPBACK}:{port}", master_key, function_key, log_path, dict(env or {}))
     try:
         _wait_until_running(host, startup_timeout)
     except HostStartError:

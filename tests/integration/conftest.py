@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,10 @@ class Broker:
     storage: str
 
     @property
+    def events_queue(self) -> str:
+        return self.host.env.get("DEPLOYMENT_EVENTS_QUEUE", "deployment-events")
+
+    @property
     def requester(self) -> str:
         return self.emulator.env["DEMO_REQUESTER_OBJECT_ID"]
 
@@ -51,13 +56,42 @@ class Broker:
             headers.update(principal_headers(caller))
         return requests.request(method, f"{self.host.url}{path}", headers=headers, timeout=60, **kwargs)
 
+    def run(self, run_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/api/runs/{run_id}").json()
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/api/deployments/{deployment_id}").json()
+
+    def runs(self, **filters: str) -> list[dict[str, Any]]:
+        return self.call("GET", "/api/runs", params={**filters, "pageSize": "100"}).json()["value"]
+
     def wait_for_run(self, run_id: str, *, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            run = self.call("GET", f"/api/deployments/{run_id}").json()
+            run = self.run(run_id)
             if run["status"] in TERMINAL or time.monotonic() > deadline:
                 return run
             time.sleep(0.25)
+
+    def invoke(self, function_name: str) -> None:
+        """Run a timer or queue function now, as `POST /admin/functions/{name}` does with the master key."""
+        response = requests.post(
+            f"{self.host.url}/admin/functions/{function_name}",
+            headers={"x-functions-key": self.host.master_key},
+            json={"input": ""},
+            timeout=120,
+        )
+        assert response.status_code in (200, 202), response.text
+
+    def azure_writes(self) -> list[str]:
+        """Every write the emulator has logged (ARM and Key Vault) since its log was last cleared."""
+        entries = self.emulator.admin.requests(limit=10_000)["entries"]
+        reads = {"GET", "HEAD"}
+        return [
+            f"{entry['method']} {entry['path']}"
+            for entry in entries
+            if entry["method"] not in reads and not entry["path"].endswith(("/listKeys", "/permissions"))
+        ]
 
     def queue(self, name: str) -> QueueClient:
         return QueueClient.from_connection_string(self.storage, name)
@@ -70,7 +104,7 @@ class Broker:
         """Drain deployment-events until `until(events)` holds (or the timeout passes)."""
         collected: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
-        client = self.queue("deployment-events")
+        client = self.queue(self.events_queue)
         while time.monotonic() < deadline:
             for message in client.receive_messages(max_messages=32):
                 collected.append(json.loads(base64.b64decode(message.content)))
@@ -81,10 +115,29 @@ class Broker:
         return collected
 
 
+STORAGE_SETTINGS = ("DEPLOYMENT_RUNS_TABLE", "DEPLOYMENT_EVENTS_QUEUE", "HYGIENE_FINDINGS_TABLE")
+
+
+def storage_of(host: HostProcess) -> dict[str, str]:
+    """The table and queue names `host` was started with, for a successor that must carry on its work."""
+    return {name: host.env[name] for name in STORAGE_SETTINGS}
+
+
 def start_broker_host(
     emulator: EmulatorHandle, storage: str, log_path: Path, *, extra_args: tuple[str, ...] = (), **extra_env: str
 ) -> HostProcess:
-    env = {**emulator.env, "AzureWebJobsStorage": storage, "BROKER_POLL_SECONDS": "1", **extra_env}
+    """A host whose tables and events queue are its own: each module's emulator starts afresh, and deployment ids
+    are deterministic, so a table shared with another module's broker would hold deployments its emulator lacks."""
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        **emulator.env,
+        "AzureWebJobsStorage": storage,
+        "BROKER_POLL_SECONDS": "1",
+        "DEPLOYMENT_RUNS_TABLE": f"runs{suffix}",
+        "DEPLOYMENT_EVENTS_QUEUE": f"events-{suffix}",
+        "HYGIENE_FINDINGS_TABLE": f"findings{suffix}",
+        **extra_env,
+    }
     return start_host(REPO_ROOT, env=env, log_path=log_path, extra_args=[*SETTINGS, *extra_args])
 
 

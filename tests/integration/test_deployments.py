@@ -51,15 +51,15 @@ def test_http_request_reaches_succeeded_with_keys_in_key_vault(broker, model_id,
 
     assert response.status_code == 202, response.text
     accepted = response.json()
-    assert response.headers["Location"] == f"/api/deployments/{accepted['id']}"
-    assert response.headers["Operation-Location"].endswith(f"/api/deployments/{accepted['id']}")
+    assert response.headers["Location"].endswith(f"/api/deployments/{accepted['deploymentId']}")
+    assert response.headers["Operation-Location"].endswith(f"/api/runs/{accepted['id']}")
 
     run = broker.wait_for_run(accepted["id"])
 
     assert run["status"] == "Succeeded", run
     statuses = [step["status"] for step in run["steps"]]
     assert ("Subscribing" in statuses) is subscribes
-    assert statuses[-2:] == ["StoringKeys", "Succeeded"]
+    assert statuses[-3:] == ["StoringKeys", "Verifying", "Succeeded"]
     keys = _keys(broker, workspace_id, run["endpoint"]["name"])
     assert _secret_values(broker, run) == (keys["primaryKey"], keys["secondaryKey"])
     assert keys["primaryKey"] not in response.text + str(run)
@@ -117,7 +117,7 @@ def test_reader_is_forbidden_and_the_rejection_is_recorded(broker):
     assert problem["type"].endswith("/requester-forbidden")
     assert broker.reader in problem["detail"]
     assert "Azure AI Developer" in problem["detail"]
-    run = broker.call("GET", f"/api/deployments/{problem['runId']}").json()
+    run = broker.run(problem["runId"])
     assert run["status"] == "Rejected"
     assert run["error"]["code"] == "requester-forbidden"
 
@@ -191,7 +191,7 @@ def test_the_same_queue_message_delivered_twice_makes_one_run(broker):
         until=lambda seen: any(e["type"].endswith(".succeeded") and e["data"]["ticket"] == ticket for e in seen)
     )
 
-    runs = broker.call("GET", "/api/deployments", params={"ticket": ticket}).json()["value"]
+    runs = broker.runs(ticket=ticket)
     assert len(runs) == 1
     assert runs[0]["status"] == "Succeeded"
 
@@ -207,9 +207,10 @@ def test_twenty_concurrent_identical_requests_make_one_endpoint_and_one_subscrip
         )
 
     assert {response.status_code for response in responses} <= {200, 202}
-    run_ids = {response.json()["id"] for response in responses}
+    # Every request joined the one run, or (arriving after it ended) was answered by the Ready deployment.
+    run_ids = {response.headers["Operation-Location"] for response in responses if response.status_code == 202}
     assert len(run_ids) == 1
-    assert broker.wait_for_run(run_ids.pop())["status"] == "Succeeded"
+    assert broker.wait_for_run(run_ids.pop().rsplit("/", 1)[-1])["status"] == "Succeeded"
     arm = broker.emulator.arm()
     endpoints = arm.request("GET", f"{workspace_id}/serverlessEndpoints").json()["value"]
     subscriptions = arm.request("GET", f"{workspace_id}/marketplaceSubscriptions").json()["value"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -53,11 +54,19 @@ def _scenario() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
+    folder = tmp_path_factory.mktemp("lifecycle")
+    # The suite's two models exist only in this scenario, so the broker's catalog learns them from an override.
+    overrides = folder / "catalog-overrides.json"
+    suite = [
+        {"modelId": model, "requiresMarketplaceSubscription": True, "locations": ["eastus2"]} for model in (ALPHA, BETA)
+    ]
+    overrides.write_text(json.dumps({"models": suite}))
     with running_emulator(_scenario()) as emulator:
         host = start_broker_host(
             emulator,
             azurite.connection_string,
-            tmp_path_factory.mktemp("lifecycle") / "host.log",
+            folder / "host.log",
+            BROKER_MODEL_CATALOG_OVERRIDES=str(overrides),
             KEY_ROTATION_SCHEDULE=NEVER,
             HYGIENE_SCHEDULE=NEVER,
             KEY_VALIDITY_DAYS="90",
@@ -98,8 +107,9 @@ def _deploy(broker: Broker, model_id: str, workspace: str = HUB, **extra: Any) -
     return run
 
 
-def _delete(broker: Broker, run_id: str, **params: str) -> requests.Response:
-    return broker.call("DELETE", f"/api/deployments/{run_id}", caller=broker.requester, params=params)
+def _delete(broker: Broker, run: dict[str, Any], **params: str) -> requests.Response:
+    """DELETE the deployment `run` made."""
+    return broker.call("DELETE", f"/api/deployments/{run['deploymentId']}", caller=broker.requester, params=params)
 
 
 def _until(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -114,22 +124,23 @@ def _statuses(run: dict[str, Any]) -> list[str]:
     return [step["status"] for step in run["steps"]]
 
 
-def test_teardown_deletes_endpoint_secrets_and_subscription_and_a_second_delete_ends_deleted_too(broker):
+def test_teardown_deletes_endpoint_secrets_and_subscription_and_a_second_delete_answers_with_the_first(broker):
     run = _deploy(broker, "azureml://registries/azureml-cohere/models/Cohere-command-r-plus-08-2024")
     workspace_id, arm = broker.workspace_id(), broker.emulator.arm()
     subscriptions = arm.request("GET", f"{workspace_id}/marketplaceSubscriptions").json()["value"]
     [subscription] = [item for item in subscriptions if item["properties"]["modelId"].endswith("plus-08-2024")]
 
-    response = _delete(broker, run["id"], deleteSubscription="true")
+    response = _delete(broker, run, deleteSubscription="true")
 
     assert response.status_code == 202, response.text
     accepted = response.json()
-    assert (accepted["operation"], accepted["deploymentRunId"], accepted["deleteSubscription"]) == (
+    assert (accepted["operation"], accepted["deploymentId"], accepted["deleteSubscription"]) == (
         "delete",
-        run["id"],
+        run["deploymentId"],
         True,
     )
-    assert response.headers["Location"] == f"/api/deployments/{accepted['id']}"
+    assert response.headers["Location"].endswith(f"/api/deployments/{run['deploymentId']}")
+    assert response.headers["Operation-Location"].endswith(f"/api/runs/{accepted['id']}")
     deleted = broker.wait_for_run(accepted["id"], timeout=20)
     assert deleted["status"] == "Deleted", deleted
     assert _statuses(deleted) == ["Accepted", "Validating", "Deleting", "Deleted"]
@@ -140,17 +151,18 @@ def test_teardown_deletes_endpoint_secrets_and_subscription_and_a_second_delete_
         with pytest.raises(ResourceNotFoundError):
             vault.get_secret(_secret_name(secret_id))
         assert vault.get_deleted_secret(_secret_name(secret_id)).recovery_id  # soft-deleted, recoverable
-    deploy_run = broker.call("GET", f"/api/deployments/{run['id']}").json()
-    assert deploy_run["deletedByRunId"] == deleted["id"]
+    deployment = broker.deployment(run["deploymentId"])
+    assert (deployment["status"]["phase"], deployment["status"]["deleteRunId"]) == ("Deleted", deleted["id"])
     events = broker.events(timeout=10, until=lambda seen: any(e["subject"] == deleted["id"] for e in seen))
     assert [e["type"] for e in events if e["subject"] == deleted["id"]][-1].endswith(".deleted")
 
-    again = _delete(broker, run["id"], deleteSubscription="true")
+    again = _delete(broker, run, deleteSubscription="true")
 
-    assert again.status_code == 202, again.text
-    second = broker.wait_for_run(again.json()["id"], timeout=15)
-    assert second["status"] == "Deleted", second
-    assert second["deploymentRunId"] == run["id"]
+    assert again.status_code == 200, again.text
+    assert again.json()["status"]["deleteRunId"] == deleted["id"]
+    assert [item["id"] for item in broker.runs(deploymentId=run["deploymentId"]) if item["operation"] == "delete"] == [
+        deleted["id"]
+    ]
 
 
 def test_an_endpoint_deleted_out_of_band_is_torn_down_all_the_same(broker):
@@ -160,7 +172,7 @@ def test_an_endpoint_deleted_out_of_band_is_torn_down_all_the_same(broker):
     broker.emulator.admin.complete_operations()
     assert arm.request("GET", run["endpoint"]["id"]).status_code == 404
 
-    response = _delete(broker, run["id"])
+    response = _delete(broker, run)
 
     assert response.status_code == 202, response.text
     deleted = broker.wait_for_run(response.json()["id"], timeout=15)
@@ -189,8 +201,8 @@ def test_a_queue_message_of_type_delete_tears_the_deployment_down_and_answers_wi
         until=lambda seen: any(e["type"].endswith(".deleted") and e["data"]["ticket"] == ticket for e in seen),
     )
     deleted = next(e for e in events if e["type"].endswith(".deleted") and e["data"]["ticket"] == ticket)
-    delete_run = broker.call("GET", f"/api/deployments/{deleted['subject']}").json()
-    assert delete_run["deploymentRunId"] == run["id"]
+    delete_run = broker.run(deleted["subject"])
+    assert (delete_run["operation"], delete_run["deploymentId"]) == ("delete", run["deploymentId"])
     assert broker.emulator.arm().request("GET", run["endpoint"]["id"]).status_code == 404
 
 
@@ -208,18 +220,18 @@ def test_deleting_a_subscription_other_endpoints_use_is_refused_naming_them(brok
     )
     assert beta.status_code in (200, 201), beta.text
 
-    refused = _delete(broker, run["id"], deleteSubscription="true")
+    refused = _delete(broker, run, deleteSubscription="true")
 
     assert refused.status_code == 409, refused.text
     problem = refused.json()
     assert problem["type"].endswith("/subscription-in-use")
     assert problem["dependentEndpoints"] == ["beta-by-hand"]
     assert "beta-by-hand" in problem["detail"]
-    assert broker.call("GET", f"/api/deployments/{problem['runId']}").json()["status"] == "Rejected"
+    assert broker.run(problem["runId"])["status"] == "Rejected"
     assert arm.request("GET", run["endpoint"]["id"]).status_code == 200
     assert _vault(broker).get_secret(_secret_name(run["secretIds"]["primary"])).value
 
-    response = _delete(broker, run["id"])
+    response = _delete(broker, run)
 
     assert broker.wait_for_run(response.json()["id"], timeout=15)["status"] == "Deleted"
     subscriptions = arm.request("GET", f"{workspace_id}/marketplaceSubscriptions").json()["value"]
@@ -228,18 +240,17 @@ def test_deleting_a_subscription_other_endpoints_use_is_refused_naming_them(brok
     ]
 
 
-def _rotate(broker: Broker, run_id: str, key_type: str) -> dict[str, Any]:
-    response = broker.call(
-        "POST", f"/api/deployments/{run_id}/rotate-keys", caller=broker.requester, json={"keyType": key_type}
-    )
+def _rotate(broker: Broker, run: dict[str, Any], key_type: str) -> dict[str, Any]:
+    path = f"/api/deployments/{run['deploymentId']}/rotate-keys"
+    response = broker.call("POST", path, caller=broker.requester, json={"keyType": key_type})
     assert response.status_code == 202, response.text
-    rotation_id = response.json()["id"]
-    return _finished_rotation(broker, run_id, rotation_id)
+    assert response.headers["Operation-Location"].endswith(f"/api/runs/{run['id']}")
+    return _finished_rotation(broker, run["id"], response.json()["id"])
 
 
 def _finished_rotation(broker: Broker, run_id: str, rotation_id: str) -> dict[str, Any]:
     def finished() -> dict[str, Any] | None:
-        run = broker.call("GET", f"/api/deployments/{run_id}").json()
+        run = broker.run(run_id)
         rotation = next(item for item in run["keyRotations"] if item["id"] == rotation_id)
         return rotation if rotation["status"] in ("Rotated", "Failed") else None
 
@@ -264,7 +275,7 @@ def test_rotating_one_key_changes_exactly_that_key_and_that_secret(broker, model
             before = _keys(broker, endpoint_id)
             versions = {key_type: _versions(broker, name) for key_type, name in names.items()}
 
-            rotation = _rotate(broker, run["id"], rotated)
+            rotation = _rotate(broker, run, rotated)
 
             assert rotation["status"] == "Rotated", rotation
             # regenerateKeys answered 202: the rotation waited on the operation through the queue.
@@ -319,7 +330,7 @@ def test_a_scheduled_rotation_regenerates_the_alternate_of_an_expired_key_once(b
     _invoke_timer(broker, "rotate_expiring_keys")
 
     def scheduled() -> list[dict[str, Any]]:
-        rotations = broker.call("GET", f"/api/deployments/{run['id']}").json()["keyRotations"]
+        rotations = broker.run(run["id"])["keyRotations"]
         return [item for item in rotations if item["trigger"] == "scheduled" and item["status"] == "Rotated"]
 
     [rotation] = _until(scheduled)
@@ -334,7 +345,7 @@ def test_a_scheduled_rotation_regenerates_the_alternate_of_an_expired_key_once(b
     _invoke_timer(broker, "rotate_expiring_keys")
     broker.host.wait_for_invocations(lambda record: record["function"] == "rotate_expiring_keys", count=2)
 
-    rotations = broker.call("GET", f"/api/deployments/{run['id']}").json()["keyRotations"]
+    rotations = broker.run(run["id"])["keyRotations"]
     assert len(rotations) == 1, "the same expired secret version must not trigger a second rotation"
 
 
@@ -359,7 +370,7 @@ def test_cross_region_deploys_in_the_hub_and_connects_the_requesters_project(bro
     ).json()
     assert secrets["properties"]["credentials"]["key"] == _keys(broker, run["endpoint"]["id"])["primaryKey"]
 
-    deleted = broker.wait_for_run(_delete(broker, run["id"]).json()["id"], timeout=15)
+    deleted = broker.wait_for_run(_delete(broker, run).json()["id"], timeout=15)
 
     assert deleted["status"] == "Deleted", deleted
     gone = arm.request("GET", f"{spoke_id}/connections/{connection['name']}", api_version=CONNECTIONS_API)
