@@ -69,6 +69,11 @@ class WorkItem:
             raise MalformedWorkItemError(f"not a work item: {error}") from error
         if item.step not in STEPS or not isinstance(item.run_id, str):
             raise MalformedWorkItemError(f"unknown step '{item.step}'")
+        # The broker writes a whole, non-negative attempt count and a text URL; anything else would fail each retry.
+        if type(item.attempt) is not int or item.attempt < 0:
+            raise MalformedWorkItemError(f"attempt {item.attempt!r} is not a count")
+        if item.operation_url is not None and not isinstance(item.operation_url, str):
+            raise MalformedWorkItemError("operation_url is not a URL")
         return item
 
     def polling(self, operation_url: str) -> WorkItem:

@@ -262,7 +262,8 @@ class DeploymentService:
         )
         if result.target is not None:
             run = run.with_changes(at=at, cross_region=CrossRegion(hub_workspace_id=result.target.resource_id))
-        self._create(run)
+        if not self._create(run):
+            return self._stored_answer(run.id)
         self._workflow.start(run)
         self._queues.events.send(accepted_event(run, time=self._clock()))
         return Submission("created" if operation == "deploy" else "repair", run=run, deployment=claimed)
@@ -295,6 +296,9 @@ class DeploymentService:
         deployment: Deployment = stored.deployment
         updated = deployment.with_conditions(seen.conditions, at=at).with_request(requester, at=at)
         saved = self._runs.save_deployment(updated, stored.etag).deployment
+        # Every request is kept in the ticket index, under the run its events name (the one whose keys it got).
+        if saved.status.keys_run_id:
+            self._runs.index_ticket(ask.ticket, run_id=saved.status.keys_run_id, deployment_id=saved.id)
         if ask.idempotency_key:
             self._runs.answer_idempotency_key(ask.caller, ask.idempotency_key, deployment_id=saved.id)
         for event in ready_events(
@@ -348,9 +352,16 @@ class DeploymentService:
             stored = self._runs.get_deployment(claim.deployment_id)
             return Submission("replayed", deployment=stored.deployment) if stored else None
         earlier = self._runs.get(claim.run_id)
-        if earlier is None:
-            return None
-        run: RunRecord = earlier.run
+        return self._answer_of(earlier.run) if earlier is not None else None
+
+    def _stored_answer(self, run_id: str) -> Submission:
+        """The answer of the concurrent attempt that stored run `run_id` first."""
+        stored = self._runs.get(run_id)
+        assert stored is not None, "a run that could not be created is stored"
+        return self._answer_of(stored.run)
+
+    def _answer_of(self, run: RunRecord) -> Submission:
+        """A stored run as the answer to a request that repeats the one that made it."""
         problem = problem_of(run)
         deployment = self._runs.get_deployment(run.deployment_id) if run.deployment_id else None
         return Submission(
@@ -362,17 +373,21 @@ class DeploymentService:
 
     def _reject(self, run: RunRecord, problem: Problem, *, deployment_id: str | None = None) -> Submission:
         refused = rejected(run.model_copy(update={"deployment_id": deployment_id}), problem, at=self._clock())
-        self._create(refused)
+        if not self._create(refused):
+            return self._stored_answer(refused.id)
         announce(self._queues.events, refused, self._clock(), self._telemetry)
         return Submission("rejected", run=refused, problem=problem)
 
-    def _create(self, run: RunRecord) -> None:
-        """Store a new run. Only runs sharing an Idempotency-Key share an id, and the claim lets one of them through,
-        so a conflict here is the same request finishing the work of an attempt that crashed: it is stored already."""
+    def _create(self, run: RunRecord) -> bool:
+        """Store a new run; False when it is stored already. Only runs sharing an Idempotency-Key share an id, so a
+        conflict here is a concurrent attempt of the same request that stored it first (and queues and announces it
+        itself): this attempt answers with that run instead of starting or announcing it a second time."""
         try:
             self._runs.create(run)
         except RecordExistsError:
-            LOGGER.info("run %s was stored by an earlier attempt", run.id)
+            LOGGER.info("run %s was stored by a concurrent attempt", run.id)
+            return False
+        return True
 
     # -- reads -----------------------------------------------------------------------------------------------------
 

@@ -212,10 +212,11 @@ class Workflow:
             at=self._clock(),
             healthy_states=self._healthy_states,
         )
-        if not seen.all_true and seen.settling and item.attempt < self._steps.timings.max_verify_attempts:
-            self._note(run, *seen.conditions)
-            return self._steps.later(item)
         if not seen.all_true:
+            # Recorded before failing too, so the deployment says which condition failed rather than what was pending.
+            self._note(run, *seen.conditions)
+            if seen.settling and item.attempt < self._steps.timings.max_verify_attempts:
+                return self._steps.later(item)
             raise StepFailedError(
                 "DeploymentNotHealthy", f"Azure does not report the deployment whole: {seen.summary()}."
             )

@@ -3,8 +3,8 @@
 They are fakes of our domain interfaces, not of Azure SDK objects: each keeps the state the domain reads back and
 records every call, so a test can assert what was (or was not) asked of Azure. Behaviour the domain relies on is
 modelled faithfully: operations that finish only after being polled, effective permissions inherited from
-ancestor scopes, Key Vault versions, JSON-only queues, and run storage with create-if-absent, ETag
-compare-and-swap and claims only one writer can win (the semantics of shared/adapters/run_store.py).
+ancestor scopes, Key Vault versions, JSON-only queues, and a document table with create-if-absent and ETag
+compare-and-swap, under which the production run store (shared/adapters/run_store.py) runs unchanged.
 
 `fail_next(method, error)` makes the next call of `method` raise; `before_next(operation, action)` on the
 run repository runs `action` just before the next `operation`, which is how tests interleave a concurrent writer.
@@ -180,6 +180,15 @@ class FakeMachineLearning(_Recorder):
         key = _key(workspace_id, name)
         self.endpoints[key] = replace(self.endpoints[key], provisioning_state=provisioning_state)
 
+    def set_endpoint_health(self, workspace_id: str, name: str, endpoint_state: str | None) -> None:
+        """Change what Azure reports as the endpoint's `endpointState` (Online, Reinstating, Suspended, ...)."""
+        key = _key(workspace_id, name)
+        self.endpoints[key] = replace(self.endpoints[key], endpoint_state=endpoint_state)
+
+    def remove_subscription(self, workspace_id: str, name: str) -> None:
+        """The Marketplace subscription deleted out of band (in the portal): no ARM call of the broker's is logged."""
+        del self.subscriptions[_key(workspace_id, name)]
+
     # MachineLearningPort.
 
     def get_workspace(self, workspace_id: str) -> Workspace:
@@ -294,6 +303,8 @@ class FakeMachineLearning(_Recorder):
                 status=self.subscription_outcome if succeeded else None,
                 provisioning_state="Succeeded" if succeeded else "Failed",
             )
+            if succeeded and self.subscription_outcome == "Subscribed":
+                self._reinstate(workspace_id, model_id)
 
         return self._start(finish)
 
@@ -324,6 +335,15 @@ class FakeMachineLearning(_Recorder):
         url = f"{self.OPERATIONS_URL}{next(self._operation_ids)}?api-version=2024-01-01-preview"
         self._operations[url] = _PendingOperation(self.polls_before_done, error, finish)
         return Operation(url=url, retry_after=self.operation_retry_after)
+
+    def _reinstate(self, workspace_id: str, model_id: str) -> None:
+        """Subscribing again brings the project's provisioned endpoints of the model back Online (as the emulator
+        does: an endpoint's endpointState follows the health of its subscription)."""
+        workspace = WorkspaceId.parse(workspace_id).key
+        for key, endpoint in self.endpoints.items():
+            same_model = endpoint.model_id.lower() == model_id.lower()
+            if key[0] == workspace and same_model and endpoint.provisioning_state == "Succeeded":
+                self.endpoints[key] = replace(endpoint, endpoint_state="Online")
 
     def _forget(self, key: tuple[str, str]) -> None:
         self.endpoints.pop(key, None)
@@ -558,7 +578,7 @@ class InMemoryDocumentTable:
 class InMemoryRunRepository(RunStore):
     """The production run store over an in-memory table, with hooks that let tests interleave a concurrent writer."""
 
-    HOOKED = ("create", "save", "create_deployment", "save_deployment", "claim_idempotency_key", "join")
+    HOOKED = ("create", "save", "create_deployment", "save_deployment", "claim_idempotency_key")
 
     def __init__(self) -> None:
         self.table = InMemoryDocumentTable()
@@ -622,10 +642,6 @@ def _keys_for(workspace_id: str, name: str, *, generation: int) -> EndpointKeys:
         primary=hashlib.sha256(f"{seed}/primary".encode()).hexdigest(),
         secondary=hashlib.sha256(f"{seed}/secondary".encode()).hexdigest(),
     )
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @dataclass

@@ -5,19 +5,22 @@ Tests start from `build_world()` (everything allowed) and take away exactly what
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from itertools import count
 
 from shared.catalog import CatalogEntry, ModelCatalog
 from shared.deployments.assembly import assemble_deployment_service
 from shared.deployments.preflight import PreflightContext, PreflightPolicy, PreflightResult, run_preflight
+from shared.deployments.resource import Deployment
 from shared.deployments.service import DeploymentService, Queues
-from shared.engine import StepTimings
+from shared.engine import StepTimings, WorkItem
 from shared.lifecycle.service import LifecycleService
 from shared.lifecycle.settings import LifecycleSettings
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.requests import DeploymentRequest
 from shared.required_permissions import Strictness
+from shared.run_outcomes import Submission
 from shared.runs import RunRecord
 from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
@@ -168,6 +171,32 @@ class World:
         self.processed.append(message)
         self.service.advance(message.text)
         return message
+
+    def deliver(self, item: WorkItem) -> None:
+        """Hand the worker a work message the test wrote (a duplicate, a stale or a crafted delivery)."""
+        self.service.advance(json.dumps(item.to_message()))
+
+    def step_until(self, step: str) -> None:
+        """Deliver work messages until the next one queued is for `step`."""
+        for _ in range(60):
+            if not self.work.sent:
+                break
+            if self.work.sent[0].body["step"] == step:
+                return
+            self.step()
+        raise AssertionError(f"no {step} message was queued")
+
+    def submit(self, model_id: str = DIRECT_MODEL, *, caller: str = REQUESTER, **fields: object) -> Submission:
+        return self.service.submit(request(model_id, **fields), caller=caller)
+
+    def deployment(self, deployment_id: str | None = None) -> Deployment:
+        """The stored deployment `deployment_id`, or the only one there is."""
+        if deployment_id is None:
+            (only,) = self.runs.all_deployments
+            return only
+        stored = self.runs.get_deployment(deployment_id)
+        assert stored is not None
+        return stored.deployment
 
     def deploy(self, model_id: str = DIRECT_MODEL, **fields: object) -> RunRecord:
         """Request `model_id` and run the work to its end; the run that answered."""

@@ -1,13 +1,20 @@
-"""The deployment service: intake over HTTP and the queue, idempotency, single-flight claims, reads, availability."""
+"""The deployment service: intake reconciles every request against the Deployment resource of its (project, model).
+
+Each request is answered from the deployment's state: a new deploy run ("created"), the run in flight ("joined"), the
+deployment as it already is ("ready"), a repair run ("repair"), or a refusal; plus Idempotency-Key replays, the
+crash windows intake heals, the queue intake, reads and availability.
+"""
 
 import json
+from dataclasses import replace
 
 import pytest
-from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import plan_for
-from shared.deployments.service import CLAIM_SETTLE_SECONDS, IdempotencyConflictError
+from shared.deployments.preflight import plan_for, spec_for
+from shared.deployments.resource import ConditionType, Deployment, DeploymentRequester, Phase
+from shared.deployments.service import IdempotencyConflictError
+from shared.engine import CLAIM_SETTLE_SECONDS, PROVISION, STORE_KEYS, SUBSCRIBE
 from shared.events import EVENT_TYPE_PREFIX
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.runs import RunError, RunRecord, RunStatus
@@ -22,56 +29,93 @@ from .scenario import (
     REQUESTER,
     WORKSPACE_ID,
     build_world,
+    policy,
     request,
 )
 
 COLLEAGUE = "c011ea90-0000-4000-8000-000000000001"
+THIRD = "c011ea90-0000-4000-8000-000000000002"
 PERMANENT = AzureCallError(400, "BadRequest", "The request is invalid.")
+SUBSCRIPTION_NAME = "Cohere-command-r-08-2024-subscription"
+# Calls that change something in Azure; observing a deployment makes none of them.
+AZURE_WRITES = (
+    "begin_create_endpoint",
+    "begin_delete_endpoint",
+    "begin_create_subscription",
+    "begin_delete_subscription",
+    "regenerate_key",
+)
 
 
-def plan(deployment):
-    return plan_for(deployment, CATALOG)
+class WorkerDied(Exception):
+    """The function host lost the worker between two writes."""
+
+
+def die():
+    raise WorkerDied
+
+
+def plan(deployment_request):
+    return plan_for(deployment_request, CATALOG)
 
 
 def statuses(run):
     return [step.status for step in run.steps]
 
 
-def fail_the_run(world):
-    """Let the queued work run into a permanent Azure error."""
-    world.ml.fail_next("begin_create_endpoint", PERMANENT)
-    world.drain()
+def azure_writes(world):
+    return [name for name in world.ml.call_names if name in AZURE_WRITES]
 
 
-# Submitting.
+def secret_versions(world):
+    return {name: len(versions) for name, versions in world.secrets.versions.items()}
 
 
-def test_a_marketplace_request_is_stored_subscribing_queued_and_announced(world):
-    deployment = request(MARKETPLACE_MODEL, ticket="CHG-1")
+def allow(world, *callers):
+    for caller in callers:
+        world.authorization.grant(caller, WORKSPACE_ID, permissions=[AI_DEVELOPER_BLOCK])
 
-    submission = world.service.submit(deployment, caller=REQUESTER)
 
-    run = submission.run
-    assert (submission.created, submission.problem) == (True, None)
-    assert world.runs.get(run.id).run == run
-    assert (run.caller, run.ticket, run.request, run.idempotency_key) == (REQUESTER, "CHG-1", deployment, None)
+def events_of(world, kind):
+    return [body for body in world.events.bodies if body["type"] == f"{EVENT_TYPE_PREFIX}.{kind}"]
+
+
+# A new deployment.
+
+
+def test_a_marketplace_request_makes_the_deployment_and_its_first_run(world):
+    deployment_request = request(MARKETPLACE_MODEL, ticket="CHG-1")
+
+    submission = world.service.submit(deployment_request, caller=REQUESTER)
+
+    run, deployment = submission.run, submission.deployment
+    assert (submission.answer, submission.accepted, submission.problem) == ("created", True, None)
+    assert world.run(run.id) == run
+    assert (run.caller, run.ticket, run.request, run.operation) == (REQUESTER, "CHG-1", deployment_request, "deploy")
     assert statuses(run) == [RunStatus.ACCEPTED, RunStatus.VALIDATING, RunStatus.SUBSCRIBING]
     assert run.steps[-1].detail == CATALOG.classify(MARKETPLACE_MODEL).explanation
-    expected_plan = plan(deployment)
-    assert (run.endpoint.name, run.endpoint.id) == (expected_plan.endpoint_name, expected_plan.endpoint_id)
+    expected = plan(deployment_request)
+    assert (run.endpoint.name, run.endpoint.id) == (expected.endpoint_name, expected.endpoint_id)
     assert world.work.bodies == [{"run_id": run.id, "step": SUBSCRIBE, "attempt": 0}]
-    assert world.runs.deployment_holder(WORKSPACE_ID, MARKETPLACE_MODEL) == run.id
+
+    assert world.deployment() == deployment
+    assert run.deployment_id == deployment.id
+    assert deployment.spec == spec_for(deployment_request, expected, None)
+    assert (deployment.status.phase, deployment.status.current_run_id) == (Phase.PROVISIONING, run.id)
+    assert [(item.caller, item.ticket, item.run_id, item.outcome) for item in deployment.requests] == [
+        (REQUESTER, "CHG-1", run.id, "created")
+    ]
 
     (event,) = world.events.bodies
     assert event["type"] == f"{EVENT_TYPE_PREFIX}.accepted"
     assert (event["id"], event["subject"]) == (f"{run.id}/accepted", run.id)
-    assert event["data"]["status"] == "Subscribing"
-    assert event["data"]["ticket"] == "CHG-1"
-    assert event["data"]["endpointName"] == expected_plan.endpoint_name
+    assert (event["data"]["status"], event["data"]["ticket"]) == ("Subscribing", "CHG-1")
+    assert (event["data"]["deploymentId"], event["data"]["operation"]) == (deployment.id, "deploy")
+    assert event["data"]["endpointName"] == expected.endpoint_name
 
 
 def test_a_model_sold_directly_starts_provisioning(world):
-    run = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER).run
+    run = world.submit(DIRECT_MODEL).run
 
     assert run.status is RunStatus.PROVISIONING
     assert world.work.bodies == [{"run_id": run.id, "step": PROVISION, "attempt": 0}]
@@ -81,18 +125,62 @@ def test_a_ticket_given_by_the_intake_overrides_the_requests(world):
     run = world.service.submit(request(DIRECT_MODEL, ticket="IN-BODY"), caller=REQUESTER, ticket="FROM-QUEUE").run
 
     assert run.ticket == "FROM-QUEUE"
+    assert world.deployment().requests[0].ticket == "FROM-QUEUE"
 
 
-def test_a_refused_request_is_stored_rejected_and_announced_with_its_problem():
+def test_an_endpoint_the_broker_made_before_has_its_keys_stored_rather_than_made_again(world):
+    name = plan(request(DIRECT_MODEL)).endpoint_name
+    world.ml.add_endpoint(WORKSPACE_ID, name, DIRECT_MODEL, tags={MANAGED_BY_TAG: MANAGED_BY_VALUE})
+
+    run = world.submit(DIRECT_MODEL).run
+
+    assert run.status is RunStatus.STORING_KEYS
+    assert run.steps[-1].detail == f"endpoint '{name}' exists; storing its keys"
+    assert world.work.bodies == [{"run_id": run.id, "step": STORE_KEYS, "attempt": 0}]
+    world.drain()
+    assert world.run(run.id).status is RunStatus.SUCCEEDED
+    assert world.ml.calls_to("begin_create_endpoint") == []
+
+
+@pytest.mark.parametrize(("model", "first_step"), [(DIRECT_MODEL, PROVISION), (MARKETPLACE_MODEL, SUBSCRIBE)])
+def test_an_endpoint_the_broker_made_that_never_finished_is_provisioned_not_trusted(world, model, first_step):
+    name = plan(request(model)).endpoint_name
+    world.ml.add_endpoint(
+        WORKSPACE_ID, name, model, provisioning_state="Failed", tags={MANAGED_BY_TAG: MANAGED_BY_VALUE}
+    )
+
+    run = world.submit(model).run
+
+    assert world.work.bodies[0]["step"] == first_step
+    world.drain()
+    assert world.run(run.id).status is RunStatus.SUCCEEDED
+    assert world.ml.endpoint(WORKSPACE_ID, name).provisioning_state == "Succeeded"
+    assert len(world.ml.calls_to("begin_create_endpoint")) == 1
+
+
+def test_a_warning_from_preflight_is_kept_on_the_run():
+    world = build_world(preflight_policy=replace(policy(), allow_uncatalogued_models=True))
+    model = "azureml://registries/azureml-deepseek/models/DeepSeek-Unlisted"
+
+    run = world.submit(model).run
+
+    (warning,) = run.warnings
+    assert "BROKER_ALLOW_UNCATALOGUED_MODELS" in warning
+    assert world.run(run.id).warnings == run.warnings
+
+
+# Refusals.
+
+
+def test_a_refused_request_is_stored_rejected_and_announced_and_makes_no_deployment():
     world = build_world(location="westeurope")
 
     submission = world.service.submit(request(MARKETPLACE_MODEL, ticket="CHG-9"), caller=REQUESTER)
 
     run, problem = submission.run, submission.problem
-    assert submission.created
+    assert (submission.answer, submission.accepted) == ("rejected", False)
     assert problem.kind.slug == "region-unsupported"
-    assert run.status is RunStatus.REJECTED
-    assert world.runs.get(run.id).run == run
+    assert world.run(run.id) == run
     assert statuses(run) == [RunStatus.ACCEPTED, RunStatus.VALIDATING, RunStatus.REJECTED]
     assert run.steps[-1].detail == "region-unsupported"
     assert run.error == RunError(
@@ -101,7 +189,7 @@ def test_a_refused_request_is_stored_rejected_and_announced_with_its_problem():
         details=[{"workspaceLocation": "westeurope", "supportedRegions": list(MARKETPLACE_REGIONS)}],
     )
     assert world.work.sent == []
-    assert world.runs.deployment_holder(WORKSPACE_ID, MARKETPLACE_MODEL) is None
+    assert world.runs.all_deployments == []
     (event,) = world.events.bodies
     assert event["type"] == f"{EVENT_TYPE_PREFIX}.rejected"
     assert event["data"]["ticket"] == "CHG-9"
@@ -109,7 +197,7 @@ def test_a_refused_request_is_stored_rejected_and_announced_with_its_problem():
 
 
 def test_a_refusal_without_extensions_stores_no_details(world):
-    submission = world.service.submit(request(DIRECT_MODEL), caller=COLLEAGUE)
+    submission = world.submit(DIRECT_MODEL, caller=COLLEAGUE)
 
     assert submission.problem.kind.slug == "requester-forbidden"
     assert submission.run.error.details == []
@@ -120,11 +208,11 @@ def test_an_azure_error_during_preflight_stores_nothing(world):
     world.authorization.fail_next("principal_access", AzureCallError(503, "ServiceUnavailable", "Busy."))
 
     with pytest.raises(AzureCallError):
-        world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
+        world.submit(DIRECT_MODEL)
 
     assert world.runs.all_runs == []
+    assert world.runs.all_deployments == []
     assert world.events.sent == []
-    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) is None
 
 
 @pytest.mark.parametrize(
@@ -137,12 +225,328 @@ def test_an_azure_error_during_preflight_stores_nothing(world):
 def test_a_preflight_read_azure_refuses_for_good_rejects_the_request(world, error, slug):
     world.ml.fail_next("get_workspace", error)
 
-    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
+    submission = world.submit(DIRECT_MODEL)
 
     assert submission.problem.kind.slug == slug
     assert error.message in submission.problem.detail
     assert submission.run.status is RunStatus.REJECTED
     assert submission.run.error.details == [{"azureCode": error.code}]
+
+
+# Already Ready.
+
+
+def test_a_request_for_a_ready_deployment_is_answered_with_it_and_changes_nothing(world):
+    first = world.deploy(ticket="CHG-1")
+    runs_before, versions_before, work_before = world.runs.all_runs, secret_versions(world), len(world.processed)
+    world.ml.calls.clear()
+    world.secrets.calls.clear()
+    world.events.sent.clear()
+    world.clock.advance(3600)
+
+    submission = world.service.submit(request(DIRECT_MODEL, ticket="CHG-2"), caller=REQUESTER)
+
+    assert (submission.answer, submission.accepted, submission.run, submission.problem) == ("ready", False, None, None)
+    assert world.runs.all_runs == runs_before
+    assert world.work.sent == []
+    assert len(world.processed) == work_before
+    assert azure_writes(world) == []
+    assert world.secrets.calls_to("set_secret") == []
+    assert secret_versions(world) == versions_before
+
+    deployment = submission.deployment
+    assert world.deployment() == deployment
+    assert (deployment.status.phase, deployment.status.current_run_id) == (Phase.READY, first.id)
+    assert deployment.status.observed_at == world.clock()
+    assert [(item.ticket, item.run_id, item.outcome) for item in deployment.requests] == [
+        ("CHG-1", first.id, "created"),
+        ("CHG-2", None, "ready"),
+    ]
+    accepted, succeeded = world.events.bodies
+    assert [accepted["type"], succeeded["type"]] == [f"{EVENT_TYPE_PREFIX}.accepted", f"{EVENT_TYPE_PREFIX}.succeeded"]
+    assert accepted["id"] != succeeded["id"]
+    for event in (accepted, succeeded):
+        assert event["data"]["ticket"] == "CHG-2"
+        assert (event["data"]["deploymentId"], event["data"]["runId"]) == (deployment.id, first.id)
+        assert event["data"]["secretIds"] == first.secret_ids.model_dump()
+
+
+def test_a_ready_answer_is_found_by_its_ticket(world):
+    first = world.deploy(ticket="CHG-1")
+
+    deployment = world.service.submit(request(DIRECT_MODEL, ticket="CHG-2"), caller=REQUESTER).deployment
+
+    assert [item.id for item in world.service.list_deployments(ticket="CHG-2").deployments] == [deployment.id]
+    assert [run.id for run in world.service.list(ticket="CHG-2").runs] == [first.id]
+
+
+def test_every_ready_answer_gets_its_own_events(world):
+    world.deploy()
+    world.events.sent.clear()
+
+    world.submit(DIRECT_MODEL, ticket="CHG-2")
+    world.submit(DIRECT_MODEL, ticket="CHG-3")
+
+    assert [body["data"]["ticket"] for body in world.events.bodies] == ["CHG-2", "CHG-2", "CHG-3", "CHG-3"]
+    assert len({body["id"] for body in world.events.bodies}) == 4
+    assert world.deployment().request_count == 3
+
+
+# Joining the run in flight.
+
+
+def test_requests_while_a_run_is_in_flight_join_it_and_each_is_answered_with_its_own_events(world):
+    allow(world, COLLEAGUE, THIRD)
+    first = world.service.submit(request(MARKETPLACE_MODEL, ticket="CHG-1"), caller=REQUESTER)
+    world.step()  # the run is under way
+
+    second = world.service.submit(request(MARKETPLACE_MODEL, ticket="CHG-2"), caller=COLLEAGUE)
+    third = world.service.submit(request(MARKETPLACE_MODEL, ticket="CHG-3"), caller=THIRD)
+
+    assert (second.answer, third.answer) == ("joined", "joined")
+    assert second.accepted
+    assert third.accepted
+    assert second.run.id == third.run.id == first.run.id
+    assert [(item.caller, item.ticket) for item in third.run.joined] == [(COLLEAGUE, "CHG-2"), (THIRD, "CHG-3")]
+    assert [run.id for run in world.runs.all_runs] == [first.run.id]
+    assert [message.body["run_id"] for message in world.processed + world.work.sent] == [first.run.id] * 2
+    accepted = events_of(world, "accepted")
+    assert [(event["id"], event["data"]["ticket"]) for event in accepted] == [
+        (f"{first.run.id}/accepted", "CHG-1"),
+        (f"{first.run.id}/accepted/1", "CHG-2"),
+        (f"{first.run.id}/accepted/2", "CHG-3"),
+    ]
+    assert [item.outcome for item in world.deployment().requests] == ["created", "joined", "joined"]
+    assert world.deployment().requests[-1].run_id == first.run.id
+
+    world.drain()
+
+    succeeded = events_of(world, "succeeded")
+    assert [(event["id"], event["data"]["ticket"]) for event in succeeded] == [
+        (f"{first.run.id}/succeeded", "CHG-1"),
+        (f"{first.run.id}/succeeded/1", "CHG-2"),
+        (f"{first.run.id}/succeeded/2", "CHG-3"),
+    ]
+    assert {event["data"]["secretIds"]["primary"] for event in succeeded} == {
+        world.run(first.run.id).secret_ids.primary
+    }
+    for ticket in ("CHG-1", "CHG-2", "CHG-3"):
+        assert [run.id for run in world.service.list(ticket=ticket).runs] == [first.run.id]
+        assert [item.id for item in world.service.list_deployments(ticket=ticket).deployments] == [
+            world.deployment().id
+        ]
+    assert len(world.ml.calls_to("begin_create_endpoint")) == 1
+
+
+def test_a_run_that_fails_tells_every_request_it_answers(world):
+    allow(world, COLLEAGUE)
+    first = world.submit(DIRECT_MODEL, ticket="CHG-1").run
+    world.submit(DIRECT_MODEL, caller=COLLEAGUE, ticket="CHG-2")
+    world.ml.fail_next("begin_create_endpoint", PERMANENT)
+
+    world.drain()
+
+    assert [(event["id"], event["data"]["ticket"]) for event in events_of(world, "failed")] == [
+        (f"{first.id}/failed", "CHG-1"),
+        (f"{first.id}/failed/1", "CHG-2"),
+    ]
+
+
+def test_a_request_finding_a_claim_whose_run_is_not_stored_yet_waits_and_joins_it(world):
+    early = claimed_by_another_request(world, "run-early")
+    # The first request stores its run while the second is waiting for it.
+    world.waiting.on_sleep.append(lambda: world.runs.create(early))
+
+    submission = world.submit(DIRECT_MODEL)
+
+    assert (submission.answer, submission.run.id) == ("joined", "run-early")
+    assert world.work.sent == []
+    assert 0 < world.waiting.slept < CLAIM_SETTLE_SECONDS
+
+
+def test_a_request_while_the_deployment_is_torn_down_is_refused(world):
+    world.deploy()
+    teardown = world.lifecycle.delete(world.deployment().id, caller=REQUESTER, delete_subscription=False).run
+
+    submission = world.submit(DIRECT_MODEL)
+
+    assert (submission.answer, submission.problem.kind.slug, submission.problem.status) == (
+        "rejected",
+        "deployment-state-conflict",
+        409,
+    )
+    assert submission.problem.extensions == {"runId": teardown.id, "deploymentId": world.deployment().id}
+    assert submission.run.deployment_id == world.deployment().id
+    assert world.run(teardown.id).joined == ()
+
+
+# Repair.
+
+
+def test_a_deployment_whose_subscription_was_deleted_out_of_band_is_repaired(world):
+    first = world.deploy(MARKETPLACE_MODEL)
+    endpoint = first.endpoint.name
+    world.ml.remove_subscription(WORKSPACE_ID, SUBSCRIPTION_NAME)
+    world.ml.set_endpoint_health(WORKSPACE_ID, endpoint, "Suspended")
+    versions_before = secret_versions(world)
+    world.ml.calls.clear()
+    world.events.sent.clear()
+
+    submission = world.service.submit(request(MARKETPLACE_MODEL, ticket="INC-4"), caller=REQUESTER)
+
+    run = submission.run
+    assert (submission.answer, submission.accepted, run.operation) == ("repair", True, "repair")
+    assert run.id != first.id
+    assert run.status is RunStatus.SUBSCRIBING
+    assert run.steps[-1].detail == (
+        "repairing: Azure reports SubscriptionReady (SubscriptionMissing), Healthy (SubscriptionMissing)"
+    )
+    deployment = world.deployment()
+    assert (deployment.status.phase, deployment.status.current_run_id) == (Phase.PROVISIONING, run.id)
+    assert deployment.condition(ConditionType.SUBSCRIPTION_READY).reason == "SubscriptionMissing"
+    assert deployment.requests[-1].outcome == "repair"
+    assert world.events.bodies[0]["data"]["operation"] == "repair"
+
+    world.drain()
+
+    repaired = world.run(run.id)
+    assert repaired.status is RunStatus.SUCCEEDED
+    assert world.ml.subscription(WORKSPACE_ID, SUBSCRIPTION_NAME).status == "Subscribed"
+    assert azure_writes(world) == ["begin_create_subscription"]
+    assert secret_versions(world) == versions_before
+    assert repaired.secret_ids == first.secret_ids
+    deployment = world.deployment()
+    assert deployment.status.phase is Phase.READY
+    assert deployment.all_conditions_true
+    # The keys are still the ones the first run stored; key rotations stay recorded there.
+    assert deployment.status.keys_run_id == first.id
+    assert world.event_types() == ["accepted", "succeeded"]
+    assert world.events.bodies[-1]["data"]["ticket"] == "INC-4"
+
+
+def test_a_deployment_missing_a_key_secret_is_repaired_from_its_keys(world):
+    first = world.deploy()
+    world.secrets.delete_secret(plan(first.request).secret_names.secondary)
+
+    run = world.submit(DIRECT_MODEL).run
+
+    assert (run.operation, run.status) == ("repair", RunStatus.STORING_KEYS)
+    assert run.steps[-1].detail == "repairing: Azure reports KeysStored (SecretsMissing)"
+    world.drain()
+    assert world.run(run.id).status is RunStatus.SUCCEEDED
+    assert world.deployment().status.phase is Phase.READY
+
+
+def test_a_failed_repair_leaves_the_deployment_degraded_and_the_next_request_repairs_again(world):
+    first = world.deploy()
+    world.secrets.delete_secret(plan(first.request).secret_names.primary)
+    repair = world.submit(DIRECT_MODEL).run
+    world.secrets.fail_next("set_secret", AzureCallError(403, "Forbidden", "No secrets set."))
+    world.drain()
+    assert world.run(repair.id).status is RunStatus.FAILED
+    degraded = world.deployment()
+    assert (degraded.status.phase, degraded.status.error.code) == (Phase.DEGRADED, "Forbidden")
+
+    again = world.submit(DIRECT_MODEL)
+
+    assert again.answer == "repair"
+    assert again.deployment.status.error is None
+    world.drain()
+    assert world.deployment().status.phase is Phase.READY
+
+
+def test_repair_re_reconciles_a_deployment_by_its_id(world):
+    first = world.deploy()
+    the_id = world.deployment().id
+
+    healthy = world.service.repair(the_id, caller=REQUESTER)
+    world.ml.set_endpoint_health(WORKSPACE_ID, first.endpoint.name, "Suspended")
+    broken = world.service.repair(the_id, caller=REQUESTER)
+
+    assert healthy.answer == "ready"
+    assert (broken.answer, broken.run.operation, broken.run.status) == ("repair", "repair", RunStatus.PROVISIONING)
+    assert world.service.repair("no-such-deployment", caller=REQUESTER) is None
+
+
+def test_repair_of_a_deleted_deployment_is_refused(world):
+    world.deploy()
+    the_id = world.deployment().id
+    world.lifecycle.delete(the_id, caller=REQUESTER, delete_subscription=False)
+    world.drain()
+    assert world.deployment().status.phase is Phase.DELETED
+
+    refused = world.service.repair(the_id, caller=REQUESTER)
+
+    assert (refused.answer, refused.run, refused.problem.kind.slug) == ("rejected", None, "deployment-state-conflict")
+    assert refused.problem.extensions == {"deploymentId": the_id}
+
+
+# Another spec, a failed or a deleted deployment.
+
+
+def test_a_request_for_another_endpoint_name_conflicts_with_the_deployment(world):
+    first = world.deploy()
+    before = world.deployment()
+    world.ml.calls.clear()
+
+    submission = world.service.submit(request(DIRECT_MODEL, endpoint_name="another-name"), caller=REQUESTER)
+
+    problem = submission.problem
+    assert (submission.answer, submission.run.status) == ("rejected", RunStatus.REJECTED)
+    assert (problem.kind.slug, problem.status) == ("deployment-conflict", 409)
+    assert problem.extensions == {"deploymentId": before.id, "runId": first.id, "differences": ["endpointName"]}
+    assert f"endpointName '{first.endpoint.name}'" in problem.detail
+    assert world.run(submission.run.id).error.details == [problem.extensions]
+    assert world.deployment() == before
+    assert azure_writes(world) == []
+    assert world.work.sent == []
+    assert world.event_types()[-1] == "rejected"
+
+
+def test_a_request_naming_other_tags_conflicts_but_one_naming_none_does_not(world):
+    world.deploy(tags={"costCenter": "ai-1"})
+
+    untagged = world.submit(DIRECT_MODEL)
+    retagged = world.submit(DIRECT_MODEL, tags={"costCenter": "ai-2"})
+
+    assert untagged.answer == "ready"
+    assert (retagged.answer, retagged.problem.extensions["differences"]) == ("rejected", ["tags"])
+
+
+def test_a_request_for_a_failed_deployment_deploys_it_afresh(world):
+    first = world.submit(DIRECT_MODEL).run
+    world.ml.fail_next("begin_create_endpoint", PERMANENT)
+    world.drain()
+    assert world.deployment().status.phase is Phase.FAILED
+
+    second = world.submit(DIRECT_MODEL, ticket="CHG-2")
+
+    assert (second.answer, second.run.operation) == ("created", "deploy")
+    assert second.run.id != first.id
+    deployment = world.deployment()
+    assert (deployment.status.phase, deployment.status.current_run_id, deployment.status.error) == (
+        Phase.PROVISIONING,
+        second.run.id,
+        None,
+    )
+    assert ([item.ticket for item in deployment.requests], deployment.request_count) == (["CHG-2"], 2)
+    world.drain()
+    assert world.run(second.run.id).status is RunStatus.SUCCEEDED
+    assert world.deployment().status.phase is Phase.READY
+
+
+def test_a_request_for_a_deleted_deployment_deploys_it_again(world):
+    world.deploy()
+    world.lifecycle.delete(world.deployment().id, caller=REQUESTER, delete_subscription=False)
+    world.drain()
+
+    again = world.submit(DIRECT_MODEL)
+    world.drain()
+
+    assert again.answer == "created"
+    assert world.run(again.run.id).status is RunStatus.SUCCEEDED
+    assert world.deployment().status.phase is Phase.READY
+    assert len(world.ml.calls_to("begin_create_endpoint")) == 2
 
 
 # Idempotency-Key.
@@ -154,10 +558,12 @@ def test_the_same_key_and_request_replay_the_same_run(world):
     again = world.service.submit(request(MARKETPLACE_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
     assert first.run.idempotency_key == "key-1"
-    assert (again.run, again.created, again.problem) == (first.run, False, None)
+    assert (again.answer, again.run, again.problem) == ("replayed", first.run, None)
+    assert again.deployment == world.deployment()
     assert len(world.runs.all_runs) == 1
     assert len(world.work.sent) == 1
     assert world.event_types() == ["accepted"]
+    assert world.deployment().request_count == 1
 
 
 def test_a_replayed_rejection_answers_with_the_same_problem():
@@ -166,16 +572,39 @@ def test_a_replayed_rejection_answers_with_the_same_problem():
 
     again = world.service.submit(request(MARKETPLACE_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
-    assert (again.run, again.created) == (first.run, False)
-    assert again.problem == first.problem
+    assert (again.answer, again.run, again.problem) == ("rejected", first.run, first.problem)
     assert world.event_types() == ["rejected"]
+
+
+def test_a_replayed_ready_answer_is_the_deployment_without_new_events(world):
+    world.deploy()
+    ready = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
+    events_before = len(world.events.sent)
+
+    again = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
+
+    assert (ready.answer, again.answer, again.run) == ("ready", "replayed", None)
+    assert again.deployment == ready.deployment == world.deployment()
+    assert len(world.events.sent) == events_before
+
+
+def test_a_replayed_join_answers_with_the_run_it_joined(world):
+    allow(world, COLLEAGUE)
+    first = world.submit(DIRECT_MODEL).run
+    joined = world.service.submit(request(DIRECT_MODEL), caller=COLLEAGUE, idempotency_key="key-1")
+
+    again = world.service.submit(request(DIRECT_MODEL), caller=COLLEAGUE, idempotency_key="key-1")
+
+    assert (joined.answer, again.answer, again.run.id) == ("joined", "replayed", first.id)
+    assert len(again.run.joined) == 1
+    assert len(events_of(world, "accepted")) == 2
 
 
 def test_the_same_key_with_another_request_is_an_idempotency_conflict(world):
     first = world.service.submit(request(MARKETPLACE_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
     with pytest.raises(IdempotencyConflictError) as raised:
-        world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
+        world.service.submit(request(MARKETPLACE_MODEL, ticket="CHG-2"), caller=REQUESTER, idempotency_key="key-1")
 
     problem = raised.value.problem
     assert (problem.kind.slug, problem.status) == ("idempotency-conflict", 422)
@@ -183,62 +612,63 @@ def test_the_same_key_with_another_request_is_an_idempotency_conflict(world):
     assert "'key-1' was already used for a different request" in problem.detail
     assert str(raised.value) == problem.detail
     assert len(world.runs.all_runs) == 1
+    assert world.event_types() == ["accepted"]
 
 
 def test_keys_belong_to_their_caller(world):
-    world.authorization.grant(COLLEAGUE, WORKSPACE_ID, permissions=[AI_DEVELOPER_BLOCK])
+    allow(world, COLLEAGUE)
     world.service.submit(request(MARKETPLACE_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
     theirs = world.service.submit(request(DIRECT_MODEL), caller=COLLEAGUE, idempotency_key="key-1")
 
-    assert theirs.created
+    assert theirs.answer == "created"
     assert theirs.run.caller == COLLEAGUE
 
 
 def test_a_key_whose_first_attempt_stored_no_run_is_finished_under_that_run_id(world):
-    world.runs.claim_idempotency_key(REQUESTER, "key-1", "run-from-a-crashed-attempt")
+    world.runs.before_next("create_deployment", die)
+    with pytest.raises(WorkerDied):
+        world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
     submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
-    assert submission.created
-    assert submission.run.id == "run-from-a-crashed-attempt"
-    assert world.runs.get("run-from-a-crashed-attempt").run.status is RunStatus.PROVISIONING
+    assert (submission.answer, submission.run.id) == ("created", "run-0001")
+    assert world.run("run-0001").status is RunStatus.PROVISIONING
+    assert world.deployment().status.current_run_id == "run-0001"
 
 
-def test_a_concurrent_attempt_with_the_same_key_gets_the_run_the_first_stored(world):
-    deployment = request(DIRECT_MODEL)
+def test_a_key_whose_first_attempt_claimed_the_deployment_but_stored_no_run_takes_it_over_at_once(world):
+    world.runs.before_next("create", die)
+    with pytest.raises(WorkerDied):
+        world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
+    assert world.deployment().status.current_run_id == "run-0001"
+
+    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
+
+    assert (submission.answer, submission.run.id) == ("created", "run-0001")
+    assert world.waiting.slept == 0  # its own claim: nothing to wait for
+    assert world.work.bodies == [{"run_id": "run-0001", "step": PROVISION, "attempt": 0}]
+    assert world.event_types() == ["accepted"]
+
+
+def test_a_concurrent_attempt_with_the_same_key_is_answered_with_the_run_the_other_stored(world):
     concurrent = []
     world.runs.before_next(
         "create",
-        lambda: concurrent.append(world.service.submit(deployment, caller=REQUESTER, idempotency_key="key-1")),
+        lambda: concurrent.append(world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="k")),
     )
 
-    submission = world.service.submit(deployment, caller=REQUESTER, idempotency_key="key-1")
+    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="k")
 
-    (winner,) = concurrent
-    assert winner.created
-    assert (submission.run, submission.created) == (winner.run, False)
+    (other,) = concurrent
+    assert other.answer == "created"
+    assert (submission.answer, submission.run) == ("replayed", other.run)
     assert len(world.runs.all_runs) == 1
     assert len(world.work.sent) == 1
     assert world.event_types() == ["accepted"]
 
 
-def test_a_concurrent_attempt_with_the_same_key_but_another_body_is_a_conflict(world):
-    concurrent = []
-    world.runs.before_next(
-        "create",
-        lambda: concurrent.append(
-            world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
-        ),
-    )
-
-    with pytest.raises(IdempotencyConflictError):
-        world.service.submit(request(DIRECT_MODEL, ticket="other"), caller=REQUESTER, idempotency_key="key-1")
-
-    assert [run.id for run in world.runs.all_runs] == [concurrent[0].run.id]
-
-
-def test_a_concurrent_attempt_with_the_same_key_gets_the_rejection_the_first_stored():
+def test_a_concurrent_attempt_with_the_same_key_gets_the_rejection_the_other_stored():
     world = build_world(location="westeurope")
     concurrent = []
     world.runs.before_next(
@@ -250,138 +680,96 @@ def test_a_concurrent_attempt_with_the_same_key_gets_the_rejection_the_first_sto
 
     submission = world.service.submit(request(MARKETPLACE_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
-    (winner,) = concurrent
-    assert (submission.run, submission.created, submission.problem) == (winner.run, False, winner.problem)
+    (other,) = concurrent
+    assert (submission.answer, submission.run, submission.problem) == ("rejected", other.run, other.problem)
     assert world.event_types() == ["rejected"]
 
 
-# One deployment per workspace and model.
+def test_a_concurrent_attempt_with_the_same_key_but_another_body_is_a_conflict(world):
+    raised = []
 
+    def another_body():
+        with pytest.raises(IdempotencyConflictError) as conflict:
+            world.service.submit(request(DIRECT_MODEL, ticket="other"), caller=REQUESTER, idempotency_key="key-1")
+        raised.append(conflict.value)
 
-def test_a_second_request_for_a_model_in_flight_joins_the_first_run(world):
-    world.authorization.grant(COLLEAGUE, WORKSPACE_ID, permissions=[AI_DEVELOPER_BLOCK])
-    first = world.service.submit(request(MARKETPLACE_MODEL), caller=REQUESTER)
-
-    second = world.service.submit(request(MARKETPLACE_MODEL, ticket="CHG-2"), caller=COLLEAGUE)
-
-    assert (second.run, second.created, second.problem) == (first.run, False, None)
-    assert len(world.runs.all_runs) == 1
-    assert len(world.work.sent) == 1
-    assert world.event_types() == ["accepted"]
-    assert world.runs.deployment_holder(WORKSPACE_ID, MARKETPLACE_MODEL) == first.run.id
-
-
-def test_a_new_request_after_a_failed_run_takes_the_claim(world):
-    first = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER).run
-    fail_the_run(world)
-    assert world.runs.get(first.id).run.status is RunStatus.FAILED
-
-    second = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
-
-    assert second.created
-    assert second.run.id != first.id
-    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) == second.run.id
-    world.drain()
-    assert world.runs.get(second.run.id).run.status is RunStatus.SUCCEEDED
-
-
-def test_a_claim_left_by_a_finished_run_is_taken_over(world):
-    first = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER).run
-    world.drain()
-    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) == first.id
-
-    second = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
-
-    assert second.created
-    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) == second.run.id
-
-
-def test_the_endpoint_the_broker_made_has_its_keys_stored_again(world):
-    first = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER).run
-    world.drain()
-    endpoint_name = world.runs.get(first.id).run.endpoint.name
-
-    second = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER).run
-
-    assert second.status is RunStatus.STORING_KEYS
-    assert second.steps[-1].detail == f"endpoint '{endpoint_name}' exists; re-storing keys"
-    assert world.work.bodies == [{"run_id": second.id, "step": STORE_KEYS, "attempt": 0}]
-    world.drain()
-    done = world.runs.get(second.id).run
-    assert done.status is RunStatus.SUCCEEDED
-    assert len(world.ml.calls_to("begin_create_endpoint")) == 1
-    assert done.secret_ids != world.runs.get(first.id).run.secret_ids
-
-
-@pytest.mark.parametrize(("model", "first_step"), [(DIRECT_MODEL, PROVISION), (MARKETPLACE_MODEL, SUBSCRIBE)])
-def test_an_endpoint_the_broker_made_that_never_finished_is_provisioned_not_trusted(world, model, first_step):
-    name = plan(request(model)).endpoint_name
-    world.ml.add_endpoint(
-        WORKSPACE_ID, name, model, provisioning_state="Failed", tags={MANAGED_BY_TAG: MANAGED_BY_VALUE}
-    )
-
-    run = world.service.submit(request(model), caller=REQUESTER).run
-
-    assert world.work.bodies[0]["step"] == first_step
-    world.drain()
-    done = world.runs.get(run.id).run
-    assert done.status is RunStatus.SUCCEEDED
-    assert world.ml.endpoint(WORKSPACE_ID, name).provisioning_state == "Succeeded"
-    assert len(world.ml.calls_to("begin_create_endpoint")) == 1
-
-
-def test_a_lost_take_over_race_keeps_the_run_id_and_its_idempotency_key(world):
-    crashed = stored_failed_run(world, "run-crashed", DIRECT_MODEL)
-    world.runs.claim_deployment(WORKSPACE_ID, DIRECT_MODEL, "run-finished-earlier")
-    stored_failed_run(world, "run-finished-earlier", DIRECT_MODEL)
-
-    def another_request_moves_the_claim_to_a_run_that_then_crashed():
-        world.runs.take_over_deployment(WORKSPACE_ID, DIRECT_MODEL, "run-finished-earlier", crashed.id)
-
-    world.runs.before_next("take_over_deployment", another_request_moves_the_claim_to_a_run_that_then_crashed)
+    world.runs.before_next("create", another_body)
 
     submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
-    assert submission.created
-    assert submission.run.idempotency_key == "key-1"
-    assert len(world.ml.calls_to("list_endpoints")) == 1  # preflight ran once
-    fail_the_run(world)
-    replay = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
-    assert (replay.run.id, replay.created) == (submission.run.id, False)
+    assert submission.answer == "created"
+    assert [error.problem.extensions for error in raised] == [{"runId": submission.run.id}]
+    assert [run.id for run in world.runs.all_runs] == [submission.run.id]
 
 
-def test_a_request_finding_a_claim_whose_run_is_not_stored_yet_waits_and_joins_it(world):
-    early = RunRecord.new(run_id="run-early", caller=COLLEAGUE, request=request(DIRECT_MODEL), at=world.clock())
-    early = early.transition(RunStatus.VALIDATING, at=world.clock()).transition(
-        RunStatus.PROVISIONING, at=world.clock()
+# Crash windows intake heals.
+
+
+def claimed_by_another_request(world, run_id: str) -> RunRecord:
+    """A deployment claimed by run `run_id` of a colleague's request that has not stored its run (yet); that run."""
+    allow(world, COLLEAGUE)
+    deployment_request = request(DIRECT_MODEL)
+    at = world.clock()
+    requester = DeploymentRequester(caller=COLLEAGUE, run_id=run_id, outcome="created", at=at)
+    spec = spec_for(deployment_request, plan(deployment_request), None)
+    deployment = Deployment.new(spec, run_id=run_id, requester=requester, at=at)
+    world.runs.create_deployment(deployment)
+    early = RunRecord.new(
+        run_id=run_id, caller=COLLEAGUE, request=deployment_request, at=at, deployment_id=deployment.id
     )
-    world.runs.claim_deployment(WORKSPACE_ID, DIRECT_MODEL, "run-early")
-    # The first request stores its run while the second is waiting for it.
-    world.waiting.on_sleep.append(lambda: world.runs.create(early))
-
-    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
-
-    assert (submission.run.id, submission.created) == ("run-early", False)
-    assert world.work.sent == []
-    assert 0 < world.waiting.slept < CLAIM_SETTLE_SECONDS
+    return early.transition(RunStatus.VALIDATING, at=at).transition(RunStatus.PROVISIONING, at=at)
 
 
 def test_a_claim_whose_run_never_appears_is_taken_over_after_the_settle_window(world):
-    world.runs.claim_deployment(WORKSPACE_ID, DIRECT_MODEL, "run-crashed")
+    world.runs.before_next("create", die)
+    with pytest.raises(WorkerDied):
+        world.submit(DIRECT_MODEL, ticket="CHG-1")
+    assert world.runs.all_runs == []
+    assert world.work.sent == []
 
-    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
+    submission = world.submit(DIRECT_MODEL, ticket="CHG-2")
 
-    assert submission.created
+    assert (submission.answer, submission.run.id) == ("created", "run-0002")
     assert world.waiting.slept >= CLAIM_SETTLE_SECONDS
-    assert world.runs.claim_deployment(WORKSPACE_ID, DIRECT_MODEL, "someone-else") == submission.run.id
-    assert len(world.work.sent) == 1
+    deployment = world.deployment()
+    assert (deployment.status.phase, deployment.status.current_run_id) == (Phase.PROVISIONING, "run-0002")
+    assert [item.run_id for item in deployment.requests] == ["run-0001", "run-0002"]
+    assert world.work.bodies == [{"run_id": "run-0002", "step": PROVISION, "attempt": 0}]
+    world.drain()
+    assert world.deployment().status.phase is Phase.READY
 
 
-def stored_failed_run(world, run_id, model):
-    run = RunRecord.new(run_id=run_id, caller=REQUESTER, request=request(model), at=world.clock())
-    failed = run.transition(RunStatus.FAILED, at=world.clock(), error=RunError(code="Crash", message="Worker died."))
-    world.runs.create(failed)
-    return failed
+def test_a_run_that_failed_while_its_deployment_was_left_provisioning_is_caught_up(world):
+    first = world.submit(DIRECT_MODEL).run
+    world.ml.fail_next("begin_create_endpoint", PERMANENT)
+    world.runs.before_next("save_deployment", die)  # the worker dies between failing the run and the deployment
+    with pytest.raises(WorkerDied):
+        world.drain()
+    assert world.run(first.id).status is RunStatus.FAILED
+    assert world.deployment().status.phase is Phase.PROVISIONING
+
+    second = world.submit(DIRECT_MODEL, ticket="CHG-2")
+
+    assert (second.answer, second.run.operation) == ("created", "deploy")
+    assert world.waiting.slept == 0
+    # Caught up to Failed, the deployment was made afresh rather than its claim taken over.
+    assert [item.ticket for item in world.deployment().requests] == ["CHG-2"]
+    world.drain()
+    assert world.deployment().status.phase is Phase.READY
+
+
+def test_a_run_that_succeeded_while_its_deployment_was_left_provisioning_is_caught_up(world):
+    first = world.deploy()
+    world.runs.update_deployment(
+        first.deployment_id, lambda current: current.changed(at=world.clock(), phase=Phase.PROVISIONING)
+    )
+
+    submission = world.submit(DIRECT_MODEL)
+
+    assert (submission.answer, submission.run) == ("ready", None)
+    assert world.deployment().status.phase is Phase.READY
+    assert world.waiting.slept == 0
+    assert len(world.runs.all_runs) == 1
 
 
 # The queue intake.
@@ -402,7 +790,7 @@ def test_a_queue_message_becomes_a_run_for_its_requester_and_ticket(world):
     submission = world.service.intake_message(queue_body(), message_id="m-1")
 
     run = submission.run
-    assert submission.created
+    assert submission.answer == "created"
     assert (run.caller, run.ticket, run.request.ticket) == (REQUESTER, "INC-1", "INC-1")
     assert run.status is RunStatus.PROVISIONING
     assert run.idempotency_key.startswith("message:")
@@ -415,9 +803,22 @@ def test_the_same_message_delivered_twice_makes_one_run(world):
 
     again = world.service.intake_message(queue_body() + "\n", message_id="m-2")
 
-    assert (again.run, again.created) == (first.run, False)
+    assert (again.answer, again.run) == ("replayed", first.run)
     assert len(world.runs.all_runs) == 1
     assert len(world.work.sent) == 1
+
+
+def test_a_queue_request_for_a_ready_deployment_is_answered_by_events_with_its_ticket(world):
+    world.deploy()
+    world.events.sent.clear()
+
+    submission = world.service.intake_message(queue_body(ticket="INC-8"), message_id="m-1")
+
+    assert submission.answer == "ready"
+    assert [(body["type"].rsplit(".", 1)[-1], body["data"]["ticket"]) for body in world.events.bodies] == [
+        ("accepted", "INC-8"),
+        ("succeeded", "INC-8"),
+    ]
 
 
 def test_a_queue_request_that_preflight_refuses_is_announced_with_its_ticket(world):
@@ -476,37 +877,35 @@ def test_a_message_missing_its_ticket_is_poisoned_without_an_event(world):
     assert world.events.sent == []
 
 
-def test_a_delete_message_is_poisoned_as_not_supported_yet(world):
-    body = queue_body(type="delete", ticket="INC-3")
-
-    assert world.service.intake_message(body, message_id="m-1") is None
-
-    assert world.poison.raw == [body]
-    (event,) = world.events.bodies
-    assert event["data"]["error"]["message"] == "Request type 'delete' is not supported yet."
-    assert event["data"]["error"]["details"] == []
-    assert world.runs.all_runs == []
-
-
 # Reads.
 
 
 def test_runs_are_read_back_by_id_and_listed_by_filter(world):
-    accepted = world.service.submit(request(DIRECT_MODEL, ticket="T-1"), caller=REQUESTER).run
-    rejected = world.service.submit(request(MARKETPLACE_MODEL, ticket="T-2"), caller="someone-else").run
+    accepted = world.submit(DIRECT_MODEL, ticket="T-1").run
+    rejected = world.submit(MARKETPLACE_MODEL, caller="someone-else", ticket="T-2").run
 
     assert world.service.get(accepted.id) == accepted
     assert world.service.get("no-such-run") is None
-    by_status = world.service.list(
-        workspace_id=WORKSPACE_ID, status="Rejected", ticket=None, page_size=10, continuation_token=None
-    )
+    by_status = world.service.list(workspace_id=WORKSPACE_ID, status="Rejected", page_size=10)
     assert [run.id for run in by_status.runs] == [rejected.id]
-    first_page = world.service.list(workspace_id=None, status=None, ticket=None, page_size=1, continuation_token=None)
-    second_page = world.service.list(
-        workspace_id=None, status=None, ticket=None, page_size=1, continuation_token=first_page.continuation_token
-    )
+    by_deployment = world.service.list(deployment_id=world.deployment().id)
+    assert [run.id for run in by_deployment.runs] == [accepted.id]
+    first_page = world.service.list(page_size=1)
+    second_page = world.service.list(page_size=1, continuation_token=first_page.continuation_token)
     assert [run.id for run in first_page.runs + second_page.runs] == [accepted.id, rejected.id]
     assert second_page.continuation_token is None
+
+
+def test_deployments_are_read_back_by_id_and_listed_by_filter(world):
+    world.deploy(MARKETPLACE_MODEL)
+    world.submit(DIRECT_MODEL)
+    ready, provisioning = sorted(world.runs.all_deployments, key=lambda item: item.status.phase != Phase.READY)
+
+    assert world.service.get_deployment(ready.id) == ready
+    assert world.service.get_deployment("no-such-deployment") is None
+    assert [item.id for item in world.service.list_deployments(phase="Ready").deployments] == [ready.id]
+    by_model = world.service.list_deployments(model_id=DIRECT_MODEL.upper(), workspace_id=WORKSPACE_ID.upper())
+    assert [item.id for item in by_model.deployments] == [provisioning.id]
 
 
 def test_the_service_exposes_its_catalog(world):

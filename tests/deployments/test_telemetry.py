@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from shared.azure_errors import AzureCallError
 from shared.deployments.preflight import plan_for
-from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE, WorkItem
+from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, WorkItem
 from shared.runs import RunStatus
 from shared.telemetry import BrokerTelemetry
 
@@ -74,7 +74,7 @@ def world(recorded):
 
 def submit(world, model=MARKETPLACE_MODEL):
     submission = world.service.submit(request(model), caller=REQUESTER)
-    assert submission.created
+    assert submission.answer == "created"
     return submission.run
 
 
@@ -94,6 +94,7 @@ def test_a_marketplace_deployment_traces_each_step_and_counts_one_success(world,
         (PROVISION, "waiting"),
         (PROVISION, "advanced"),
         (STORE_KEYS, "advanced"),
+        (VERIFY, "advanced"),
     ]
     assert {span.attributes["broker.run_id"] for span in recorded.spans_named("deployment.step")} == {run.id}
     assert recorded.finished() == {"Succeeded": 1}
@@ -134,10 +135,36 @@ def test_a_transient_error_is_a_retried_step_and_a_stale_message_a_dropped_one(w
     world.ml.fail_next("begin_create_endpoint", AzureCallError(429, "TooManyRequests", "Slow down.", retry_after=5))
 
     world.step()
-    world.workflow.advance(WorkItem(run.id, SUBSCRIBE))
+    world.deliver(WorkItem(run.id, SUBSCRIBE))
 
     assert recorded.steps() == [(PROVISION, "retried"), (SUBSCRIBE, "dropped")]
     assert recorded.finished() == {}
+
+
+def test_a_request_a_ready_deployment_answers_runs_nothing_and_counts_nothing(world, recorded):
+    run = submit(world)
+    world.drain()
+    steps_before = recorded.steps()
+
+    submission = world.service.submit(request(MARKETPLACE_MODEL), caller=REQUESTER)
+
+    assert (submission.answer, submission.run) == ("ready", None)
+    assert recorded.steps() == steps_before
+    assert recorded.finished() == {"Succeeded": 1}
+    first, again = recorded.spans_named("deployment.submit")
+    assert dict(first.attributes) == {"broker.run_id": run.id, "broker.created": True}
+    assert again.attributes["broker.created"] is False
+
+
+def test_a_failed_verification_is_a_failed_verify_step(world, recorded):
+    run = submit(world, DIRECT_MODEL)
+    world.step_until(VERIFY)
+    world.ml.set_endpoint_health(WORKSPACE_ID, run.endpoint.name, "Offline")
+
+    world.drain()
+
+    assert recorded.steps()[-1] == (VERIFY, "failed")
+    assert recorded.finished() == {"Failed": 1}
 
 
 def test_a_rejected_request_is_counted_and_its_problem_named_on_the_intake_span(recorded):

@@ -1,14 +1,16 @@
 """The provisioning workflow, driven one work message at a time as the worker would receive them."""
 
 import logging
+from datetime import timedelta
 
 import pytest
-from shared.deployments.work import PROVISION, STORE_KEYS, SUBSCRIBE, WorkItem
 
 from shared.azure_errors import AzureCallError
 from shared.deployments.preflight import plan_for
-from shared.deployments.workflow import StepFailedError, WorkflowTimings
+from shared.deployments.resource import ConditionType, Phase
+from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, StepTimings, WorkItem
 from shared.key_secrets import SECRET_CONTENT_TYPE
+from shared.lifecycle.settings import DEFAULT_KEY_VALIDITY_DAYS
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.redaction import REDACTED, default_registry
 from shared.runs import RunError, RunStatus
@@ -17,45 +19,49 @@ from .scenario import CATALOG, DIRECT_MODEL, MARKETPLACE_MODEL, REQUESTER, WORKS
 
 SUBSCRIPTION_NAME = "Cohere-command-r-08-2024-subscription"
 THROTTLED = AzureCallError(429, "TooManyRequests", "Rate limit exceeded.", retry_after=17)
+DEPLOY_STATUSES = [RunStatus.ACCEPTED, RunStatus.VALIDATING, RunStatus.SUBSCRIBING, RunStatus.PROVISIONING]
+FINISH_STATUSES = [RunStatus.STORING_KEYS, RunStatus.VERIFYING, RunStatus.SUCCEEDED]
 
 
 def submit(world, model=MARKETPLACE_MODEL, **fields):
     submission = world.service.submit(request(model, **fields), caller=REQUESTER)
-    assert submission.created
+    assert submission.answer == "created"
     return submission.run
 
 
-def plan_of(world, run_id):
-    return plan_for(world.runs.get(run_id).run.request, CATALOG)
+def plan_of(run):
+    return plan_for(run.request, CATALOG)
 
 
 def status_of(world, run_id):
-    return world.runs.get(run_id).run.status
+    return world.run(run_id).status
 
 
 def statuses(run):
     return [step.status for step in run.steps]
 
 
+def conditions(world):
+    return {item.type: (item.status, item.reason) for item in world.deployment().status.conditions}
+
+
+def key_versions(world, plan):
+    return [
+        len(world.secrets.versions[name.lower()]) for name in (plan.secret_names.primary, plan.secret_names.secondary)
+    ]
+
+
 # The happy paths.
 
 
-def test_a_marketplace_model_is_subscribed_provisioned_and_its_keys_stored(world):
+def test_a_marketplace_model_is_subscribed_provisioned_its_keys_stored_and_verified(world):
     run = submit(world, ticket="CHG-42", tags={"costCenter": "ai-1"}, content_safety="Disabled")
-    plan = plan_of(world, run.id)
+    plan = plan_of(run)
 
     world.drain()
 
-    done = world.runs.get(run.id).run
-    assert done.status is RunStatus.SUCCEEDED
-    assert statuses(done) == [
-        RunStatus.ACCEPTED,
-        RunStatus.VALIDATING,
-        RunStatus.SUBSCRIBING,
-        RunStatus.PROVISIONING,
-        RunStatus.STORING_KEYS,
-        RunStatus.SUCCEEDED,
-    ]
+    done = world.run(run.id)
+    assert statuses(done) == DEPLOY_STATUSES + FINISH_STATUSES
     # Each long-running operation was started once and polled by delayed messages, as ARM's Retry-After asked.
     assert [(m.body["step"], "operation_url" in m.body, m.delay_seconds) for m in world.processed] == [
         (SUBSCRIBE, False, 0),
@@ -65,9 +71,9 @@ def test_a_marketplace_model_is_subscribed_provisioned_and_its_keys_stored(world
         (PROVISION, True, 3.0),
         (PROVISION, True, 4.0),
         (STORE_KEYS, False, 0),
+        (VERIFY, False, 0),
     ]
-    assert len(world.ml.calls_to("begin_create_subscription")) == 1
-    assert world.ml.calls_to("begin_create_subscription")[0].kwargs == {"model_id": MARKETPLACE_MODEL}
+    assert [call.kwargs for call in world.ml.calls_to("begin_create_subscription")] == [{"model_id": MARKETPLACE_MODEL}]
     assert world.ml.subscription(WORKSPACE_ID, SUBSCRIPTION_NAME).status == "Subscribed"
     (create,) = world.ml.calls_to("begin_create_endpoint")
     assert create.args == (WORKSPACE_ID, plan.endpoint_name)
@@ -96,15 +102,26 @@ def test_a_marketplace_model_is_subscribed_provisioned_and_its_keys_stored(world
             "run": run.id,
             "keyType": key_type,
             MANAGED_BY_TAG: MANAGED_BY_VALUE,
+            # The dual-key rotation tags, as keys get a validity period by default.
+            "CredentialId": key_type,
+            "ProviderAddress": endpoint.id,
+            "ValidityPeriodDays": str(DEFAULT_KEY_VALIDITY_DAYS),
         }
+        assert version.secret.expires_on == world.clock() + timedelta(days=DEFAULT_KEY_VALIDITY_DAYS)
+
+    deployment = world.deployment()
+    assert (deployment.id, deployment.status.phase) == (done.deployment_id, Phase.READY)
+    assert (deployment.status.endpoint, deployment.status.secret_ids) == (done.endpoint, done.secret_ids)
+    assert (deployment.status.current_run_id, deployment.status.keys_run_id) == (run.id, run.id)
+    assert deployment.all_conditions_true
 
     assert world.event_types() == ["accepted", "succeeded"]
     succeeded = world.events.bodies[-1]
-    assert succeeded["subject"] == run.id
-    assert succeeded["id"] == f"{run.id}/succeeded"
-    assert succeeded["time"] == "2026-11-27T09:00:00Z"
+    assert (succeeded["subject"], succeeded["id"]) == (run.id, f"{run.id}/succeeded")
     assert succeeded["data"] == {
         "runId": run.id,
+        "deploymentId": deployment.id,
+        "operation": "deploy",
         "ticket": "CHG-42",
         "status": "Succeeded",
         "workspaceId": WORKSPACE_ID,
@@ -117,15 +134,44 @@ def test_a_marketplace_model_is_subscribed_provisioned_and_its_keys_stored(world
     }
 
 
+def test_each_step_records_what_it_saw_on_the_deployment(world):
+    submit(world)
+    pending = ("Unknown", "Pending")
+    assert set(conditions(world).values()) == {pending}
+
+    world.step_until(PROVISION)
+    world.clock.advance(60)
+    assert conditions(world) == {
+        ConditionType.SUBSCRIPTION_READY: ("True", "Subscribed"),
+        ConditionType.ENDPOINT_READY: pending,
+        ConditionType.KEYS_STORED: pending,
+        ConditionType.HEALTHY: pending,
+    }
+    world.step_until(STORE_KEYS)
+    assert conditions(world)[ConditionType.ENDPOINT_READY] == ("True", "Provisioned")
+    assert conditions(world)[ConditionType.KEYS_STORED] == pending
+    world.step_until(VERIFY)
+    assert conditions(world)[ConditionType.KEYS_STORED] == ("True", "Stored")
+    assert conditions(world)[ConditionType.HEALTHY] == pending
+    world.clock.advance(60)
+    world.drain()
+
+    assert conditions(world)[ConditionType.HEALTHY] == ("True", "Online")
+    transitions = {item.type: item.last_transition_time for item in world.deployment().status.conditions}
+    start = world.deployment().created_at
+    assert transitions[ConditionType.SUBSCRIPTION_READY] == start
+    assert transitions[ConditionType.ENDPOINT_READY] == transitions[ConditionType.KEYS_STORED]
+    assert transitions[ConditionType.HEALTHY] == world.clock()
+
+
 def test_endpoint_keys_appear_nowhere_but_in_key_vault(world, caplog):
     caplog.set_level(logging.DEBUG)
     run = submit(world)
 
     world.drain()
 
-    plan = plan_of(world, run.id)
-    keys = world.ml.endpoint_keys(WORKSPACE_ID, plan.endpoint_name)
-    written = world.everything_written() + caplog.text + repr(world.runs.get(run.id).run)
+    keys = world.ml.endpoint_keys(WORKSPACE_ID, plan_of(run).endpoint_name)
+    written = world.everything_written() + caplog.text + repr(world.run(run.id))
     assert keys.primary not in written
     assert keys.secondary not in written
     # The values are registered for scrubbing, should any log line ever carry one.
@@ -138,21 +184,23 @@ def test_a_model_sold_directly_skips_the_subscription(world):
 
     world.drain()
 
-    done = world.runs.get(run.id).run
+    done = world.run(run.id)
     assert done.status is RunStatus.SUCCEEDED
     assert RunStatus.SUBSCRIBING not in statuses(done)
     assert not [name for name in world.ml.call_names if "subscription" in name]
-    assert [m.body["step"] for m in world.processed] == [PROVISION, PROVISION, PROVISION, STORE_KEYS]
+    assert [m.body["step"] for m in world.processed] == [PROVISION, PROVISION, PROVISION, STORE_KEYS, VERIFY]
+    assert conditions(world)[ConditionType.SUBSCRIPTION_READY] == ("True", "NotRequired")
 
 
 def test_a_subscribed_subscription_is_reused(world):
     world.ml.add_subscription(WORKSPACE_ID, SUBSCRIPTION_NAME, MARKETPLACE_MODEL, status="Subscribed")
     run = submit(world)
+    world.ml.calls.clear()
 
     world.step()
 
     assert status_of(world, run.id) is RunStatus.PROVISIONING
-    assert world.ml.call_names == ["get_workspace", "list_endpoints", "get_subscription"]
+    assert world.ml.call_names == ["get_subscription"]
     assert world.work.bodies == [{"run_id": run.id, "step": PROVISION, "attempt": 0}]
     world.drain()
     assert status_of(world, run.id) is RunStatus.SUCCEEDED
@@ -170,14 +218,14 @@ def test_a_suspended_subscription_is_subscribed_again(world):
 
 
 def test_an_operation_without_retry_after_is_polled_at_the_configured_interval():
-    world = build_world(timings=WorkflowTimings(poll_seconds=2.5))
+    world = build_world(timings=StepTimings(poll_seconds=2.5))
     world.ml.operation_retry_after = None
     world.ml.poll_retry_after = None
     submit(world, DIRECT_MODEL)
 
     world.drain()
 
-    assert [m.delay_seconds for m in world.processed] == [0, 2.5, 2.5, 0]
+    assert [m.delay_seconds for m in world.processed] == [0, 2.5, 2.5, 0, 0]
 
 
 def test_a_write_that_finishes_at_once_is_confirmed_by_reading_the_resource_again(world):
@@ -194,17 +242,8 @@ def test_a_write_that_finishes_at_once_is_confirmed_by_reading_the_resource_agai
         (PROVISION, 0, 0),
         (PROVISION, 1, 1),
         (STORE_KEYS, 0, 0),
+        (VERIFY, 0, 0),
     ]
-
-
-def test_start_queues_the_step_matching_the_run_status(world):
-    run = submit(world, DIRECT_MODEL)
-    world.work.sent.clear()
-    storing = run.transition(RunStatus.STORING_KEYS, at=world.clock())
-
-    world.workflow.start(storing)
-
-    assert world.work.bodies == [{"run_id": run.id, "step": STORE_KEYS, "attempt": 0}]
 
 
 # Endpoints that are not ready yet.
@@ -219,10 +258,11 @@ def test_an_endpoint_still_creating_after_its_operation_is_polled_again(world):
     assert status_of(world, run.id) is RunStatus.PROVISIONING
     again = world.work.sent[-1]
     assert again.body["step"] == PROVISION
-    assert again.delay_seconds == WorkflowTimings().poll_seconds
+    assert again.delay_seconds == StepTimings().poll_seconds
 
-    plan = plan_of(world, run.id)
+    plan = plan_of(run)
     world.ml.set_endpoint_state(WORKSPACE_ID, plan.endpoint_name, "Succeeded")
+    world.ml.set_endpoint_health(WORKSPACE_ID, plan.endpoint_name, "Online")
     world.drain()
     assert status_of(world, run.id) is RunStatus.SUCCEEDED
     assert len(world.ml.calls_to("begin_create_endpoint")) == 1
@@ -230,26 +270,158 @@ def test_an_endpoint_still_creating_after_its_operation_is_polled_again(world):
 
 def test_a_creating_endpoint_found_without_an_operation_is_watched_not_created_again(world):
     run = submit(world, DIRECT_MODEL)
-    plan = plan_of(world, run.id)
-    world.ml.add_endpoint(WORKSPACE_ID, plan.endpoint_name, DIRECT_MODEL, provisioning_state="Creating")
+    world.ml.add_endpoint(WORKSPACE_ID, plan_of(run).endpoint_name, DIRECT_MODEL, provisioning_state="Creating")
 
     message = world.step()
 
     assert message.body == {"run_id": run.id, "step": PROVISION, "attempt": 0}
     assert world.work.sent[-1].body == message.body
-    assert world.work.sent[-1].delay_seconds == WorkflowTimings().poll_seconds
+    assert world.work.sent[-1].delay_seconds == StepTimings().poll_seconds
     assert world.ml.calls_to("begin_create_endpoint") == []
 
 
 def test_a_failed_endpoint_found_without_an_operation_is_created_again(world):
     run = submit(world, DIRECT_MODEL)
-    plan = plan_of(world, run.id)
-    world.ml.add_endpoint(WORKSPACE_ID, plan.endpoint_name, DIRECT_MODEL, provisioning_state="Failed")
+    world.ml.add_endpoint(WORKSPACE_ID, plan_of(run).endpoint_name, DIRECT_MODEL, provisioning_state="Failed")
 
     world.drain()
 
     assert status_of(world, run.id) is RunStatus.SUCCEEDED
     assert len(world.ml.calls_to("begin_create_endpoint")) == 1
+
+
+# Storing keys: a new version only where Key Vault's differs.
+
+
+def test_keys_key_vault_already_holds_are_not_written_again(world):
+    plan = plan_for(request(DIRECT_MODEL), CATALOG)
+    world.ml.add_endpoint(WORKSPACE_ID, plan.endpoint_name, DIRECT_MODEL, tags={MANAGED_BY_TAG: MANAGED_BY_VALUE})
+    keys = world.ml.endpoint_keys(WORKSPACE_ID, plan.endpoint_name)
+    for name, value in ((plan.secret_names.primary, keys.primary), (plan.secret_names.secondary, keys.secondary)):
+        world.secrets.set_secret(name, value, content_type=SECRET_CONTENT_TYPE, tags={})
+    world.secrets.calls.clear()
+
+    run = submit(world, DIRECT_MODEL)
+    assert run.status is RunStatus.STORING_KEYS
+    world.drain()
+
+    done = world.run(run.id)
+    assert done.status is RunStatus.SUCCEEDED
+    assert world.secrets.calls_to("set_secret") == []
+    assert key_versions(world, plan) == [1, 1]
+    assert done.steps[-2].detail == "Key Vault already holds the current keys"
+    assert done.secret_ids.primary == world.secrets.latest(plan.secret_names.primary).secret.id
+
+
+@pytest.mark.parametrize(
+    ("break_it", "versions"),
+    [
+        ("disable primary", [2, 1]),
+        ("delete secondary", [1, 1]),
+        ("regenerate primary and disable secondary", [2, 2]),
+    ],
+)
+def test_a_repair_writes_a_key_only_where_key_vault_is_missing_disabled_or_different(world, break_it, versions):
+    first = world.deploy()
+    plan = plan_of(first)
+    endpoint = plan.endpoint_name
+    if break_it == "disable primary":
+        world.secrets.set_enabled(plan.secret_names.primary, False)
+    elif break_it == "delete secondary":
+        world.secrets.delete_secret(plan.secret_names.secondary)
+    else:
+        world.ml.regenerate_key(WORKSPACE_ID, endpoint, "primary")
+        world.secrets.set_enabled(plan.secret_names.secondary, False)
+    world.secrets.calls.clear()
+
+    repair = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
+    world.drain()
+
+    assert repair.answer == "repair"
+    assert repair.run.status is RunStatus.STORING_KEYS
+    assert world.run(repair.run.id).status is RunStatus.SUCCEEDED
+    assert key_versions(world, plan) == versions
+    keys = world.ml.endpoint_keys(WORKSPACE_ID, endpoint)
+    assert world.secrets.latest(plan.secret_names.primary).value == keys.primary
+    assert world.secrets.latest(plan.secret_names.secondary).value == keys.secondary
+    written = {call.args[0] for call in world.secrets.calls_to("set_secret")}
+    unchanged = {name for name in (plan.secret_names.primary, plan.secret_names.secondary) if name not in written}
+    assert all(world.secrets.latest(name).secret.tags["run"] == first.id for name in unchanged)
+    assert all(world.secrets.latest(name).secret.tags["run"] == repair.run.id for name in written)
+    assert world.deployment().status.phase is Phase.READY
+
+
+# Verifying: Succeeded only when Azure reports every condition True.
+
+
+def test_verification_fails_the_run_when_a_condition_stays_false(world):
+    run = submit(world, DIRECT_MODEL, ticket="CHG-5")
+    world.step_until(VERIFY)
+    world.ml.set_endpoint_health(WORKSPACE_ID, plan_of(run).endpoint_name, "Offline")
+
+    world.drain()
+
+    failed = world.run(run.id)
+    assert statuses(failed)[-2:] == [RunStatus.VERIFYING, RunStatus.FAILED]
+    assert failed.error.code == "DeploymentNotHealthy"
+    assert "Healthy=False (EndpointOffline" in failed.error.message
+    assert [m.body["step"] for m in world.processed].count(VERIFY) == 1
+    deployment = world.deployment()
+    assert (deployment.status.phase, deployment.status.error) == (Phase.FAILED, failed.error)
+    # The deployment says what failed, not what was still pending.
+    assert conditions(world)[ConditionType.HEALTHY] == ("False", "EndpointOffline")
+    assert conditions(world)[ConditionType.SUBSCRIPTION_READY] == ("True", "NotRequired")
+    assert world.event_types() == ["accepted", "failed"]
+    assert world.events.bodies[-1]["data"]["ticket"] == "CHG-5"
+
+
+def test_a_key_secret_disabled_before_verification_fails_it(world):
+    run = submit(world, DIRECT_MODEL)
+    world.step_until(VERIFY)
+    world.secrets.set_enabled(plan_of(run).secret_names.secondary, False)
+
+    world.drain()
+
+    assert world.run(run.id).error.code == "DeploymentNotHealthy"
+    assert conditions(world)[ConditionType.KEYS_STORED] == ("False", "SecretsDisabled")
+
+
+def test_verification_looks_again_while_the_endpoint_is_settling(world):
+    run = submit(world, DIRECT_MODEL)
+    world.step_until(VERIFY)
+    endpoint = plan_of(run).endpoint_name
+    world.ml.set_endpoint_health(WORKSPACE_ID, endpoint, "Reinstating")
+
+    world.step()
+    world.step()
+
+    assert status_of(world, run.id) is RunStatus.VERIFYING
+    assert [(m.body, m.delay_seconds) for m in world.work.sent] == [
+        ({"run_id": run.id, "step": VERIFY, "attempt": 2}, StepTimings().poll_seconds)
+    ]
+    assert conditions(world)[ConditionType.HEALTHY] == ("False", "EndpointReinstating")
+    assert world.event_types() == ["accepted"]
+
+    world.ml.set_endpoint_health(WORKSPACE_ID, endpoint, "Online")
+    world.drain()
+
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert conditions(world)[ConditionType.HEALTHY] == ("True", "Online")
+    assert world.deployment().status.phase is Phase.READY
+
+
+def test_verification_gives_up_on_an_endpoint_that_never_settles():
+    world = build_world(timings=StepTimings(max_verify_attempts=3))
+    run = submit(world, DIRECT_MODEL)
+    world.step_until(VERIFY)
+    world.ml.set_endpoint_health(WORKSPACE_ID, plan_of(run).endpoint_name, "Reinstating")
+
+    world.drain()
+
+    assert [m.body["attempt"] for m in world.processed if m.body["step"] == VERIFY] == [0, 1, 2, 3]
+    failed = world.run(run.id)
+    assert failed.error.code == "DeploymentNotHealthy"
+    assert "EndpointReinstating" in failed.error.message
 
 
 # Stale and duplicate deliveries.
@@ -261,6 +433,7 @@ def test_a_duplicate_delivery_of_a_finished_step_is_dropped(world):
     calls_before = len(world.ml.calls)
 
     world.service.advance(world.processed[0].text)
+    world.deliver(WorkItem(run.id, VERIFY))
 
     assert len(world.ml.calls) == calls_before
     assert world.work.sent == []
@@ -271,18 +444,48 @@ def test_a_duplicate_delivery_of_a_finished_step_is_dropped(world):
 def test_a_message_for_a_later_step_than_the_run_reached_is_dropped(world):
     run = submit(world)
 
-    world.workflow.advance(WorkItem(run.id, STORE_KEYS))
+    world.deliver(WorkItem(run.id, STORE_KEYS))
 
     assert world.ml.calls_to("list_keys") == []
     assert status_of(world, run.id) is RunStatus.SUBSCRIBING
 
 
 def test_a_message_for_an_unknown_run_is_dropped_with_a_warning(world, caplog):
-    world.workflow.advance(WorkItem("no-such-run", PROVISION))
+    world.deliver(WorkItem("no-such-run", PROVISION))
 
     assert world.ml.calls == []
     assert "no-such-run" in caplog.text
     assert caplog.records[-1].levelno == logging.WARNING
+
+
+def taken_over(world, run_id: str):
+    """Another run has become the deployment's current run (as a take-over after a settle window would)."""
+    world.runs.update_deployment(
+        world.run(run_id).deployment_id, lambda current: current.changed(at=world.clock(), current_run_id="run-newer")
+    )
+    return world.deployment()
+
+
+def test_a_run_that_is_no_longer_current_finishes_without_touching_the_deployment(world):
+    run = submit(world)
+    before = taken_over(world, run.id)
+
+    world.drain()
+
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    assert world.deployment() == before
+    assert before.status.phase is Phase.PROVISIONING
+
+
+def test_a_stale_run_that_fails_does_not_fail_the_deployment(world):
+    run = submit(world, DIRECT_MODEL)
+    before = taken_over(world, run.id)
+    world.ml.fail_next("begin_create_endpoint", AzureCallError(400, "BadRequest", "Invalid body."))
+
+    world.drain()
+
+    assert status_of(world, run.id) is RunStatus.FAILED
+    assert world.deployment() == before
 
 
 # Transient and permanent Azure errors.
@@ -309,7 +512,7 @@ def test_a_transient_error_without_retry_after_backs_off_exponentially(world, at
     world.work.sent.clear()
     world.ml.fail_next("get_endpoint", AzureCallError(503, "ServiceUnavailable", "Busy."))
 
-    world.workflow.advance(WorkItem(run.id, PROVISION, attempt=attempt))
+    world.deliver(WorkItem(run.id, PROVISION, attempt=attempt))
 
     assert world.work.sent[0].body["attempt"] == attempt + 1
     assert world.work.sent[0].delay_seconds == delay
@@ -338,33 +541,37 @@ def test_a_transient_key_vault_error_is_retried(world):
 
 
 def test_exhausting_the_transient_attempts_fails_the_run_with_azures_code():
-    world = build_world(timings=WorkflowTimings(max_transient_attempts=2))
+    world = build_world(timings=StepTimings(max_transient_attempts=2))
     run = submit(world, DIRECT_MODEL)
     world.ml.fail_next("begin_create_endpoint", THROTTLED, times=3)
 
     world.drain()
 
     assert [m.body["attempt"] for m in world.processed] == [0, 1, 2]
-    failed = world.runs.get(run.id).run
+    failed = world.run(run.id)
     assert failed.status is RunStatus.FAILED
     assert failed.error == RunError(code="TooManyRequests", message="Rate limit exceeded.")
     assert world.event_types() == ["accepted", "failed"]
-    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) is None
+    assert world.deployment().status.phase is Phase.FAILED
 
 
-def test_a_permanent_error_fails_the_run_releases_the_claim_and_announces_it(world):
+def test_a_permanent_error_fails_the_run_and_the_deployment_and_announces_it(world):
     run = submit(world, DIRECT_MODEL, ticket="CHG-7")
-    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) == run.id
     denied = AzureCallError(403, "AuthorizationFailed", "The client does not have authorization to perform action.")
     world.ml.fail_next("begin_create_endpoint", denied)
 
     world.drain()
 
-    failed = world.runs.get(run.id).run
+    failed = world.run(run.id)
     assert failed.status is RunStatus.FAILED
-    assert failed.error.code == "AuthorizationFailed"
-    assert failed.error.message == denied.message
-    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) is None
+    assert (failed.error.code, failed.error.message) == ("AuthorizationFailed", denied.message)
+    deployment = world.deployment()
+    assert (deployment.status.phase, deployment.status.error, deployment.status.current_run_id) == (
+        Phase.FAILED,
+        failed.error,
+        run.id,
+    )
+    assert deployment.is_gone
     assert world.event_types() == ["accepted", "failed"]
     event = world.events.bodies[-1]
     assert event["data"]["ticket"] == "CHG-7"
@@ -378,8 +585,9 @@ def test_a_permanent_key_vault_error_fails_the_run_without_secret_ids(world):
 
     world.drain()
 
-    failed = world.runs.get(run.id).run
+    failed = world.run(run.id)
     assert (failed.status, failed.error.code, failed.secret_ids) == (RunStatus.FAILED, "Forbidden", None)
+    assert world.deployment().status.secret_ids is None
 
 
 # Operations and resources that end badly.
@@ -391,7 +599,7 @@ def test_a_subscription_operation_that_fails_fails_the_run_with_its_error(world)
 
     world.drain()
 
-    failed = world.runs.get(run.id).run
+    failed = world.run(run.id)
     assert failed.status is RunStatus.FAILED
     assert failed.error == RunError(
         code="MarketplaceSubscriptionPurchaseFailed", message="Purchase eligibility check failed."
@@ -399,7 +607,7 @@ def test_a_subscription_operation_that_fails_fails_the_run_with_its_error(world)
     assert RunStatus.PROVISIONING not in statuses(failed)
     assert world.ml.calls_to("begin_create_endpoint") == []
     assert world.event_types() == ["accepted", "failed"]
-    assert world.runs.deployment_holder(WORKSPACE_ID, MARKETPLACE_MODEL) is None
+    assert world.deployment().status.phase is Phase.FAILED
 
 
 def test_an_endpoint_operation_that_fails_fails_the_run_with_its_error(world):
@@ -408,7 +616,7 @@ def test_an_endpoint_operation_that_fails_fails_the_run_with_its_error(world):
 
     world.drain()
 
-    failed = world.runs.get(run.id).run
+    failed = world.run(run.id)
     assert failed.error == RunError(code="QuotaExceeded", message="Not enough quota in eastus2.")
     assert failed.secret_ids is None
     assert world.secrets.calls == []
@@ -420,7 +628,7 @@ def test_an_operation_that_fails_without_an_error_body_still_explains_itself(wor
 
     world.drain()
 
-    assert world.runs.get(run.id).run.error == RunError(code="OperationFailed", message="Azure reported failure.")
+    assert world.run(run.id).error == RunError(code="OperationFailed", message="Azure reported failure.")
 
 
 def test_a_subscription_that_ends_unsubscribed_fails_the_run(world):
@@ -429,7 +637,7 @@ def test_a_subscription_that_ends_unsubscribed_fails_the_run(world):
 
     world.drain()
 
-    failed = world.runs.get(run.id).run
+    failed = world.run(run.id)
     assert failed.error.code == "MarketplaceSubscriptionNotActive"
     assert f"'{SUBSCRIPTION_NAME}' finished creating but is Suspended" in failed.error.message
 
@@ -442,7 +650,7 @@ def test_a_subscription_that_vanishes_after_its_operation_fails_the_run(world):
 
     world.drain()
 
-    assert "is missing" in world.runs.get(run.id).run.error.message
+    assert "is missing" in world.run(run.id).error.message
 
 
 def test_an_endpoint_that_ends_failed_after_its_operation_fails_the_run(world):
@@ -451,20 +659,19 @@ def test_an_endpoint_that_ends_failed_after_its_operation_fails_the_run(world):
 
     world.drain()
 
-    failed = world.runs.get(run.id).run
+    failed = world.run(run.id)
     assert failed.error.code == "EndpointProvisioningFailed"
     assert "ended Canceled" in failed.error.message
 
 
 def test_an_endpoint_that_disappears_before_its_keys_are_stored_fails_the_run(world):
     run = submit(world, DIRECT_MODEL)
-    while world.work.sent and world.work.sent[0].body["step"] != STORE_KEYS:
-        world.step()
+    world.step_until(STORE_KEYS)
     world.ml.endpoints.clear()
 
     world.drain()
 
-    failed = world.runs.get(run.id).run
+    failed = world.run(run.id)
     assert failed.error.code == "EndpointNotFound"
     assert RunStatus.SUCCEEDED not in statuses(failed)
 
@@ -481,17 +688,16 @@ def test_failing_a_run_another_worker_already_finished_keeps_the_outcome(world):
 
     world.drain()
 
-    final = world.runs.get(run.id).run
+    final = world.run(run.id)
     assert final.error == earlier
     assert statuses(final).count(RunStatus.FAILED) == 1
     assert world.runs.conflicts == 1
-    assert world.runs.deployment_holder(WORKSPACE_ID, DIRECT_MODEL) is None
+    assert world.deployment().status.error == earlier
 
 
 def test_a_step_whose_save_loses_a_race_is_reapplied_on_the_latest_record(world):
     run = submit(world, DIRECT_MODEL)
-    while world.work.sent[0].body["step"] != STORE_KEYS:
-        world.step()
+    world.step_until(STORE_KEYS)
 
     def touch():
         # A concurrent writer re-saves the record unchanged in content but with a fresh ETag.
@@ -514,20 +720,3 @@ def test_an_unexpected_error_is_left_to_the_host_to_retry(world):
         world.step()
 
     assert status_of(world, run.id) is RunStatus.PROVISIONING
-
-
-# Small parts.
-
-
-@pytest.mark.parametrize(
-    ("attempt", "retry_after", "expected"),
-    [(0, None, 1.0), (4, None, 16.0), (9, None, 60.0), (9, 3.0, 3.0), (0, 0.0, 1.0)],
-)
-def test_backoff_prefers_retry_after_and_caps_the_exponent(attempt, retry_after, expected):
-    assert WorkflowTimings().backoff(attempt, retry_after) == expected
-
-
-def test_a_step_failure_carries_azures_code_and_message():
-    failure = StepFailedError("QuotaExceeded", "No quota.")
-
-    assert (failure.code, failure.message, str(failure)) == ("QuotaExceeded", "No quota.", "QuotaExceeded: No quota.")

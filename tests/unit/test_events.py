@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -6,12 +7,15 @@ from shared.events import (
     DEFAULT_SOURCE,
     EVENT_TYPE_PREFIX,
     EventKind,
+    accepted_event,
     deployment_event,
     event_kind_for,
     malformed_request_rejected_event,
+    outcome_events,
+    ready_events,
 )
 from shared.requests import DeploymentRequest
-from shared.runs import EndpointInfo, RunError, RunRecord, RunStatus, SecretIds
+from shared.runs import EndpointInfo, RunError, RunRecord, RunRequester, RunStatus, SecretIds
 
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
 WS = f"/subscriptions/{SUB}/resourceGroups/rg-ai/providers/Microsoft.MachineLearningServices/workspaces/proj-a"
@@ -26,19 +30,30 @@ SECRETS = SecretIds(
 )
 
 
+DEPLOYMENT_ID = "proj-a--deepseek-r1--0123456789"
+
+
 def accepted() -> RunRecord:
     request = DeploymentRequest(workspace_id=WS, model_id=MODEL)
-    return RunRecord.new(run_id="run-1", caller="oid", request=request, at=T0, ticket="INC-7")
+    return RunRecord.new(
+        run_id="run-1", caller="oid", request=request, at=T0, ticket="INC-7", deployment_id=DEPLOYMENT_ID
+    )
 
 
-def succeeded() -> RunRecord:
+def succeeded(run: RunRecord | None = None) -> RunRecord:
     return (
-        accepted()
+        (run or accepted())
         .transition(RunStatus.VALIDATING, at=T0)
         .transition(RunStatus.PROVISIONING, at=T0, endpoint=ENDPOINT)
         .transition(RunStatus.STORING_KEYS, at=T0)
-        .transition(RunStatus.SUCCEEDED, at=T0, secret_ids=SECRETS)
+        .transition(RunStatus.VERIFYING, at=T0, secret_ids=SECRETS)
+        .transition(RunStatus.SUCCEEDED, at=T0)
     )
+
+
+def joined_by(run: RunRecord, *tickets: str | None) -> RunRecord:
+    joiners = tuple(RunRequester(caller=f"oid-{index}", ticket=ticket, at=T0) for index, ticket in enumerate(tickets))
+    return run.with_changes(at=T0, joined=joiners)
 
 
 @pytest.mark.parametrize(
@@ -79,6 +94,8 @@ def test_a_succeeded_event_carries_the_endpoint_and_secret_ids():
         "datacontenttype": "application/json",
         "data": {
             "runId": "run-1",
+            "deploymentId": DEPLOYMENT_ID,
+            "operation": "deploy",
             "ticket": "INC-7",
             "status": "Succeeded",
             "workspaceId": WS,
@@ -117,7 +134,99 @@ def test_a_rejected_event_carries_the_error():
 
 
 def test_republishing_an_outcome_yields_the_same_event_id():
-    assert deployment_event(succeeded(), time=T0)["id"] == deployment_event(succeeded(), time=T0 + timedelta(1))["id"]
+    first = deployment_event(succeeded(), time=T0)
+    again = deployment_event(succeeded(), time=T0 + timedelta(1))
+
+    assert first["id"] == again["id"] == "run-1/succeeded"
+    assert first["time"] != again["time"]
+
+
+def test_a_run_announces_its_outcome_once_to_every_request_it_answers():
+    run = succeeded(joined_by(accepted(), "CHG-2", None, "CHG-4"))
+
+    events = outcome_events(run, time=T0)
+
+    assert [event["id"] for event in events] == [
+        "run-1/succeeded",
+        "run-1/succeeded/1",
+        "run-1/succeeded/2",
+        "run-1/succeeded/3",
+    ]
+    assert [event["data"]["ticket"] for event in events] == ["INC-7", "CHG-2", None, "CHG-4"]
+    assert {event["subject"] for event in events} == {"run-1"}
+    assert {event["type"] for event in events} == {EventKind.SUCCEEDED.event_type}
+    # Apart from the ticket, every requester hears the same outcome.
+    assert len({json.dumps({**event["data"], "ticket": None}, sort_keys=True) for event in events}) == 1
+
+
+def test_a_run_nobody_joined_announces_its_outcome_once():
+    (event,) = outcome_events(succeeded(), time=T0)
+
+    assert event == deployment_event(succeeded(), time=T0)
+
+
+def test_a_joiner_gets_its_own_accepted_event_carrying_the_runs_current_status():
+    run = joined_by(
+        accepted().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.PROVISIONING, at=T0), "CHG-2"
+    )
+
+    first, joiner = accepted_event(run, time=T0), accepted_event(run, time=T0, requester=1)
+
+    assert (first["id"], joiner["id"]) == ("run-1/accepted", "run-1/accepted/1")
+    assert {first["type"], joiner["type"]} == {EventKind.ACCEPTED.event_type}
+    assert (first["data"]["ticket"], joiner["data"]["ticket"]) == ("INC-7", "CHG-2")
+    assert first["data"]["status"] == joiner["data"]["status"] == "Provisioning"
+
+
+def ready_deployment() -> dict:
+    return {
+        "id": DEPLOYMENT_ID,
+        "spec": {"workspaceId": WS, "modelId": MODEL, "endpointName": "ep"},
+        "status": {
+            "phase": "Ready",
+            "endpoint": {"name": "ep", "id": ENDPOINT.id, "scoringUri": ENDPOINT.scoring_uri},
+            "secretIds": {"primary": SECRETS.primary, "secondary": SECRETS.secondary},
+            "currentRunId": "run-3",
+            "keysRunId": "run-1",
+        },
+    }
+
+
+def test_a_request_answered_by_a_ready_deployment_gets_accepted_then_succeeded_naming_the_keys_run():
+    accepted_now, succeeded_now = ready_events(ready_deployment(), ticket="CHG-9", request_number=4, time=T0)
+
+    assert [accepted_now["type"], succeeded_now["type"]] == [
+        EventKind.ACCEPTED.event_type,
+        EventKind.SUCCEEDED.event_type,
+    ]
+    assert [accepted_now["id"], succeeded_now["id"]] == [
+        f"{DEPLOYMENT_ID}/request-4/accepted",
+        f"{DEPLOYMENT_ID}/request-4/succeeded",
+    ]
+    assert accepted_now["subject"] == succeeded_now["subject"] == DEPLOYMENT_ID
+    assert accepted_now["data"] == succeeded_now["data"]
+    assert succeeded_now["data"] == {
+        "runId": "run-1",
+        "deploymentId": DEPLOYMENT_ID,
+        "operation": "deploy",
+        "ticket": "CHG-9",
+        "status": "Succeeded",
+        "workspaceId": WS,
+        "modelId": MODEL,
+        "endpointName": "ep",
+        "endpointId": ENDPOINT.id,
+        "scoringUri": ENDPOINT.scoring_uri,
+        "secretIds": {"primary": SECRETS.primary, "secondary": SECRETS.secondary},
+        "error": None,
+        "detail": "The deployment was already Ready; nothing was changed.",
+    }
+
+
+def test_each_request_a_ready_deployment_answers_gets_its_own_event_ids():
+    first = ready_events(ready_deployment(), ticket="CHG-9", request_number=4, time=T0)
+    second = ready_events(ready_deployment(), ticket="CHG-9", request_number=5, time=T0)
+
+    assert not {event["id"] for event in first} & {event["id"] for event in second}
 
 
 def test_intermediate_statuses_publish_nothing():

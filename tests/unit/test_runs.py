@@ -11,6 +11,7 @@ from shared.runs import (
     IllegalTransitionError,
     RunError,
     RunRecord,
+    RunRequester,
     RunStatus,
     SecretIds,
 )
@@ -53,7 +54,16 @@ def happy_path(run: RunRecord) -> RunRecord:
     run = run.transition(RunStatus.SUBSCRIBING, at=at())
     run = run.transition(RunStatus.PROVISIONING, at=at(), endpoint=ENDPOINT.model_copy(update={"scoring_uri": None}))
     run = run.transition(RunStatus.STORING_KEYS, at=at(), endpoint=ENDPOINT)
-    return run.transition(RunStatus.SUCCEEDED, at=at(), secret_ids=SECRETS, detail="keys stored")
+    run = run.transition(RunStatus.VERIFYING, at=at(), secret_ids=SECRETS, detail="keys stored")
+    return run.transition(RunStatus.SUCCEEDED, at=at(), detail="Azure reports every condition True")
+
+
+def verifying(run: RunRecord, **values) -> RunRecord:
+    return (
+        run.transition(RunStatus.VALIDATING, at=T0)
+        .transition(RunStatus.STORING_KEYS, at=T0)
+        .transition(RunStatus.VERIFYING, at=T0, **values)
+    )
 
 
 def test_a_new_run_is_accepted_with_one_step():
@@ -81,9 +91,10 @@ def test_the_happy_path_records_every_step_and_ends_succeeded():
         RunStatus.SUBSCRIBING,
         RunStatus.PROVISIONING,
         RunStatus.STORING_KEYS,
+        RunStatus.VERIFYING,
         RunStatus.SUCCEEDED,
     ]
-    assert run.updated_at == T0 + timedelta(minutes=5)
+    assert run.updated_at == T0 + timedelta(minutes=6)
     assert run.endpoint == ENDPOINT
     assert run.secret_ids == SECRETS
     assert run.created_at == T0
@@ -113,6 +124,8 @@ def test_re_entering_the_current_status_changes_nothing():
         ([RunStatus.VALIDATING, RunStatus.SUBSCRIBING], RunStatus.STORING_KEYS),
         ([RunStatus.VALIDATING, RunStatus.PROVISIONING], RunStatus.SUBSCRIBING),
         ([RunStatus.VALIDATING, RunStatus.PROVISIONING], RunStatus.REJECTED),
+        ([RunStatus.VALIDATING, RunStatus.STORING_KEYS], RunStatus.SUCCEEDED),
+        ([RunStatus.VALIDATING, RunStatus.VERIFYING], RunStatus.STORING_KEYS),
     ],
 )
 def test_illegal_transitions_raise(path, illegal):
@@ -145,13 +158,30 @@ def test_an_existing_broker_endpoint_goes_straight_to_storing_keys():
     assert run.status is RunStatus.STORING_KEYS
 
 
-def test_succeeded_requires_endpoint_and_secret_ids():
+def test_succeeded_is_reached_only_through_verifying():
     storing = new_run().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.STORING_KEYS, at=T0)
 
+    with pytest.raises(IllegalTransitionError, match="cannot go from StoringKeys to Succeeded"):
+        storing.transition(RunStatus.SUCCEEDED, at=T0, endpoint=ENDPOINT, secret_ids=SECRETS)
+    assert storing.transition(RunStatus.VERIFYING, at=T0).status is RunStatus.VERIFYING
+
+
+def test_verifying_may_fail_but_not_be_rejected():
+    run = verifying(new_run())
+    error = RunError(code="DeploymentNotHealthy", message="Healthy=False")
+
+    assert run.transition(RunStatus.FAILED, at=T0, error=error).error == error
+    with pytest.raises(IllegalTransitionError, match="cannot go from Verifying to Rejected"):
+        run.transition(RunStatus.REJECTED, at=T0, error=error)
+
+
+def test_succeeded_requires_endpoint_and_secret_ids():
     with pytest.raises(IllegalTransitionError, match="cannot succeed before its endpoint and secret ids are recorded"):
-        storing.transition(RunStatus.SUCCEEDED, at=T0, secret_ids=SECRETS)
+        verifying(new_run(), secret_ids=SECRETS).transition(RunStatus.SUCCEEDED, at=T0)
     with pytest.raises(IllegalTransitionError, match="cannot succeed before"):
-        storing.transition(RunStatus.SUCCEEDED, at=T0, endpoint=ENDPOINT)
+        verifying(new_run(), endpoint=ENDPOINT).transition(RunStatus.SUCCEEDED, at=T0)
+    done = verifying(new_run(), endpoint=ENDPOINT, secret_ids=SECRETS).transition(RunStatus.SUCCEEDED, at=T0)
+    assert done.is_terminal
 
 
 @pytest.mark.parametrize("status", [RunStatus.REJECTED, RunStatus.FAILED])
@@ -182,9 +212,50 @@ def test_delete_runs_take_their_own_path():
     assert deleted.is_terminal
 
 
-def test_deploy_runs_never_delete():
-    with pytest.raises(IllegalTransitionError, match=r"A deploy run \(run-1\) never enters Deleting."):
-        new_run().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.DELETING, at=T0)
+@pytest.mark.parametrize("operation", ["deploy", "repair"])
+def test_deploy_and_repair_runs_never_delete(operation):
+    validating = new_run(operation=operation).transition(RunStatus.VALIDATING, at=T0)
+
+    with pytest.raises(IllegalTransitionError, match=rf"A {operation} run \(run-1\) never enters Deleting."):
+        validating.transition(RunStatus.DELETING, at=T0)
+
+
+@pytest.mark.parametrize("status", [RunStatus.SUBSCRIBING, RunStatus.PROVISIONING, RunStatus.STORING_KEYS])
+def test_a_repair_run_may_start_at_any_provisioning_step(status):
+    run = new_run(operation="repair", deployment_id="proj-a--deepseek-r1--0123456789")
+
+    started = run.transition(RunStatus.VALIDATING, at=T0).transition(status, at=T0)
+
+    assert (started.operation, started.status) == ("repair", status)
+    assert started.deployment_id == "proj-a--deepseek-r1--0123456789"
+
+
+def test_a_new_run_is_a_deploy_run_of_no_deployment_yet():
+    run = new_run()
+
+    assert (run.operation, run.deployment_id, run.joined, run.warnings) == ("deploy", None, (), ())
+
+
+def test_the_requesters_are_the_starting_request_then_those_that_joined():
+    joiner = RunRequester(caller="colleague-oid", ticket="CHG-2", at=T0 + timedelta(minutes=3))
+    run = new_run().with_changes(at=T0 + timedelta(minutes=3), joined=(joiner,))
+
+    assert run.requesters == (RunRequester(caller="caller-oid", ticket="CHG-1", at=T0), joiner)
+    assert new_run().requesters == (RunRequester(caller="caller-oid", ticket="CHG-1", at=T0),)
+
+
+def test_with_changes_validates_and_stamps_the_time():
+    later = T0 + timedelta(minutes=9)
+
+    changed = new_run().with_changes(at=later, warnings=("classified by the prefix rule",))
+
+    assert (changed.warnings, changed.updated_at, changed.status) == (
+        ("classified by the prefix rule",),
+        later,
+        RunStatus.ACCEPTED,
+    )
+    with pytest.raises(ValidationError):
+        new_run().with_changes(at=later, operation="upgrade")
 
 
 def test_timestamps_must_be_timezone_aware():
@@ -246,12 +317,23 @@ def test_the_public_form_is_camel_case_json_without_the_idempotency_key():
         "scoringUri": ENDPOINT.scoring_uri,
     }
     assert public["secretIds"] == {"primary": SECRETS.primary, "secondary": SECRETS.secondary}
-    assert public["steps"][-1] == {"status": "Succeeded", "at": "2026-11-27T09:05:00Z", "detail": "keys stored"}
+    assert public["steps"][-1] == {
+        "status": "Succeeded",
+        "at": "2026-11-27T09:06:00Z",
+        "detail": "Azure reports every condition True",
+    }
     assert public["error"] is None
+    assert (public["operation"], public["deploymentId"], public["joined"], public["warnings"]) == (
+        "deploy",
+        None,
+        [],
+        [],
+    )
 
 
 def test_the_storage_form_round_trips():
-    run = happy_path(new_run(idempotency_key="key-1"))
+    joiner = RunRequester(caller="colleague-oid", ticket="CHG-2", at=T0)
+    run = happy_path(new_run(idempotency_key="key-1", deployment_id="d-1")).with_changes(at=T0, joined=(joiner,))
 
     stored = run.to_storage_dict()
 
@@ -271,7 +353,7 @@ def test_a_status_given_as_text_is_held_to_the_same_rules():
 
     assert storing.status is RunStatus.STORING_KEYS
     with pytest.raises(IllegalTransitionError, match="cannot succeed before"):
-        storing.transition("Succeeded", at=T0)
+        storing.transition("Verifying", at=T0).transition("Succeeded", at=T0)
     with pytest.raises(ValueError, match="'Done' is not a valid RunStatus"):
         storing.transition("Done", at=T0)
 
