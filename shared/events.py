@@ -111,7 +111,7 @@ def ready_events(
     endpoint = status.get("endpoint") or {}
     spec = deployment["spec"]
     data = {
-        "runId": status.get("keysRunId"),
+        "runId": status.get("currentRunId"),
         "deploymentId": deployment["id"],
         "operation": "deploy",
         "ticket": ticket,

@@ -173,17 +173,18 @@ class DeploymentService:
                     return replay
                 run_id = claim.run_id  # the first attempt claimed the key but never stored its run: finish its work
 
+        the_id = deployment_id(request.workspace, request.model)
+        stored = self._runs.get_deployment(the_id)
+        existing = stored.deployment if stored and not stored.deployment.is_gone else None
+        request = completed(request, existing.spec) if existing else request
         at = self._clock()
         run = RunRecord.new(
             run_id=run_id, caller=caller, request=request, at=at, ticket=ticket, idempotency_key=idempotency_key
         ).transition(RunStatus.VALIDATING, at=at)
         ask = _Ask(request, caller, run.ticket, idempotency_key, run)
-        model = request.model
-        the_id = deployment_id(request.workspace, model)
-        stored = self._runs.get_deployment(the_id)
-        result, problem = self._preflight(request, caller, stored.deployment if stored else None)
+        result, problem = self._preflight(request, caller, existing)
         if problem is not None:
-            return self._reject(run, problem)
+            return self._reject(run, problem, deployment_id=the_id if existing else None)
         assert result.plan is not None, "a passed preflight always has a plan"
         if result.warnings:
             ask = _Ask(request, caller, run.ticket, idempotency_key, run.with_changes(at=at, warnings=result.warnings))
@@ -296,9 +297,9 @@ class DeploymentService:
         deployment: Deployment = stored.deployment
         updated = deployment.with_conditions(seen.conditions, at=at).with_request(requester, at=at)
         saved = self._runs.save_deployment(updated, stored.etag).deployment
-        # Every request is kept in the ticket index, under the run its events name (the one whose keys it got).
-        if saved.status.keys_run_id:
-            self._runs.index_ticket(ask.ticket, run_id=saved.status.keys_run_id, deployment_id=saved.id)
+        # Every request is kept in the ticket index, under the run its events name: the one that made it Ready.
+        if saved.status.current_run_id:
+            self._runs.index_ticket(ask.ticket, run_id=saved.status.current_run_id, deployment_id=saved.id)
         if ask.idempotency_key:
             self._runs.answer_idempotency_key(ask.caller, ask.idempotency_key, deployment_id=saved.id)
         for event in ready_events(
@@ -507,6 +508,14 @@ def _first_status(plan: DeploymentPlan, existing: Endpoint | None, seen: Observa
     if plan.subscription_name is not None:
         return RunStatus.SUBSCRIBING, plan.classification.explanation
     return RunStatus.PROVISIONING, plan.classification.explanation
+
+
+def completed(request: DeploymentRequest, spec: DeploymentSpec) -> DeploymentRequest:
+    """`request` with what it left out taken from the deployment it asks for again: omitting the endpoint name or
+    content safety means "as it is", not "the default", so a re-POST of the short form joins a customised deployment."""
+    given = request.model_fields_set
+    filled = {name: getattr(spec, name) for name in ("endpoint_name", "content_safety") if name not in given}
+    return request.model_copy(update=filled) if filled else request
 
 
 def _still_marked_in_flight(deployment: Deployment) -> bool:

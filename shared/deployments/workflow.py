@@ -100,11 +100,21 @@ class Workflow:
             # A duplicate or stale delivery: the run already moved past (or never reached) this step.
             LOGGER.info("run %s is %s; %s message dropped", run.id, run.status, item.step)
             return StepOutcome.DROPPED
+        if not self._still_current(run):
+            self._fail(run, "RunSuperseded", "Another run took over this deployment; this run writes nothing more.")
+            return StepOutcome.DROPPED
         plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         handler = self._handlers[item.step]
         return self._steps.run(
             item, lambda: handler(run, plan, item), lambda code, message: self._fail(run, code, message)
         )
+
+    def _still_current(self, run: RunRecord) -> bool:
+        """Whether `run` still holds its deployment's claim: only the current run may write to Azure."""
+        if run.deployment_id is None:
+            return True
+        stored = self._runs.get_deployment(run.deployment_id)
+        return stored is not None and stored.deployment.status.current_run_id == run.id
 
     def _subscribe(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
         workspace_id, name = plan.workspace.resource_id, plan.subscription_name
@@ -227,8 +237,7 @@ class Workflow:
             RunStatus.SUCCEEDED, at=self._clock(), detail="Azure reports every condition True", endpoint=info
         )
         # The deployment is marked first: if the worker dies before the run is, the redelivered step repeats both.
-        primary = seen.secrets[0]
-        keys_written = primary is not None and primary.tags.get(RUN_TAG) == run.id
+        keys_written = any(secret is not None and secret.tags.get(RUN_TAG) == run.id for secret in seen.secrets)
         if run.deployment_id:
             self._runs.update_deployment(
                 run.deployment_id,

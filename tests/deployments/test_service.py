@@ -503,6 +503,18 @@ def test_a_request_for_another_endpoint_name_conflicts_with_the_deployment(world
     assert world.event_types()[-1] == "rejected"
 
 
+def test_a_request_leaving_out_the_name_and_content_safety_means_the_deployment_as_it_is(world):
+    world.deploy(endpoint_name="team-deepseek", content_safety="Disabled")
+
+    short_form = world.submit(DIRECT_MODEL)
+    default_named = world.submit(DIRECT_MODEL, content_safety="Enabled")
+
+    assert short_form.answer == "ready"
+    assert short_form.deployment.spec.endpoint_name == "team-deepseek"
+    assert (default_named.answer, default_named.problem.extensions["differences"]) == ("rejected", ["contentSafety"])
+    assert world.run(default_named.run.id).deployment_id == short_form.deployment.id
+
+
 def test_a_request_naming_other_tags_conflicts_but_one_naming_none_does_not(world):
     world.deploy(tags={"costCenter": "ai-1"})
 

@@ -466,13 +466,17 @@ def taken_over(world, run_id: str):
     return world.deployment()
 
 
-def test_a_run_that_is_no_longer_current_finishes_without_touching_the_deployment(world):
+def test_a_run_that_is_no_longer_current_writes_nothing_to_azure_and_fails_superseded(world):
     run = submit(world)
     before = taken_over(world, run.id)
 
     world.drain()
 
-    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+    failed = world.run(run.id)
+    assert failed.status is RunStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.code == "RunSuperseded"
+    assert [name for name in world.ml.call_names if name.startswith("begin_")] == []
     assert world.deployment() == before
     assert before.status.phase is Phase.PROVISIONING
 

@@ -192,7 +192,7 @@ def ready_deployment() -> dict:
     }
 
 
-def test_a_request_answered_by_a_ready_deployment_gets_accepted_then_succeeded_naming_the_keys_run():
+def test_a_request_answered_by_a_ready_deployment_gets_accepted_then_succeeded_naming_the_run_that_made_it_ready():
     accepted_now, succeeded_now = ready_events(ready_deployment(), ticket="CHG-9", request_number=4, time=T0)
 
     assert [accepted_now["type"], succeeded_now["type"]] == [
@@ -206,7 +206,7 @@ def test_a_request_answered_by_a_ready_deployment_gets_accepted_then_succeeded_n
     assert accepted_now["subject"] == succeeded_now["subject"] == DEPLOYMENT_ID
     assert accepted_now["data"] == succeeded_now["data"]
     assert succeeded_now["data"] == {
-        "runId": "run-1",
+        "runId": "run-3",
         "deploymentId": DEPLOYMENT_ID,
         "operation": "deploy",
         "ticket": "CHG-9",
