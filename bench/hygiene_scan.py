@@ -195,6 +195,7 @@ def _timed_scan(emulator: Any, scanner: Any, label: str) -> dict[str, Any]:
         "resources": report["resources"],
         "findings": report["findings"],
         "alerts": report["alerts"],
+        "deployments": report["deployments"],
         "errorCount": report["errorCount"],
     }
     print(json.dumps(summary), flush=True)

@@ -1,5 +1,6 @@
 """The hygiene scan on a timer (%HYGIENE_SCHEDULE%, runnable now with POST /admin/functions/hygiene_scan), and
-/api/hygiene/findings and /api/hygiene/report to read what it found.
+/api/hygiene/findings and /api/hygiene/report to read what it found. Each finding names the deployment it is about
+(deploymentId, runId, tickets) and its recommendedAction; `?deploymentId=` lists the findings about one deployment.
 
 Only parsing and response shaping live here. The scanner and store are imported inside each function, so importing
 function_app (every cold start) loads no Azure SDK.
@@ -21,7 +22,7 @@ LOGGER = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 # Filters and paging carried from one page's URL to the next; anything else (the `code` key above all) is not.
-LIST_PARAMETERS = ("rule", "severity", "workspaceId", "state", "pageSize")
+LIST_PARAMETERS = ("rule", "severity", "workspaceId", "state", "deploymentId", "pageSize")
 
 blueprint = func.Blueprint()
 
@@ -48,6 +49,7 @@ def hygiene_findings(req: func.HttpRequest) -> func.HttpResponse:
     severity = choice_filter(params.get("severity"), "severity", [item.value for item in Severity], errors)
     state = choice_filter(params.get("state"), "state", [item.value for item in FindingState], errors)
     workspace_id = workspace_filter(params.get("workspaceId"), errors)
+    deployment_id = (params.get("deploymentId") or "").strip() or None
     size = page_size(params.get("pageSize"), errors, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     if errors:
         return problem_response(Problem.validation(errors))
@@ -58,6 +60,7 @@ def hygiene_findings(req: func.HttpRequest) -> func.HttpResponse:
             severity=severity,
             workspace_id=workspace_id,
             state=state,
+            deployment_id=deployment_id,
             page_size=size,
             continuation_token=token,
         )

@@ -3,6 +3,9 @@ Azure Monitor common alert schema (what Logic Apps, ITSM connectors and action-g
 
 Event ids derive from the finding, its occurrence and the alert kind, so a re-delivered alert carries the same id
 and consumers can drop the duplicate. Alert data is built from the finding record, whose evidence never holds a key.
+Both carry the deployment the finding is about (deploymentId, the deploying runId, its requests' tickets) and the
+recommended action, so whoever receives the alert knows which call fixes it; a CloudEvent also carries the
+deployment id as its `deploymentid` extension attribute, for subscriptions that filter on it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ EVENT_SOURCE = "/serverless-deployment-broker/hygiene"
 QUEUE_CHANNEL = "queue"
 WEBHOOK_CHANNEL = "webhook"
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# CloudEvents extension attribute names are lowercase letters and digits only.
+DEPLOYMENT_EXTENSION = "deploymentid"
 
 
 class AlertDeliveryError(Exception):
@@ -51,6 +56,10 @@ def _finding_data(record: FindingRecord, kind: AlertKind, extra: Mapping[str, An
         "workspaceId": record.workspace_id,
         "resourceId": record.resource_id,
         "summary": record.summary,
+        "deploymentId": record.deployment_id,
+        "runId": record.run_id,
+        "tickets": list(record.tickets),
+        "recommendedAction": record.recommended_action,
         "evidence": record.evidence,
         "firstSeen": record.first_seen.isoformat(),
         "lastSeen": record.last_seen.isoformat(),
@@ -62,7 +71,7 @@ def _finding_data(record: FindingRecord, kind: AlertKind, extra: Mapping[str, An
 def cloud_event(
     record: FindingRecord, kind: AlertKind, *, time: datetime, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    return {
+    event = {
         "specversion": "1.0",
         "id": f"{record.key}/{record.occurrence}/{kind.value}",
         "source": EVENT_SOURCE,
@@ -72,6 +81,9 @@ def cloud_event(
         "datacontenttype": "application/json",
         "data": _finding_data(record, kind, extra or {}),
     }
+    if record.deployment_id:
+        event[DEPLOYMENT_EXTENSION] = record.deployment_id
+    return event
 
 
 def common_alert(
@@ -100,7 +112,14 @@ def common_alert(
                 "alertContextVersion": "1.0",
             },
             "alertContext": _finding_data(record, kind, extra or {}),
-            "customProperties": {"eventType": event_type(kind)},
+            # Action groups and ITSM connectors show customProperties as they are: strings only.
+            "customProperties": {
+                "eventType": event_type(kind),
+                **({"deploymentId": record.deployment_id} if record.deployment_id else {}),
+                **({"runId": record.run_id} if record.run_id else {}),
+                **({"tickets": ", ".join(record.tickets)} if record.tickets else {}),
+                **({"recommendedAction": record.recommended_action} if record.recommended_action else {}),
+            },
         },
     }
 

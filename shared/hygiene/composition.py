@@ -1,4 +1,9 @@
-"""Builds the hygiene scanner and the findings store from settings, once per worker process (the composition root)."""
+"""Builds the hygiene scanner and the findings store from settings, once per worker process (the composition root).
+
+The run store is both the scan's run source and its deployment source (listing and ETag-safe updates). The repair
+port behind the resubscribe remediation builds the deployment service only when first called, so scans that never
+resubscribe (the default) never build it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from functools import cache
 from azure.core.credentials import TokenCredential
 
 from shared.adapters.arm import ArmClient
+from shared.adapters.authorization import AuthorizationAdapter
 from shared.adapters.identity import broker_credential
 from shared.adapters.keyvault import KeyVaultAdapter
 from shared.adapters.machine_learning import MachineLearningAdapter
@@ -19,6 +25,7 @@ from shared.adapters.run_store import RunStore
 from shared.adapters.tables import DocumentTable
 from shared.config import Settings
 from shared.hygiene.alerts import AlertChannel, QueueAlertChannel, WebhookAlertChannel
+from shared.hygiene.remediation import RepairPort
 from shared.hygiene.scan import HygieneScanner
 from shared.hygiene.settings import HygieneSettings
 from shared.hygiene.store import FindingStore
@@ -75,4 +82,17 @@ def build_hygiene_scanner(
         channels=channels,
         clock=clock,
         sleep=sleep,
+        repair=repair_port(AuthorizationAdapter(arm, credential, arm_url=settings.arm_url)),
     )
+
+
+def repair_port(authorization: AuthorizationAdapter) -> RepairPort:
+    """`deployment_service().repair(id, caller=<the broker's own object id>)`: the broker repairs as itself, so the
+    run, its events and the deployment's requests name the broker as the caller."""
+
+    def repair(deployment_id: str) -> object:
+        from shared.deployments.composition import deployment_service
+
+        return deployment_service().repair(deployment_id, caller=authorization.own_principal_id())
+
+    return repair

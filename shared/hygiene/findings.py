@@ -69,6 +69,17 @@ class Finding:
     endpoint_name: str | None = None
     secret_names: tuple[str, ...] = ()
     broker_managed: bool = False
+    # The run the resource's own tag names (an endpoint's brokerRunId, a secret's run): how a finding finds its
+    # deployment when no deployment records the endpoint's id. Not persisted.
+    origin_run_id: str | None = None
+    # The broker's Deployment resource the finding is about, the run that deployed it, its requests' tickets, and
+    # the call that fixes it (set by linking.py after the rules ran).
+    deployment_id: str | None = None
+    run_id: str | None = None
+    tickets: tuple[str, ...] = ()
+    recommended_action: str = ""
+    # False when the scan could not read the broker's deployments: the record keeps the link it had.
+    linked: bool = True
 
     @property
     def key(self) -> str:
@@ -116,6 +127,10 @@ class FindingRecord(_Value):
     endpoint_name: str | None = None
     secret_names: tuple[str, ...] = ()
     broker_managed: bool = False
+    deployment_id: str | None = None
+    run_id: str | None = None
+    tickets: tuple[str, ...] = ()
+    recommended_action: str = ""
     deletion_warned_at: AwareDatetime | None = None
     actions: tuple[AuditEntry, ...] = ()
     outbox: tuple[PendingAlert, ...] = ()
@@ -178,6 +193,7 @@ def observe(existing: FindingRecord | None, finding: Finding, *, now: datetime, 
         "endpoint_name": finding.endpoint_name,
         "secret_names": finding.secret_names,
         "broker_managed": finding.broker_managed,
+        **_link_facts(existing, finding),
     }
     if existing is None:
         fresh = FindingRecord(
@@ -207,6 +223,17 @@ def observe(existing: FindingRecord | None, finding: Finding, *, now: datetime, 
     if existing.state is FindingState.PENDING:
         return _open_if_due(updated, finding, now=now, channels=channels)
     return Transition(updated)
+
+
+def _link_facts(existing: FindingRecord | None, finding: Finding) -> dict[str, Any]:
+    if not finding.linked and existing is not None:
+        return {}  # the deployments were unreadable: keep what the record knew
+    return {
+        "deployment_id": finding.deployment_id,
+        "run_id": finding.run_id,
+        "tickets": finding.tickets,
+        "recommended_action": finding.recommended_action,
+    }
 
 
 def _open_if_due(record: FindingRecord, finding: Finding, *, now: datetime, channels: Sequence[str]) -> Transition:

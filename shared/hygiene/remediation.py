@@ -5,35 +5,53 @@
 - delete: the endpoint and its secrets are deleted (secrets soft-deleted, never purged), but only after a grace
   period that began when a warning alert was delivered (Cloud Custodian's mark-for-op): the first scan schedules
   it, a later scan past the grace period acts, and a finding that resolves meanwhile cancels it.
+- resubscribe (endpoint-unhealthy only, `HYGIENE_REMEDIATION=endpoint-unhealthy=resubscribe`): the endpoint's
+  Deployment is repaired, as `POST /api/deployments/{id}/repair` by the broker's own identity would: a repair run
+  re-subscribes the deleted (or Unsubscribed) Marketplace subscription, provisions the endpoint and stores its keys
+  again, and ends Succeeded only when Azure reports every condition True. It acts only when the evidence names the
+  subscription, only on a broker-made endpoint that has a deployment no run owns, and once per occurrence of the
+  finding (a repair the broker refused is tried again next scan; one it started is never started twice). It is off
+  by default, like every remediation, and deliberately so: re-subscribing accepts the Marketplace offer's terms and
+  its billing again, on the Azure subscription's account; that is a person's decision, taken here once, in
+  configuration, or per deployment with POST /api/deployments/{id}/repair.
 Only resources the broker made are ever touched. Dry run plans and audits but touches nothing and warns nobody.
-When a scan would take more destructive actions than the cap, it takes none (Cloud Custodian's max-resources):
-so many at once more likely means an outage or a bug than that many broken endpoints.
+When a scan would take more actions than the cap (every action but scheduling a deletion counts), it takes none
+(Cloud Custodian's max-resources): so many at once more likely means an outage or a bug than that many broken
+endpoints.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from shared.deployments.resource import Deployment, Phase
 from shared.hygiene.findings import AlertKind, AuditEntry, FindingRecord, FindingState, Outcome
 from shared.hygiene.inventory import CallFailure, ScanMachineLearningPort
-from shared.hygiene.rules import RULES, Remediation
+from shared.hygiene.rules import RULES, SUBSCRIPTION_MISSING, SUBSCRIPTION_STATUS, Remediation
 from shared.hygiene.settings import HygieneSettings, HygieneSettingsError
 from shared.ports import SecretStorePort
 
 LOGGER = logging.getLogger(__name__)
+# Repairs a deployment by id, as POST /api/deployments/{id}/repair does (DeploymentService.repair): its answer,
+# a Submission (None when there is no such deployment).
+RepairPort = Callable[[str], object]
+# A run owns these deployments; a deleted one has nothing to re-subscribe.
+NOT_REPAIRABLE = frozenset({Phase.PROVISIONING, Phase.DELETING, Phase.DELETED})
 
 
 class Action(StrEnum):
     DISABLE_SECRETS = "disable-secrets"
     SCHEDULE_DELETION = "schedule-deletion"
     DELETE = "delete"
+    RESUBSCRIBE = "resubscribe"
 
     @property
-    def destructive(self) -> bool:
+    def capped(self) -> bool:
+        """Whether it counts against HYGIENE_MAX_REMEDIATIONS (all but a warning, which changes nothing in Azure)."""
         return self is not Action.SCHEDULE_DELETION
 
 
@@ -75,8 +93,16 @@ class PlannedAction:
     detail: str
 
 
-def plan(policy: RemediationPolicy, records: Iterable[FindingRecord], *, now: datetime) -> list[PlannedAction]:
-    """What this scan would do about the open findings, before the cap and dry run are applied."""
+def plan(
+    policy: RemediationPolicy,
+    records: Iterable[FindingRecord],
+    *,
+    now: datetime,
+    deployments: Mapping[str, Deployment] | None = None,
+) -> list[PlannedAction]:
+    """What this scan would do about the open findings, before the cap and dry run are applied. `deployments` are
+    the broker's, by id, as this scan read them (resubscribe acts only on one of them)."""
+    deployments = deployments or {}
     planned = []
     for record in records:
         mode = policy.mode_for(record.rule)
@@ -95,7 +121,22 @@ def plan(policy: RemediationPolicy, records: Iterable[FindingRecord], *, now: da
                 planned.append(PlannedAction(record.key, Action.SCHEDULE_DELETION, detail))
             elif now >= record.deletion_warned_at + policy.delete_grace:
                 planned.append(PlannedAction(record.key, Action.DELETE, _deletion_detail(record)))
+        elif mode is Remediation.RESUBSCRIBE and _resubscribable(record, deployments):
+            detail = (
+                f"repair deployment {record.deployment_id} (POST /api/deployments/{record.deployment_id}/repair), "
+                "re-subscribing its Marketplace subscription"
+            )
+            planned.append(PlannedAction(record.key, Action.RESUBSCRIBE, detail))
     return planned
+
+
+def _resubscribable(record: FindingRecord, deployments: Mapping[str, Deployment]) -> bool:
+    deployment = deployments.get(record.deployment_id) if record.deployment_id else None
+    if deployment is None or deployment.status.phase in NOT_REPAIRABLE:
+        return False
+    signals = {signal.get("signal") for signal in record.evidence.get("signals") or ()}
+    about_subscription = bool(signals & {SUBSCRIPTION_MISSING, SUBSCRIPTION_STATUS})
+    return about_subscription and not record.done_since_opened(Action.RESUBSCRIBE)
 
 
 def _deletion_detail(record: FindingRecord) -> str:
@@ -111,14 +152,16 @@ class Remediator:
         secret_store: SecretStorePort | None,
         *,
         alert_channels: Sequence[str],
+        repair: RepairPort | None = None,
     ) -> None:
         self.policy = policy
         self._ml = machine_learning
         self._secrets = secret_store
         self._alert_channels = list(alert_channels)
+        self._repair = repair
 
     def take(
-        self, action: PlannedAction, record: FindingRecord, *, destructive_planned: int, now: datetime
+        self, action: PlannedAction, record: FindingRecord, *, capped_planned: int, now: datetime
     ) -> tuple[FindingRecord, AuditEntry]:
         """Take one planned action as dry run, the cap and the action allow: the record to save (a scheduled
         deletion queues its warning alert on it) and the audit entry saying what happened."""
@@ -131,17 +174,20 @@ class Remediator:
             # The grace period starts when this warning is delivered, not now (see delivery.py).
             warned = record.with_alerts(AlertKind.DELETION_SCHEDULED, self._alert_channels)
             return warned, AuditEntry(at=now, action=action.action, outcome=Outcome.DONE, detail=action.detail)
-        if destructive_planned > policy.max_actions:
+        if capped_planned > policy.max_actions:
             detail = (
-                f"{action.detail}: not done, {destructive_planned} destructive actions planned exceed "
+                f"{action.detail}: not done, {capped_planned} actions planned exceed "
                 f"HYGIENE_MAX_REMEDIATIONS={policy.max_actions}"
             )
             return record, AuditEntry(at=now, action=action.action, outcome=Outcome.SKIPPED, detail=detail)
         return record, self._apply(action, record, now=now)
 
     def _apply(self, action: PlannedAction, record: FindingRecord, *, now: datetime) -> AuditEntry:
+        detail = action.detail
         try:
-            if action.action is Action.DISABLE_SECRETS:
+            if action.action is Action.RESUBSCRIBE:
+                detail = self._resubscribe(record, action.detail)
+            elif action.action is Action.DISABLE_SECRETS:
                 for name in record.secret_names:
                     self._secret_store().set_enabled(name, False)
             elif action.action is Action.DELETE:
@@ -154,9 +200,30 @@ class Remediator:
             LOGGER.warning("remediation %s of finding %s failed: %s", action.action, record.key, failure.code)
             detail = f"{action.detail}: {failure.status} {failure.code}: {failure.message}"
             return AuditEntry(at=now, action=action.action, outcome=Outcome.FAILED, detail=detail)
-        return AuditEntry(at=now, action=action.action, outcome=Outcome.DONE, detail=action.detail)
+        return AuditEntry(at=now, action=action.action, outcome=Outcome.DONE, detail=detail)
+
+    def _resubscribe(self, record: FindingRecord, detail: str) -> str:
+        """Repair the finding's deployment; what the broker answered, or RepairRefusedError."""
+        if self._repair is None:
+            raise HygieneSettingsError("no repair port is wired, so endpoint-unhealthy cannot be resubscribed.")
+        assert record.deployment_id, "only findings with a deployment are planned for resubscribe"
+        answer = self._repair(record.deployment_id)
+        if answer is None:
+            raise RepairRefusedError(f"deployment {record.deployment_id} no longer exists")
+        problem = getattr(answer, "problem", None)
+        if problem is not None:
+            raise RepairRefusedError(f"{problem.kind.slug}: {problem.detail}")
+        run = getattr(answer, "run", None)
+        kind = getattr(answer, "answer", "answered")
+        if run is None:
+            return f"{detail}: {kind}, no run needed (Azure already reports the deployment whole)"
+        return f"{detail}: {kind} run {run.id}"
 
     def _secret_store(self) -> SecretStorePort:
         if self._secrets is None:
             raise HygieneSettingsError("AZURE_KEYVAULT_URL is not set, so secrets cannot be remediated.")
         return self._secrets
+
+
+class RepairRefusedError(Exception):
+    """The broker refused to repair the deployment (it is gone, being deleted, or a preflight check failed)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.hygiene.context import ScanContext
 from shared.hygiene.delivery import DeliveryCount
+from shared.hygiene.deployment_status import DeploymentTally
 from shared.hygiene.findings import FindingRecord, FindingState, Outcome
 
 MAX_REPORTED_ITEMS = 50
@@ -25,6 +26,7 @@ class ScanTally:
     resolved: int = 0
     alerts: DeliveryCount = field(default_factory=DeliveryCount)
     actions: list[dict[str, str]] = field(default_factory=list)
+    deployments: DeploymentTally = field(default_factory=DeploymentTally)
 
 
 def build_report(
@@ -61,6 +63,12 @@ def build_report(
             "marketplaceSubscriptions": sum(len(inventory.subscriptions) for inventory in reachable),
             "secrets": None if context.secrets is None else len(context.secrets),
             "activeRuns": None if context.active_runs is None else len(context.active_runs),
+        },
+        "deployments": {
+            # None: the broker's deployments could not be read, so findings kept their links and none was updated.
+            "read": None if context.deployments is None else len(context.deployments),
+            **tally.deployments.as_dict(),
+            "updatedIds": tally.deployments.ids[:MAX_REPORTED_ITEMS],
         },
         "rules": {"evaluated": sorted(evaluated), "skipped": sorted(skipped)},
         "findings": {

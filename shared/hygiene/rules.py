@@ -4,6 +4,9 @@ it allows (Cloud Custodian's filter pattern). A rule only observes; persisting, 
 "Unhealthy" is portal wording with no API value (azure-facts §1), so endpoint-unhealthy combines signals whose
 mapping is configurable: the endpoint's Marketplace subscription no longer resolves, the subscription's status is
 one of the unhealthy ones, or endpointState is not a healthy one for longer than a grace window.
+
+Each rule also says what to do about its findings (`recommend`): the exact broker call when the finding is about a
+Deployment resource (repair, re-POST, DELETE), what to do in Azure or in settings otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from shared.azure_ids import InvalidResourceIdError, WorkspaceId
+from shared.deployments.resource import Deployment, Phase
 from shared.hygiene.context import ScanContext, Source
 from shared.hygiene.findings import Finding, FindingRecord, Severity
 from shared.naming import InvalidNameError, SecretNames, key_vault_secret_names
@@ -26,12 +30,24 @@ from shared.redaction import default_registry
 FAILED_ENDPOINT_STATES = frozenset({"creationfailed", "deletionfailed"})
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+RUN_TAG = "brokerRunId"
+# Signals of endpoint-unhealthy (the `signal` of each entry in its evidence's `signals`).
+SUBSCRIPTION_MISSING = "subscription-missing"
+SUBSCRIPTION_STATUS = "subscription-status"
+ENDPOINT_STATE = "endpoint-state"
+REPOST = "re-POST the same request (POST /api/deployments)"
+OR_REPOST = "or re-POST the same request, POST /api/deployments"
 
 
 class Remediation(StrEnum):
     REPORT = "report"
     DISABLE_SECRETS = "disable-secrets"
     DELETE = "delete"
+    # endpoint-unhealthy only: repair the deployment, which re-subscribes a missing Marketplace subscription.
+    RESUBSCRIBE = "resubscribe"
+
+
+CLEAN_UP = frozenset({Remediation.REPORT, Remediation.DISABLE_SECRETS, Remediation.DELETE})
 
 
 class Rule:
@@ -54,7 +70,29 @@ class Rule:
             return False
         return all(context.available(source, record.workspace_id) for source in self.sources)
 
-    def finding(self, resource_id: str, workspace_id: str | None, summary: str, evidence: dict) -> Finding:
+    def recommend(self, finding: Finding, deployment: Deployment | None) -> str:
+        """What to do about `finding`: the broker call that fixes it, naming `deployment` when it is about one."""
+        if deployment is not None and deployment.status.phase in (Phase.PROVISIONING, Phase.DELETING):
+            run = deployment.status.current_run_id
+            return (
+                f"Run {run} is working on deployment {deployment.id} ({deployment.status.phase}): follow it with "
+                f"GET /api/runs/{run}, then look again; nothing to do while it runs"
+            )
+        return self.advice(finding, deployment)
+
+    def advice(self, finding: Finding, deployment: Deployment | None) -> str:
+        """The rule's own advice (`recommend` has dealt with deployments a run owns)."""
+        return ""
+
+    def finding(
+        self,
+        resource_id: str,
+        workspace_id: str | None,
+        summary: str,
+        evidence: dict,
+        *,
+        origin_run_id: str | None = None,
+    ) -> Finding:
         return Finding(
             rule=self.id,
             severity=self.severity,
@@ -62,6 +100,7 @@ class Rule:
             workspace_id=workspace_id,
             summary=summary,
             evidence=evidence,
+            origin_run_id=origin_run_id,
         )
 
     def endpoint_finding(
@@ -88,6 +127,7 @@ class Rule:
             endpoint_name=endpoint.name,
             secret_names=(names.primary, names.secondary) if names else (),
             broker_managed=managed,
+            origin_run_id=endpoint.tags.get(RUN_TAG) if managed else None,
         )
 
 
@@ -109,6 +149,40 @@ def endpoint_secret_names(workspace_id: str, endpoint_name: str) -> SecretNames 
         return key_vault_secret_names(WorkspaceId.parse(workspace_id), endpoint_name)
     except (InvalidResourceIdError, InvalidNameError):
         return None
+
+
+def _repair(deployment: Deployment) -> str:
+    return f"POST /api/deployments/{deployment.id}/repair"
+
+
+def _delete(deployment: Deployment) -> str:
+    return f"DELETE /api/deployments/{deployment.id}"
+
+
+def _not_the_brokers(finding: Finding) -> str | None:
+    if not finding.broker_managed:
+        return (
+            f"Endpoint '{finding.endpoint_name}' was not made by the broker, which never touches it: fix or delete it "
+            "in its workspace (Azure AI Foundry, az ml serverless-endpoint)"
+        )
+    return None
+
+
+def _unrecorded(finding: Finding, deployment: Deployment | None, fix: str) -> str | None:
+    """The advice for a broker endpoint no live deployment records; None when one does."""
+    if deployment is None:
+        return (
+            f"No broker deployment records endpoint '{finding.endpoint_name}' (it predates deployment records, or its "
+            f"record is gone): {REPOST} to bring it under a deployment, then {fix}; or delete it in its "
+            "workspace"
+        )
+    if deployment.status.phase is Phase.DELETED:
+        return (
+            f"Deployment {deployment.id} was deleted by run {deployment.status.delete_run_id}, yet endpoint "
+            f"'{finding.endpoint_name}' is still there: delete it in its workspace, or {REPOST} to deploy it "
+            "again"
+        )
+    return None
 
 
 def _endpoint_failed(endpoint: Endpoint) -> bool:
@@ -137,7 +211,30 @@ class EndpointUnhealthy(Rule):
         "An endpoint whose Marketplace subscription is gone, Suspended or Unsubscribed, or whose endpointState has "
         "not been healthy for longer than the grace window: it cannot serve requests."
     )
-    remediations = frozenset(Remediation)
+    remediations = CLEAN_UP | {Remediation.RESUBSCRIBE}
+
+    def advice(self, finding: Finding, deployment: Deployment | None) -> str:
+        foreign = _not_the_brokers(finding)
+        if foreign:
+            return foreign
+        unrecorded = _unrecorded(finding, deployment, "repair it (POST /api/deployments/{id}/repair)")
+        if unrecorded or deployment is None:
+            return unrecorded or ""
+        first = (finding.evidence.get("signals") or [{}])[0]
+        status = str(first.get("status") or "").lower()
+        if first.get("signal") == SUBSCRIPTION_MISSING or (
+            first.get("signal") == SUBSCRIPTION_STATUS and status == "unsubscribed"
+        ):
+            return (
+                f"Re-POST the same request (POST /api/deployments) or {_repair(deployment)} to re-subscribe; "
+                f"or {_delete(deployment)}"
+            )
+        if first.get("signal") == SUBSCRIPTION_STATUS:
+            return (
+                f"The Marketplace subscription is {first.get('status')} (for Suspended, usually the Azure "
+                f"subscription's billing): fix that, then {_repair(deployment)}; or {_delete(deployment)}"
+            )
+        return f"{_repair(deployment)} to provision the endpoint again ({OR_REPOST}); or {_delete(deployment)}"
 
     def evaluate(self, context: ScanContext) -> Iterable[Finding]:
         settings = context.settings
@@ -152,14 +249,20 @@ class EndpointUnhealthy(Rule):
                     subscription = subscriptions.get(subscription_id.lower())
                     if subscription is None and settings.missing_subscription_unhealthy:
                         signals.append(
-                            {"signal": "subscription-missing", "detail": f"subscription {subscription_id} not found"}
+                            {
+                                "signal": SUBSCRIPTION_MISSING,
+                                "subscriptionId": subscription_id,
+                                "detail": f"subscription {subscription_id} not found",
+                            }
                         )
                     elif (
                         subscription and (subscription.status or "").lower() in settings.unhealthy_subscription_statuses
                     ):
                         signals.append(
                             {
-                                "signal": "subscription-status",
+                                "signal": SUBSCRIPTION_STATUS,
+                                "subscriptionId": subscription.id,
+                                "status": subscription.status,
                                 "detail": f"subscription {subscription.name} is {subscription.status}",
                             }
                         )
@@ -167,7 +270,7 @@ class EndpointUnhealthy(Rule):
                 grace = timedelta(0) if signals else settings.endpoint_state_grace
                 state = endpoint.endpoint_state
                 if state and state.lower() not in settings.healthy_endpoint_states:
-                    signals.append({"signal": "endpoint-state", "detail": f"endpointState is {state}"})
+                    signals.append({"signal": ENDPOINT_STATE, "state": state, "detail": f"endpointState is {state}"})
                 if signals:
                     details = "; ".join(signal["detail"] for signal in signals)
                     summary = f"Endpoint '{endpoint.name}' is unhealthy: {details}."
@@ -183,7 +286,20 @@ class EndpointFailed(Rule):
     description = (
         "An endpoint whose creation or deletion failed (provisioningState Failed, CreationFailed, DeletionFailed)."
     )
-    remediations = frozenset(Remediation)
+    remediations = CLEAN_UP
+
+    def advice(self, finding: Finding, deployment: Deployment | None) -> str:
+        foreign = _not_the_brokers(finding)
+        if foreign:
+            return foreign
+        unrecorded = _unrecorded(finding, deployment, "repair it (POST /api/deployments/{id}/repair)")
+        if unrecorded or deployment is None:
+            return unrecorded or ""
+        if str(finding.evidence.get("endpointState") or "").lower() == "deletionfailed":
+            return (
+                f"{_delete(deployment)} to delete it again; or {_repair(deployment)} to keep it and provision it again"
+            )
+        return f"{_repair(deployment)} to provision it again ({OR_REPOST}); or {_delete(deployment)} to remove it"
 
     def evaluate(self, context: ScanContext) -> Iterable[Finding]:
         for inventory in context.reachable():
@@ -205,6 +321,15 @@ class SecretsMissing(Rule):
         "longer match the endpoint's keys (listKeys). Values are compared, never recorded."
     )
     sources = frozenset({Source.WORKSPACE, Source.SECRETS, Source.RUNS})
+
+    def advice(self, finding: Finding, deployment: Deployment | None) -> str:
+        unrecorded = _unrecorded(finding, deployment, "repair it (POST /api/deployments/{id}/repair)")
+        if unrecorded or deployment is None:
+            return unrecorded or ""
+        return (
+            f"{_repair(deployment)} to store the endpoint's current keys in Key Vault again ({OR_REPOST}); "
+            "consumers reading the old secret values fail until then"
+        )
 
     def evaluate(self, context: ScanContext) -> Iterable[Finding]:
         verify = context.settings.verify_key_values
@@ -267,7 +392,21 @@ class SecretsOrphaned(Rule):
     severity = Severity.MEDIUM
     description = "Key Vault secrets the broker wrote for an endpoint that no longer exists in its workspace."
     sources = frozenset({Source.WORKSPACE, Source.SECRETS, Source.RUNS})
-    remediations = frozenset(Remediation)
+    remediations = CLEAN_UP
+
+    def advice(self, finding: Finding, deployment: Deployment | None) -> str:
+        names = ", ".join(finding.secret_names)
+        if deployment is None or deployment.status.phase is Phase.DELETED:
+            return (
+                f"Delete the leftover secrets {names} in Key Vault (or set "
+                "HYGIENE_REMEDIATION=secrets-orphaned=delete to have the scan do it after a warned grace period); "
+                f"{REPOST} instead if the endpoint should exist"
+            )
+        name = finding.evidence.get("endpointName")
+        return (
+            f"Endpoint '{name}' of deployment {deployment.id} is gone: {_repair(deployment)} to provision it again "
+            f"({OR_REPOST}); or {_delete(deployment)} to remove the deployment and its secrets"
+        )
 
     def evaluate(self, context: ScanContext) -> Iterable[Finding]:
         groups: dict[tuple[str, str], list[StoredSecret]] = defaultdict(list)
@@ -295,6 +434,7 @@ class SecretsOrphaned(Rule):
                 },
                 secret_names=names,
                 broker_managed=True,
+                origin_run_id=secrets[0].tags.get("run"),
             )
 
 
@@ -305,6 +445,13 @@ class EndpointUnmanaged(Rule):
     description = (
         "An endpoint the broker did not make (no managedBy tag): it has no run record, audit or Key Vault keys."
     )
+
+    def advice(self, finding: Finding, deployment: Deployment | None) -> str:
+        return (
+            f"Endpoint '{finding.endpoint_name}' was made outside the broker (no {MANAGED_BY_TAG} tag), so the broker "
+            "never touches it: leave it to its owner, delete it in its workspace if it has none, or set "
+            f"HYGIENE_DISABLED_RULES={self.id} to stop reporting such endpoints"
+        )
 
     def evaluate(self, context: ScanContext) -> Iterable[Finding]:
         for inventory in context.reachable():
@@ -320,6 +467,22 @@ class RunStuck(Rule):
     severity = Severity.MEDIUM
     description = "A deployment run that has not reached a terminal status within the timeout."
     sources = frozenset({Source.RUNS})
+
+    def recommend(self, finding: Finding, deployment: Deployment | None) -> str:
+        # The run is the deployment's current one: the base class's "a run is working on it" is this very finding.
+        return self.advice(finding, deployment)
+
+    def advice(self, finding: Finding, deployment: Deployment | None) -> str:
+        run_id = finding.evidence.get("runId")
+        blocked = (
+            f"; until it ends, requests for deployment {deployment.id} join it instead of starting a repair"
+            if deployment is not None
+            else ""
+        )
+        return (
+            f"GET /api/runs/{run_id} to see the step it stopped at, and look for its work item in the "
+            f"deployment-work-poison queue and the worker's logs{blocked}"
+        )
 
     def evaluate(self, context: ScanContext) -> Iterable[Finding]:
         timeout = context.settings.run_stuck_after
@@ -338,6 +501,7 @@ class RunStuck(Rule):
                         "createdAt": run.created_at.isoformat(),
                         "updatedAt": run.updated_at.isoformat(),
                     },
+                    origin_run_id=run.id,
                 )
 
 
@@ -351,6 +515,24 @@ class WorkspaceUnreachable(Rule):
     severity = Severity.HIGH
     description = "A workspace the scan could not read (403, 404, 5xx, throttled past the retry budget)."
     sources = frozenset()
+
+    def advice(self, finding: Finding, deployment: Deployment | None) -> str:
+        status = finding.evidence.get("status")
+        if status in (401, 403):
+            return (
+                "Give the broker's identity a role on the workspace that can read serverless endpoints and "
+                "Marketplace subscriptions (Azure AI Developer), or remove it from HYGIENE_WORKSPACES"
+            )
+        if finding.evidence.get("code") == "InvalidResourceIdError":
+            return "Correct or remove this id in HYGIENE_WORKSPACES: it is not a workspace's ARM resource id"
+        if status == 404:
+            return (
+                "Remove the workspace from HYGIENE_WORKSPACES; if the broker deployed there, list its deployments "
+                f"(GET /api/deployments?workspaceId={finding.resource_id}) and DELETE /api/deployments/{{id}} each"
+            )
+        return (
+            "Usually transient (throttling, a 5xx): it resolves when Azure answers again; if it persists, check Azure"
+        )
 
     def evaluate(self, context: ScanContext) -> Iterable[Finding]:
         for inventory in context.inventories.values():

@@ -1,4 +1,5 @@
-"""One hygiene scan: collect, evaluate the rules, reconcile findings, remediate, deliver alerts, store the report.
+"""One hygiene scan: collect, evaluate the rules, link findings to deployments, reconcile findings, update the
+deployments they are about, remediate, deliver alerts, store the report.
 
 Every source is read once per scan. A source that fails (the run store, Key Vault, one workspace) is reported and
 makes only the rules that need it inconclusive; the scan itself always finishes and always writes its report.
@@ -13,9 +14,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared.azure_errors import RecordChangedError, RecordExistsError
+from shared.deployments.resource import Deployment, Phase
 from shared.hygiene.alerts import AlertChannel
-from shared.hygiene.context import ScanContext
+from shared.hygiene.context import ScanContext, endpoint_workspace
 from shared.hygiene.delivery import AlertDelivery
+from shared.hygiene.deployment_status import update_deployments
 from shared.hygiene.findings import (
     Finding,
     FindingRecord,
@@ -31,7 +34,8 @@ from shared.hygiene.inventory import (
     ScanMachineLearningPort,
     collect_inventories,
 )
-from shared.hygiene.remediation import RemediationPolicy, Remediator, plan
+from shared.hygiene.linking import link_findings
+from shared.hygiene.remediation import RemediationPolicy, Remediator, RepairPort, plan
 from shared.hygiene.report import ScanTally, build_report
 from shared.hygiene.rules import RULES, Rule
 from shared.hygiene.settings import HygieneSettings, HygieneSettingsError
@@ -45,9 +49,11 @@ RUN_PAGE_SIZE = 500
 
 
 class RunSourcePort(Protocol):
-    """Paged run listing (RunStore implements it)."""
+    """Paged runs and deployments, and ETag-safe deployment updates (RunStore implements it)."""
 
     def list(self, *, page_size: int = 50, continuation_token: str | None = None) -> Any: ...
+    def list_deployments(self, *, page_size: int = 50, continuation_token: str | None = None) -> Any: ...
+    def update_deployment(self, deployment_id: str, change: Callable[[Deployment], Deployment]) -> Deployment: ...
 
 
 class HygieneScanner:
@@ -62,6 +68,7 @@ class HygieneScanner:
         channels: Sequence[AlertChannel],
         clock: Callable[[], datetime],
         sleep: Callable[[float], None] = time.sleep,
+        repair: RepairPort | None = None,
     ) -> None:
         unknown = settings.disabled_rules - RULES.keys()
         if unknown:
@@ -84,7 +91,9 @@ class HygieneScanner:
             sleep,
         )
         self._policy = RemediationPolicy.from_settings(settings)
-        self._remediator = Remediator(self._policy, machine_learning, secret_store, alert_channels=list(self._channels))
+        self._remediator = Remediator(
+            self._policy, machine_learning, secret_store, alert_channels=list(self._channels), repair=repair
+        )
         self._delivery = AlertDelivery(store, self._channels, settings.delete_grace)
 
     def scan(self) -> dict[str, Any]:
@@ -92,8 +101,9 @@ class HygieneScanner:
         started_at, started = self._clock(), time.monotonic()
         errors: list[dict[str, object]] = []
         runs = self._load_runs(errors)
+        deployments = self._load_deployments(errors)
         secrets = self._load_secrets(errors)
-        workspace_ids = self._workspace_ids(runs, secrets)
+        workspace_ids = self._workspace_ids(runs, deployments, secrets)
         inventories = collect_inventories(
             workspace_ids, self._ml, self._retrier, max_workers=self._settings.max_workers
         )
@@ -106,12 +116,23 @@ class HygieneScanner:
             machine_learning=self._ml,
             secret_store=self._secret_store,
             retrier=self._retrier,
+            deployments=deployments,
+            run_deployments=runs[2] if runs else {},
             errors=errors,
         )
         findings, evaluated = self._evaluate(context)
+        findings = link_findings(context, findings, evaluated)
         tally = ScanTally()
-        current = self._reconcile(context, findings, evaluated, tally)
-        self._remediate(current, tally, now=started_at)
+        live = self._store.live()
+        current = self._reconcile(context, findings, evaluated, tally, live)
+        # Before remediation: a repair it starts claims the deployment, which the scan then leaves to the run.
+        tally.deployments = update_deployments(
+            context,
+            self._runs,
+            {**{record.key: record for record in live}, **{key: stored.record for key, stored in current.items()}},
+            now=started_at,
+        )
+        self._remediate(context, current, tally, now=started_at)
         tally.alerts = self._delivery.deliver_pending(context, now=started_at)
         report = build_report(
             started_at=started_at,
@@ -139,10 +160,12 @@ class HygieneScanner:
 
     # -- collect ---------------------------------------------------------------------------------------------------
 
-    def _load_runs(self, errors: list[dict[str, object]]) -> tuple[list[str], list[RunRecord]] | None:
-        """Workspaces the broker acted in (every run but rejected ones, which never touched Azure) and active runs."""
+    def _load_runs(self, errors: list[dict[str, object]]) -> tuple[list[str], list[RunRecord], dict[str, str]] | None:
+        """Workspaces the broker acted in (every run but rejected ones, which never touched Azure), active runs, and
+        each run's deployment id by run id."""
         workspaces: list[str] = []
         active: list[RunRecord] = []
+        deployment_ids: dict[str, str] = {}
         token: str | None = None
         try:
             while True:
@@ -152,11 +175,28 @@ class HygieneScanner:
                         workspaces.append(run.request.workspace_id)
                     if not run.is_terminal:
                         active.append(run)
+                    if run.deployment_id:
+                        deployment_ids[run.id] = run.deployment_id
                 token = page.continuation_token
                 if not token:
-                    return workspaces, active
+                    return workspaces, active, deployment_ids
         except Exception as error:  # noqa: BLE001 - the scan goes on without the run-based rules
             errors.append({"scope": "runs", **CallFailure.of(error).as_dict()})
+            return None
+
+    def _load_deployments(self, errors: list[dict[str, object]]) -> list[Deployment] | None:
+        """The broker's deployments, every page; None when they cannot be read (findings then keep their links)."""
+        deployments: list[Deployment] = []
+        token: str | None = None
+        try:
+            while True:
+                page = self._runs.list_deployments(page_size=RUN_PAGE_SIZE, continuation_token=token)
+                deployments.extend(page.deployments)
+                token = page.continuation_token
+                if not token:
+                    return deployments
+        except Exception as error:  # noqa: BLE001 - the scan goes on; findings are just not linked this time
+            errors.append({"scope": "deployments", **CallFailure.of(error).as_dict()})
             return None
 
     def _load_secrets(self, errors: list[dict[str, object]]) -> list[StoredSecret] | None:
@@ -171,12 +211,26 @@ class HygieneScanner:
             return None
 
     def _workspace_ids(
-        self, runs: tuple[list[str], list[RunRecord]] | None, secrets: list[StoredSecret] | None
+        self,
+        runs: tuple[list[str], Any, Any] | None,
+        deployments: list[Deployment] | None,
+        secrets: list[StoredSecret] | None,
     ) -> list[str]:
-        """Configured workspaces, then those of the broker's runs and of its secrets' tags, each once."""
+        """Configured workspaces, then those of the broker's runs, of its deployments' endpoints (a cross-region
+        deployment's endpoint is in a hub project) and of its secrets' tags, each once."""
         from_secrets = [secret.tags.get("workspace", "") for secret in secrets or ()]
+        from_deployments = [
+            endpoint_workspace(deployment.status.endpoint.id) or ""
+            for deployment in deployments or ()
+            if deployment.status.endpoint is not None and deployment.status.phase is not Phase.DELETED
+        ]
         unique: dict[str, str] = {}
-        for workspace_id in (*self._settings.workspaces, *(runs[0] if runs else ()), *from_secrets):
+        for workspace_id in (
+            *self._settings.workspaces,
+            *(runs[0] if runs else ()),
+            *from_deployments,
+            *from_secrets,
+        ):
             if workspace_id:
                 unique.setdefault(workspace_id.lower(), workspace_id)
         return list(unique.values())
@@ -200,7 +254,12 @@ class HygieneScanner:
         return findings, evaluated
 
     def _reconcile(
-        self, context: ScanContext, findings: Mapping[str, Finding], evaluated: Mapping[str, Rule], tally: ScanTally
+        self,
+        context: ScanContext,
+        findings: Mapping[str, Finding],
+        evaluated: Mapping[str, Rule],
+        tally: ScanTally,
+        live: Sequence[FindingRecord],
     ) -> dict[str, StoredFinding]:
         """Write what was observed; resolve what is gone from scopes this scan covered. Alerts go to outboxes."""
         channels = list(self._channels)
@@ -220,7 +279,7 @@ class HygieneScanner:
 
         gone = [
             record
-            for record in self._store.live()
+            for record in live
             if record.key not in findings
             and record.rule in evaluated
             and evaluated[record.rule].covers(context, record)
@@ -252,12 +311,15 @@ class HygieneScanner:
 
     # -- remediate -------------------------------------------------------------------------------------------------
 
-    def _remediate(self, current: dict[str, StoredFinding], tally: ScanTally, *, now: datetime) -> None:
-        actions = plan(self._policy, (stored.record for stored in current.values()), now=now)
-        destructive = sum(action.action.destructive for action in actions)
+    def _remediate(
+        self, context: ScanContext, current: dict[str, StoredFinding], tally: ScanTally, *, now: datetime
+    ) -> None:
+        records = (stored.record for stored in current.values())
+        actions = plan(self._policy, records, now=now, deployments=context.deployments_by_id)
+        capped = sum(action.action.capped for action in actions)
         for action in actions:
             stored = current[action.finding_key]
-            record, entry = self._remediator.take(action, stored.record, destructive_planned=destructive, now=now)
+            record, entry = self._remediator.take(action, stored.record, capped_planned=capped, now=now)
             tally.actions.append(
                 {"findingId": record.key, "action": entry.action, "outcome": entry.outcome, "detail": entry.detail}
             )

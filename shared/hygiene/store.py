@@ -1,7 +1,8 @@
 """Findings and the latest scan report in Table Storage (the `hygienefindings` table), with ETag concurrency.
 
 Each finding is one row keyed by its stable identity, with flat index columns (rule, severity, workspace, state,
-whether alerts are waiting) so the HTTP API and the scan can filter without reading every row.
+the deployment it is about, whether alerts are waiting) so the HTTP API and the scan can filter without reading
+every row.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class FindingStore:
         severity: str | None = None,
         workspace_id: str | None = None,
         state: str | None = None,
+        deployment_id: str | None = None,
         page_size: int = 50,
         continuation_token: str | None = None,
     ) -> FindingPage:
@@ -84,6 +86,7 @@ class FindingStore:
                 ("Severity", severity),
                 ("WorkspaceId", workspace_id.lower() if workspace_id else None),
                 ("State", state),
+                ("DeploymentId", deployment_id.lower() if deployment_id else None),
             )
             if value
         }
@@ -132,6 +135,7 @@ def _index(record: FindingRecord) -> dict[str, str]:
         "Severity": record.severity.value,
         "WorkspaceId": (record.workspace_id or "").lower(),
         "State": record.state.value,
+        "DeploymentId": (record.deployment_id or "").lower(),
         "AlertsPending": "true" if record.outbox else "false",
         "LastSeen": record.last_seen.isoformat(),
     }

@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from devstack.emulator.testing import running_emulator
+from shared.deployments.resource import Phase
 from shared.hygiene.alerts import QueueAlertChannel
 from shared.hygiene.findings import FindingRecord
 from shared.hygiene.scan import HygieneScanner
 from shared.hygiene.store import FindingStore
+from shared.problems import Problem
+from shared.run_outcomes import Submission
 
 from .emulated import COHERE, LLAMA, PHI, EmulatedBroker, scenario
 from .fakes import (
@@ -22,6 +25,7 @@ from .fakes import (
     FakeSecretStore,
     InMemoryDocumentTable,
     RecordingQueue,
+    run,
     settings,
 )
 
@@ -35,6 +39,26 @@ class World:
     queue: RecordingQueue = field(default_factory=RecordingQueue)
     clock: Clock = field(default_factory=Clock)
     sleeps: list[float] = field(default_factory=list)
+    # Deployment ids the resubscribe remediation asked to repair, in order; `repair_problem` makes the broker refuse.
+    repairs: list[str] = field(default_factory=list)
+    repair_problem: Problem | None = None
+
+    def repair(self, deployment_id: str) -> Submission | None:
+        """What DeploymentService.repair does, as far as the scan can tell: a repair run claims the deployment."""
+        self.repairs.append(deployment_id)
+        if self.repair_problem is not None:
+            return Submission("rejected", problem=self.repair_problem)
+        stored = self.runs.get_deployment(deployment_id)
+        if stored is None:
+            return None
+        repair_run = run(
+            f"repair-{len(self.repairs)}", stored.deployment.spec.workspace_id, deployment_id=deployment_id
+        )
+        claimed = self.runs.update_deployment(
+            deployment_id,
+            lambda current: current.changed(at=self.clock.now, phase=Phase.PROVISIONING, current_run_id=repair_run.id),
+        )
+        return Submission("repair", run=repair_run, deployment=claimed)
 
     @property
     def store(self) -> FindingStore:
@@ -50,6 +74,7 @@ class World:
             channels=[QueueAlertChannel(self.queue)],
             clock=self.clock,
             sleep=self.sleeps.append,
+            repair=self.repair,
         )
 
     def scan(self, **changes: Any) -> dict[str, Any]:

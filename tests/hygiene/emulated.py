@@ -20,9 +20,11 @@ from devstack.emulator.testing import EmulatorHandle
 from shared.adapters.arm import ArmClient
 from shared.adapters.keyvault import KeyVaultAdapter
 from shared.adapters.machine_learning import MachineLearningAdapter
+from shared.adapters.run_store import RunStore
 from shared.adapters.tables import DocumentTable
 from shared.azure_ids import WorkspaceId
 from shared.config import Settings
+from shared.deployments.resource import Deployment
 from shared.hygiene.composition import build_hygiene_scanner
 from shared.hygiene.findings import FindingRecord
 from shared.hygiene.scan import HygieneScanner
@@ -31,7 +33,7 @@ from shared.hygiene.store import FindingStore
 from shared.naming import SecretNames, key_vault_secret_names
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 
-from .fakes import Clock
+from .fakes import Clock, deployment
 
 LLAMA = "azureml://registries/azureml-meta/models/Llama-3.3-70B-Instruct"
 COHERE = "azureml://registries/azureml-cohere/models/Cohere-command-r-08-2024"
@@ -131,6 +133,23 @@ class EmulatedBroker:
 
     def findings(self, rule: str) -> list[FindingRecord]:
         return self.store.query(rule=rule, page_size=100).records
+
+    @property
+    def runs(self) -> RunStore:
+        """The run store in Azurite the scan reads deployments from and writes them to."""
+        return RunStore(DocumentTable.open(self.settings().storage, f"runs{self.suffix}"))
+
+    def record_deployment(self, workspace: str, name: str, *, tickets: tuple[str, ...] = ()) -> Deployment:
+        """The Ready Deployment resource the broker keeps for endpoint `name`, as a Succeeded run leaves it."""
+        workspace_id = self.workspace(workspace)
+        endpoint = self.ml.get_endpoint(workspace_id, name)
+        assert endpoint is not None, name
+        return self.runs.create_deployment(deployment(workspace_id, endpoint, tickets=tickets)).deployment
+
+    def deployment(self, deployment_id: str) -> Deployment:
+        stored = self.runs.get_deployment(deployment_id)
+        assert stored is not None, deployment_id
+        return stored.deployment
 
     def new_alerts(self) -> list[tuple[str, str, str]]:
         """(kind, rule, subject) of the alerts put on the queue since the last call."""

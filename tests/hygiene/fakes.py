@@ -1,13 +1,15 @@
-"""In-memory implementations of the ports the hygiene scan uses, plus builders for endpoints, secrets and runs.
+"""In-memory implementations of the ports the hygiene scan uses, plus builders for endpoints, secrets, runs and
+deployments.
 
 They behave like the services where it matters to the scan: Key Vault names are case-insensitive and a disabled
-secret cannot be read; the document table enforces ETags and pages its queries.
+secret cannot be read; the document table enforces ETags and pages its queries. Runs and deployments live in the
+production RunStore over an in-memory table (tests/deployments/fakes.py), with failures a test can inject.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,12 +17,23 @@ from typing import Any
 from shared.adapters.tables import DocumentPage, StoredDocument
 from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId
+from shared.deployments.resource import (
+    ConditionType,
+    Deployment,
+    DeploymentRequester,
+    DeploymentSpec,
+    DeploymentStatus,
+    Phase,
+    condition,
+    deployment_id_of,
+)
 from shared.hygiene.settings import HygieneSettings
 from shared.naming import key_vault_secret_names
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.ports import Endpoint, EndpointKeys, MarketplaceSubscription, Operation, StoredSecret
 from shared.requests import DeploymentRequest
-from shared.runs import EndpointInfo, RunRecord, RunStatus, SecretIds
+from shared.runs import EndpointInfo, RunError, RunRecord, RunStatus, SecretIds
+from tests.deployments.fakes import InMemoryRunRepository
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 WS_A = (
@@ -198,33 +211,62 @@ class FakeSecretStore:
         self.deleted.append(name)
 
 
-@dataclass
-class RunPageFake:
-    runs: list[RunRecord]
-    continuation_token: str | None
+class FakeRuns(InMemoryRunRepository):
+    """The run store the scan reads runs and deployments from and writes deployments to. `failure` makes every
+    read fail, `deployments_failure` only the deployment listing, `update_failures[id]` that deployment's writes.
+    `before_next("save_deployment", action)` interleaves a concurrent writer between a read and its write."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.failure: Exception | None = None
+        self.deployments_failure: Exception | None = None
+        self.update_failures: dict[str, Exception] = {}
 
-@dataclass
-class FakeRuns:
-    runs: list[RunRecord] = field(default_factory=list)
-    failure: Exception | None = None
+    def add(self, *runs: RunRecord) -> None:
+        for record in runs:
+            self.create(record)
 
-    def list(self, *, page_size: int = 50, continuation_token: str | None = None) -> RunPageFake:
+    def add_deployment(self, *deployments: Deployment) -> None:
+        for item in deployments:
+            self.create_deployment(item)
+
+    def deployment(self, deployment_id: str) -> Deployment:
+        stored = self.get_deployment(deployment_id)
+        assert stored is not None, deployment_id
+        return stored.deployment
+
+    def list(self, **filters: Any) -> Any:
         if self.failure:
             raise self.failure
-        start = int(continuation_token or 0)
-        end = start + page_size
-        return RunPageFake(self.runs[start:end], str(end) if end < len(self.runs) else None)
+        return super().list(**filters)
+
+    def list_deployments(self, **filters: Any) -> Any:
+        if self.failure or self.deployments_failure:
+            raise self.failure or self.deployments_failure  # type: ignore[misc]
+        return super().list_deployments(**filters)
+
+    def update_deployment(self, deployment_id: str, change: Callable[[Deployment], Deployment]) -> Deployment:
+        if deployment_id in self.update_failures:
+            raise self.update_failures[deployment_id]
+        return super().update_deployment(deployment_id, change)
 
 
 def run(
-    run_id: str, workspace_id: str, *, status: RunStatus = RunStatus.SUCCEEDED, created: datetime = T0
+    run_id: str,
+    workspace_id: str,
+    *,
+    status: RunStatus = RunStatus.SUCCEEDED,
+    created: datetime = T0,
+    deployment_id: str | None = None,
+    ticket: str | None = None,
 ) -> RunRecord:
     record = RunRecord.new(
         run_id=run_id,
         caller="6a2e4c8f-1b3d-4e5f-a6b7-c8d9e0f1a2b3",
         request=DeploymentRequest(workspace_id=workspace_id, model_id=MARKETPLACE_MODEL, endpoint_name="ep-run"),
         at=created,
+        deployment_id=deployment_id,
+        ticket=ticket,
     )
     path = {
         RunStatus.ACCEPTED: [],
@@ -234,6 +276,7 @@ def run(
             RunStatus.VALIDATING,
             RunStatus.PROVISIONING,
             RunStatus.STORING_KEYS,
+            RunStatus.VERIFYING,
             RunStatus.SUCCEEDED,
         ],
     }[status]
@@ -245,11 +288,66 @@ def run(
                 "secret_ids": SecretIds(primary=f"{VAULT}/secrets/a", secondary=f"{VAULT}/secrets/b"),
             }
         if step is RunStatus.REJECTED:
-            from shared.runs import RunError
-
             extra = {"error": RunError(code="workspace-not-allowed", message="no")}
         record = record.transition(step, at=created + timedelta(seconds=1), **extra)
     return record
+
+
+CONDITION_REASONS = {
+    ConditionType.SUBSCRIPTION_READY: "Subscribed",
+    ConditionType.ENDPOINT_READY: "Provisioned",
+    ConditionType.KEYS_STORED: "Stored",
+    ConditionType.HEALTHY: "Online",
+}
+
+
+def deployment(
+    workspace_id: str,
+    item: Endpoint,
+    *,
+    phase: Phase = Phase.READY,
+    keys_run_id: str | None = "run-1",
+    current_run_id: str | None = "run-1",
+    tickets: tuple[str | None, ...] = ("INC-1",),
+    recorded_endpoint: bool = True,
+    deployment_id: str | None = None,
+    at: datetime = T0 - timedelta(days=1),
+) -> Deployment:
+    """The Deployment the broker keeps for `item`: its conditions all True (as a Succeeded run leaves them), its
+    endpoint recorded, one request per ticket."""
+    spec = DeploymentSpec(
+        workspace_id=workspace_id, model_id=item.model_id, endpoint_name=item.name, content_safety="Enabled"
+    )
+    requests = tuple(
+        DeploymentRequester(
+            caller="6a2e4c8f-1b3d-4e5f-a6b7-c8d9e0f1a2b3",
+            ticket=ticket,
+            run_id=current_run_id,
+            outcome="created" if number == 0 else "ready",
+            at=at,
+        )
+        for number, ticket in enumerate(tickets)
+    )
+    conditions = tuple(
+        condition(kind, "True", CONDITION_REASONS[kind], f"{kind} is True.", at=at) for kind in ConditionType
+    )
+    return Deployment(
+        id=deployment_id or deployment_id_of(spec),
+        spec=spec,
+        status=DeploymentStatus(
+            phase=phase,
+            conditions=conditions,
+            endpoint=EndpointInfo(name=item.name, id=item.id, scoring_uri=item.scoring_uri)
+            if recorded_endpoint
+            else None,
+            keys_run_id=keys_run_id,
+            current_run_id=current_run_id,
+        ),
+        requests=requests,
+        request_count=len(requests),
+        created_at=at,
+        updated_at=at,
+    )
 
 
 class InMemoryDocumentTable:

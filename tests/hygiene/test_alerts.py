@@ -130,3 +130,58 @@ def test_a_failing_webhook_is_retried_next_scan_without_repeating_the_queue_aler
     assert world.take_alerts() == [("opened", "endpoint-unhealthy", LLAMA)]
     [payload] = webhook.received
     assert payload["data"]["essentials"]["alertRule"] == "endpoint-unhealthy"
+
+
+def linked_record():
+    finding = Finding(
+        rule="endpoint-unhealthy",
+        severity=Severity.HIGH,
+        resource_id=LLAMA,
+        workspace_id=WS_A,
+        summary="Endpoint 'llama' is unhealthy: subscription llama-sub not found.",
+        evidence={},
+        deployment_id="ws-a--llama--0123456789",
+        run_id="run-1",
+        tickets=("INC-1", "INC-2"),
+        recommended_action="POST /api/deployments/ws-a--llama--0123456789/repair",
+    )
+    return observe(None, finding, now=T0, channels=["queue"]).record
+
+
+def test_alerts_name_the_deployment_its_run_tickets_and_the_recommended_action():
+    record = linked_record()
+
+    event = cloud_event(record, AlertKind.OPENED, time=T0)
+    alert = common_alert(record, AlertKind.OPENED, time=T0)["data"]
+
+    expected = {
+        "deploymentId": "ws-a--llama--0123456789",
+        "runId": "run-1",
+        "tickets": ["INC-1", "INC-2"],
+        "recommendedAction": "POST /api/deployments/ws-a--llama--0123456789/repair",
+    }
+    assert expected.items() <= event["data"].items()
+    assert event["deploymentid"] == "ws-a--llama--0123456789"
+    assert expected.items() <= alert["alertContext"].items()
+    assert alert["customProperties"] == {
+        "eventType": "com.contoso.broker.hygiene.finding.opened",
+        **expected,
+        "tickets": "INC-1, INC-2",
+    }
+
+
+def test_an_alert_about_nothing_the_broker_deployed_has_no_deployment():
+    event = cloud_event(open_record(), AlertKind.OPENED, time=T0)
+
+    assert "deploymentid" not in event
+    assert (event["data"]["deploymentId"], event["data"]["tickets"]) == (None, [])
+
+
+def test_the_webhook_posts_the_deployment_fields():
+    sleeps: list[float] = []
+    with running_webhook() as webhook:
+        webhook_channel(webhook.url, sleeps).deliver(linked_record(), AlertKind.OPENED, time=T0, extra={})
+
+    [payload] = webhook.received
+    assert payload["data"]["alertContext"]["deploymentId"] == "ws-a--llama--0123456789"
+    assert payload["data"]["customProperties"]["recommendedAction"].endswith("/repair")

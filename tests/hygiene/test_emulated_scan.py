@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.deployments.resource import ConditionType
+
 from .emulated import LLAMA, EmulatedBroker
 
 pytestmark = pytest.mark.integration
@@ -14,6 +16,7 @@ def workspaces(broker: EmulatedBroker, *names: str) -> str:
 
 
 def test_a_subscription_deleted_out_of_band_is_found_alerted_once_and_resolved_once(deployed: EmulatedBroker):
+    made = deployed.record_deployment("demo-project", "llama-ep", tickets=("INC-42",))
     scanner = deployed.scanner(HYGIENE_WORKSPACES=workspaces(deployed, "demo-project", "demo-project-westeurope"))
     assert scanner.scan()["findings"]["opened"] == 0
     assert deployed.new_alerts() == []
@@ -22,6 +25,7 @@ def test_a_subscription_deleted_out_of_band_is_found_alerted_once_and_resolved_o
     deployed.clock.advance(minutes=15)
     scanner.scan()
     opened = deployed.new_alerts()
+    degraded = deployed.deployment(made.id)
     deployed.clock.advance(minutes=15)
     scanner.scan()
     repeated = deployed.new_alerts()
@@ -40,6 +44,22 @@ def test_a_subscription_deleted_out_of_band_is_found_alerted_once_and_resolved_o
     assert "subscription-missing" in signals
     assert report["workspaces"] == {"scanned": 2, "reachable": 2, "unreachable": 0}
     assert deployed.store.latest_report() == report
+    # The finding names the deployment, and the deployment heard about it both ways (in the Azurite run store).
+    alert = deployed.received[0]
+    assert (alert["deploymentid"], alert["data"]["runId"], alert["data"]["tickets"]) == (made.id, "run-1", ["INC-42"])
+    assert f"POST /api/deployments/{made.id}/repair" in alert["data"]["recommendedAction"]
+    healthy = {item.type.value: (item.status, item.reason) for item in degraded.status.conditions}["Healthy"]
+    assert (degraded.status.phase, healthy, degraded.status.open_findings) == (
+        "Degraded",
+        ("False", "SubscriptionMissing"),
+        (finding.key,),
+    )
+    ready = deployed.deployment(made.id)
+    assert (ready.status.phase, ready.condition(ConditionType.HEALTHY).reason, ready.status.open_findings) == (
+        "Ready",
+        "Online",
+        (),
+    )
 
 
 def test_workspaces_answering_500_and_403_do_not_stop_the_scan(deployed: EmulatedBroker):

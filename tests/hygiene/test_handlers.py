@@ -12,7 +12,7 @@ from handlers import hygiene as handlers
 from shared.hygiene import composition
 
 from .conftest import World
-from .fakes import WS_A, WS_B, endpoint
+from .fakes import WS_A, WS_B, deployment, endpoint
 
 BASE = "https://broker.example.com/api/hygiene"
 
@@ -74,6 +74,27 @@ def test_findings_filter_by_rule_severity_workspace_and_state(scanned: World):
     assert resolved["value"] == []
     assert "outbox" not in everything["value"][0]
     assert {"firstSeen", "lastSeen", "resolvedAt", "evidence", "actions"} <= everything["value"][0].keys()
+    assert {"deploymentId", "runId", "tickets", "recommendedAction"} <= everything["value"][0].keys()
+
+
+def test_findings_show_the_deployment_they_are_about(scanned: World):
+    made = deployment(WS_A, scanned.ml.endpoints[WS_A][0], tickets=("INC-7",))
+    scanned.runs.add_deployment(made)
+    handlers.hygiene_scan(TimerRequest())
+
+    _, unhealthy_in_a = get(handlers.hygiene_findings, "findings", rule="endpoint-unhealthy", workspaceId=WS_A)
+
+    _, about_it = get(handlers.hygiene_findings, "findings", deploymentId=made.id.upper())
+    _, about_nothing = get(handlers.hygiene_findings, "findings", deploymentId="ws-a--nothing--0000000000")
+
+    assert about_it["value"] == unhealthy_in_a["value"]
+    assert about_nothing["value"] == []
+    [finding] = unhealthy_in_a["value"]
+    assert (finding["deploymentId"], finding["runId"], finding["tickets"]) == (made.id, "run-1", ["INC-7"])
+    assert finding["recommendedAction"] == (
+        f"Re-POST the same request (POST /api/deployments) or POST /api/deployments/{made.id}/repair to "
+        f"re-subscribe; or DELETE /api/deployments/{made.id}"
+    )
 
 
 def test_findings_are_paged_with_a_next_link_that_keeps_the_filters(scanned: World):

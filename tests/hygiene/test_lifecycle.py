@@ -115,7 +115,7 @@ def test_an_unreadable_key_vault_neither_reports_nor_resolves_secret_findings(wo
 
 def test_an_unreadable_run_store_skips_run_rules_and_keeps_their_findings(world: World):
     world.ml.add(WS_A)
-    world.runs.runs = [run("old", WS_A, status=RunStatus.PROVISIONING, created=T0 - timedelta(days=1))]
+    world.runs.add(run("old", WS_A, status=RunStatus.PROVISIONING, created=T0 - timedelta(days=1)))
     world.scan()
     world.runs.failure = AzureCallError(None, "ConnectionFailed", "table storage unreachable")
 

@@ -8,12 +8,14 @@ from datetime import timedelta
 import pytest
 
 from shared.azure_errors import AzureCallError
+from shared.deployments.resource import ConditionType, Deployment, Phase
 from shared.hygiene.remediation import RemediationPolicy
 from shared.hygiene.settings import HygieneSettingsError
 from shared.ports import EndpointKeys
+from shared.problems import Problem
 
 from .conftest import World
-from .fakes import DIRECT_MODEL, WS_A, endpoint, marketplace_subscription, settings
+from .fakes import DIRECT_MODEL, WS_A, deployment, endpoint, marketplace_subscription, settings
 
 LLAMA = f"{WS_A}/serverlessEndpoints/llama"
 DISABLE = {"endpoint-unhealthy": "disable-secrets"}
@@ -207,3 +209,124 @@ def test_remediation_settings_are_validated(remediation: dict[str, str], message
 def test_an_unknown_disabled_rule_is_refused(world: World):
     with pytest.raises(HygieneSettingsError, match="HYGIENE_DISABLED_RULES: no rule endpoint-unhappy"):
         world.scanner(disabled_rules=frozenset({"endpoint-unhappy"}))
+
+
+# -- resubscribe: repair the deployment, which re-subscribes its Marketplace subscription ---------------------------
+
+RESUBSCRIBE = {"endpoint-unhealthy": "resubscribe"}
+
+
+def unsubscribed_deployment(world: World, name: str = "llama", **changes) -> Deployment:
+    """A broker endpoint in WS_A whose Marketplace subscription was deleted, with its (Ready) deployment."""
+    unhealthy(world, name)
+    made = deployment(WS_A, world.ml.endpoints[WS_A][-1], deployment_id=f"ws-a--{name}--test", **changes)
+    world.runs.add_deployment(made)
+    return made
+
+
+def test_resubscribe_is_off_by_default(world: World):
+    unsubscribed_deployment(world)
+
+    world.scan(workspaces=(WS_A,))
+
+    assert world.repairs == []
+    assert audit(world) == []
+
+
+def test_resubscribe_repairs_the_deployment_once_per_occurrence_and_audits_the_run(world: World):
+    made = unsubscribed_deployment(world)
+
+    report = world.scan(workspaces=(WS_A,), remediation=RESUBSCRIBE)
+    world.clock.advance(minutes=15)
+    world.scan(workspaces=(WS_A,), remediation=RESUBSCRIBE)
+
+    assert world.repairs == [made.id]
+    [entry] = only_open(world).actions
+    assert (entry.action, entry.outcome, entry.dry_run) == ("resubscribe", "done", False)
+    assert entry.detail == (
+        f"repair deployment {made.id} (POST /api/deployments/{made.id}/repair), re-subscribing its Marketplace "
+        "subscription: repair run repair-1"
+    )
+    assert report["remediation"]["done"] == 1
+    # The scan marked it Degraded first; the repair run then claimed it, and the next scan left it to the run.
+    after = world.runs.deployment(made.id)
+    assert (after.status.phase, after.status.current_run_id) == (Phase.PROVISIONING, "repair-1")
+    assert after.condition(ConditionType.HEALTHY).reason == "SubscriptionMissing"
+
+
+def test_resubscribe_in_dry_run_plans_and_audits_but_repairs_nothing(world: World):
+    made = unsubscribed_deployment(world)
+
+    report = world.scan(workspaces=(WS_A,), remediation=RESUBSCRIBE, dry_run=True)
+
+    assert world.repairs == []
+    assert audit(world) == [("resubscribe", "planned", True)]
+    assert report["remediation"]["planned"] == 1
+    assert world.runs.deployment(made.id).status.phase is Phase.DEGRADED
+
+
+def test_more_resubscriptions_than_the_cap_means_none(world: World):
+    for name in ("llama", "mistral", "cohere"):
+        unsubscribed_deployment(world, name)
+
+    report = world.scan(workspaces=(WS_A,), remediation=RESUBSCRIBE, max_remediations=2)
+
+    assert world.repairs == []
+    assert report["remediation"]["skipped"] == 3
+    assert "3 actions planned exceed HYGIENE_MAX_REMEDIATIONS=2" in only_open(world, "llama").actions[-1].detail
+
+
+def test_resubscribe_only_for_broker_endpoints_with_a_deployment_no_run_owns(world: World):
+    unhealthy(world, "orphan")  # the broker made it, but no deployment records it
+    world.ml.add(WS_A, endpoint(WS_A, "handmade", managed=False, subscription="handmade-sub"))
+    unsubscribed_deployment(world, "busy", phase=Phase.PROVISIONING)
+    unsubscribed_deployment(world, "gone", phase=Phase.DELETING)
+
+    report = world.scan(workspaces=(WS_A,), remediation=RESUBSCRIBE)
+
+    assert world.repairs == []
+    assert report["remediation"]["actions"] == []
+
+
+def test_resubscribe_acts_only_when_the_evidence_names_the_subscription(world: World):
+    item = endpoint(WS_A, "phi", model_id=DIRECT_MODEL, endpoint_state="Suspended")
+    world.ml.add(WS_A, item)
+    world.secrets.put_for(WS_A, item, world.ml.keys[item.id.lower()])
+    world.runs.add_deployment(deployment(WS_A, item))
+
+    world.scan(workspaces=(WS_A,), remediation=RESUBSCRIBE, endpoint_state_grace=timedelta(0))
+
+    assert [record.state for record in world.findings(rule="endpoint-unhealthy")] == ["open"]
+    assert world.repairs == []
+
+
+def test_a_refused_repair_is_audited_as_failed_and_tried_again_next_scan(world: World):
+    made = unsubscribed_deployment(world)
+    world.repair_problem = Problem.of("requester-forbidden", "The broker may not deploy into ws-a.")
+
+    report = world.scan(workspaces=(WS_A,), remediation=RESUBSCRIBE)
+    world.repair_problem = None
+    world.scan(workspaces=(WS_A,), remediation=RESUBSCRIBE)
+
+    assert report["remediation"]["failed"] == 1
+    assert audit(world) == [("resubscribe", "failed", False), ("resubscribe", "done", False)]
+    assert "requester-forbidden: The broker may not deploy into ws-a." in only_open(world).actions[0].detail
+    assert world.repairs == [made.id, made.id]
+
+
+def test_resubscribe_is_allowed_for_endpoint_unhealthy_only():
+    assert RemediationPolicy.from_settings(settings(remediation=RESUBSCRIBE)).mode_for("endpoint-unhealthy") == (
+        "resubscribe"
+    )
+    for rule in ("endpoint-failed", "secrets-orphaned", "secrets-missing"):
+        with pytest.raises(HygieneSettingsError, match=f"{rule} allows .*not 'resubscribe'"):
+            RemediationPolicy.from_settings(settings(remediation={rule: "resubscribe"}))
+
+
+def only_open(world: World, name: str = "llama"):
+    [record] = [
+        record
+        for record in world.findings(rule="endpoint-unhealthy")
+        if record.state == "open" and record.endpoint_name == name
+    ]
+    return record

@@ -170,7 +170,7 @@ def test_secrets_missing_when_a_value_no_longer_matches_list_keys_and_the_value_
 def test_secrets_missing_ignores_unmanaged_endpoints_and_workspaces_with_a_run_in_progress(world: World):
     world.ml.add(WS_A, endpoint(WS_A, "handmade", managed=False, model_id=DIRECT_MODEL))
     world.ml.add(WS_B, endpoint(WS_B, "being-made", model_id=DIRECT_MODEL))
-    world.runs.runs.append(run("run-busy", WS_B, status=RunStatus.PROVISIONING, created=T0))
+    world.runs.add(run("run-busy", WS_B, status=RunStatus.PROVISIONING, created=T0))
 
     world.scan(workspaces=(WS_A, WS_B))
 
@@ -226,11 +226,11 @@ def test_endpoint_unmanaged_is_info_and_only_for_endpoints_without_the_broker_ta
 
 
 def test_run_stuck_only_for_active_runs_older_than_the_timeout(world: World):
-    world.runs.runs = [
+    world.runs.add(
         run("old-active", WS_A, status=RunStatus.PROVISIONING, created=T0 - timedelta(hours=2)),
         run("new-active", WS_A, status=RunStatus.PROVISIONING, created=T0 - timedelta(minutes=10)),
         run("old-done", WS_A, status=RunStatus.SUCCEEDED, created=T0 - timedelta(days=2)),
-    ]
+    )
     world.ml.add(WS_A)
 
     world.scan(run_stuck_after=timedelta(hours=1))
@@ -242,11 +242,11 @@ def test_workspaces_come_from_settings_runs_and_secret_tags_but_not_rejected_run
     world.ml.add(WS_A)
     world.ml.add(WS_B)
     rejected_workspace = WS_B.replace("ws-b", "ws-c")
-    world.runs.runs = [
+    world.runs.add(
         run("r1", WS_B),
         run("r2", WS_A.lower()),
         run("r3", rejected_workspace, status=RunStatus.REJECTED),
-    ]
+    )
 
     report = world.scan(workspaces=(WS_A,))
 
