@@ -14,10 +14,16 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from pydantic.json_schema import models_json_schema
 
-from handlers.deployments import DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY, MAX_PAGE_SIZE
+from handlers.deployments import DEFAULT_PAGE_SIZE as DEPLOYMENT_PAGE_SIZE
+from handlers.deployments import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY
+from handlers.deployments import MAX_PAGE_SIZE as MAX_DEPLOYMENT_PAGE_SIZE
 from handlers.http_responses import json_response, problems_on_crash
 from handlers.principal import OBJECT_ID_CLAIMS, PRINCIPAL_HEADER, PRINCIPAL_ID_HEADER
-from shared.problems import CATALOG, CONTENT_TYPE
+from handlers.runs import DEFAULT_PAGE_SIZE as RUN_PAGE_SIZE
+from handlers.runs import MAX_PAGE_SIZE as MAX_RUN_PAGE_SIZE
+from handlers.submissions import RESOURCE_LOCATION
+from shared.deployments.resource import Deployment
+from shared.problems import AZURE_UNAVAILABLE, CATALOG, CONTENT_TYPE, INTERNAL, UNAUTHORIZED
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, RotateKeysRequest
 from shared.runs import RunRecord
 from shared.version import broker_version
@@ -48,10 +54,14 @@ def openapi_document() -> dict[str, Any]:
             "title": "Serverless Deployment Broker",
             "version": broker_version(),
             "description": (
-                "Self-service Azure AI Foundry serverless API deployments. A deployment request is answered at "
-                "once with a run; poll the run (Operation-Location) until it is Succeeded, Rejected or Failed. "
-                "Errors are RFC 9457 application/problem+json with a stable `type` per failure. Ticketing systems "
-                "may instead put a QueueDeploymentRequest on the deployment-requests queue."
+                "Self-service Azure AI Foundry serverless API deployments. Each (workspace, model) has one "
+                "Deployment resource (Location), with a spec, a phase and conditions read from Azure. Operations on "
+                "it (deploy, repair, delete) are runs: a request that starts or joins one is answered 202 at once; "
+                "poll the run (Operation-Location) until it ends, then GET the deployment. A request the deployment "
+                "already satisfies is answered 200 with the deployment. Errors are RFC 9457 "
+                "application/problem+json with a stable `type` per failure. Ticketing systems may instead put a "
+                "QueueDeploymentRequest on the deployment-requests queue and read CloudEvents from "
+                "deployment-events."
             ),
         },
         "paths": _paths(),
@@ -72,14 +82,28 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "submit_deployment",
                 "summary": "Request a serverless deployment of a model into a workspace",
+                "description": "Reconciled against the deployment of that model in that workspace: none yet (or "
+                "deleted, or failed) starts a deploy run; one in flight for the same spec is joined; a Ready one "
+                "Azure agrees with answers at once; a Degraded one, or one Azure disagrees with, gets a repair run; "
+                "a request for another spec is refused (409 deployment-conflict).",
                 "parameters": [_IDEMPOTENCY_KEY, *_PRINCIPAL_HEADERS],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("DeploymentRequest")}},
                 },
                 "responses": {
-                    "202": _run_response("Accepted: a new run; poll Operation-Location for its outcome"),
-                    "200": _run_response("An existing run answers this request (same Idempotency-Key, or in flight)"),
+                    "200": {
+                        **_json_response(
+                            "Nothing to run: the deployment was already Ready as asked (the Deployment), or a retry "
+                            "with the same Idempotency-Key gets the first answer again (that Deployment or run)",
+                            {"oneOf": [_ref("Deployment"), _ref("RunRecord")]},
+                        ),
+                        "headers": {"Location": _DEPLOYMENT_LOCATION, "Operation-Location": _ANSWERING_RUN},
+                    },
+                    "202": _run_response(
+                        "Accepted: a new deploy or repair run, or the run already in flight for the same spec, "
+                        "which now answers this request too; poll Operation-Location until it ends"
+                    ),
                     **_problem_responses(
                         "validation-failed",
                         "endpoint-name-invalid",
@@ -88,54 +112,55 @@ def _paths() -> dict[str, Any]:
                         "model-not-approved",
                         "workspace-not-allowed",
                         "broker-permissions-missing",
+                        "not-found",
                         "deployment-conflict",
+                        "deployment-state-conflict",
                         "region-unsupported",
+                        "model-unknown",
                         "idempotency-conflict",
                         "azure-unavailable",
                         "internal",
+                        recorded=True,
                     ),
                 },
             },
             "get": {
                 "operationId": "list_deployments",
-                "summary": "List runs matching the filters, a page at a time",
+                "summary": "List deployments matching the filters, a page at a time",
                 "parameters": [
-                    _query("workspaceId", "Only runs for this workspace (ARM id)"),
-                    _query("status", "Only runs in this status", {"$ref": SCHEMAS + "RunStatus"}),
-                    _query("ticket", "Only runs for this ticket"),
+                    _query("workspaceId", "Only deployments into this workspace (ARM id)"),
+                    _query("modelId", "Only deployments of this model (azureml://registries/<registry>/models/<name>)"),
+                    _query("phase", "Only deployments in this phase", _ref("Phase")),
+                    _query("ticket", "Only deployments a request with this ticket asked for"),
                     _query("continuationToken", "From the previous page's nextLink"),
-                    _query(
-                        "pageSize",
-                        "Runs per page",
-                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
-                    ),
+                    _page_size("Deployments per page", DEPLOYMENT_PAGE_SIZE, MAX_DEPLOYMENT_PAGE_SIZE),
                 ],
                 "responses": {
-                    "200": _json_response("A page of runs", _ref("RunPage")),
+                    "200": _json_response("A page of deployments", _ref("DeploymentPage")),
                     **_problem_responses("validation-failed", "internal"),
                 },
             },
         },
-        f"{ROUTE_PREFIX}/deployments/{{runId}}": {
+        f"{ROUTE_PREFIX}/deployments/{{deploymentId}}": {
             "get": {
                 "operationId": "get_deployment",
-                "summary": "A run: its status, step history, endpoint, Key Vault secret ids or error",
-                "parameters": [
-                    {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}},
-                ],
+                "summary": "A deployment: its spec, phase, conditions, endpoint, Key Vault secret ids and runs",
+                "parameters": [_DEPLOYMENT_ID],
                 "responses": {
-                    "200": _json_response("The run", _ref("RunRecord")),
+                    "200": _json_response("The deployment", _ref("Deployment")),
                     **_problem_responses("not-found", "internal"),
                 },
             },
             "delete": {
                 "operationId": "delete_deployment",
-                "summary": "Tear down the deployment this deploy run made: endpoint, Key Vault secrets (soft delete), "
-                "cross-region connection and, when asked and unused elsewhere, the Marketplace subscription. "
-                "Answered with a delete run (Validating, Deleting, Deleted) that names this run; the deploy run "
-                "records the delete run once it is Deleted.",
+                "summary": "Tear the deployment down: endpoint, Key Vault secrets (soft delete), cross-region "
+                "connection and, when asked and unused elsewhere, the Marketplace subscription",
+                "description": "Answered with a delete run (Validating, Deleting, Deleted). Idempotent at the "
+                "resource: a deployment already Deleted answers 200 with itself (status.deleteRunId names the "
+                "run that deleted it; no new run, no new event), and a teardown in flight answers 202 with its "
+                "run, which then answers this request too. Refused while a deploy or repair run is in flight.",
                 "parameters": [
-                    {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _DEPLOYMENT_ID,
                     _query(
                         "deleteSubscription",
                         "Also delete the Marketplace subscription (refused while other endpoints use it)",
@@ -144,10 +169,25 @@ def _paths() -> dict[str, Any]:
                     *_PRINCIPAL_HEADERS,
                 ],
                 "responses": {
-                    "202": _run_response("Accepted: a new delete run; poll Operation-Location for its outcome"),
-                    "200": _run_response("A teardown of this deployment is already under way: its run"),
+                    "200": {
+                        **_json_response(
+                            "Already deleted: the deployment, as its delete run left it", _ref("Deployment")
+                        ),
+                        "headers": {
+                            "Location": _DEPLOYMENT_LOCATION,
+                            "Operation-Location": {
+                                "description": "The delete run that deleted it (absolute URL)",
+                                "schema": _URL,
+                            },
+                        },
+                    },
+                    "202": _run_response(
+                        "Accepted: a new delete run, or the delete run already in flight, which now answers this "
+                        "request too; poll Operation-Location until it is Deleted or Failed"
+                    ),
                     **_problem_responses(
                         "validation-failed",
+                        "endpoint-name-invalid",
                         "unauthorized",
                         "requester-forbidden",
                         "not-found",
@@ -156,19 +196,53 @@ def _paths() -> dict[str, Any]:
                         "deployment-state-conflict",
                         "azure-unavailable",
                         "internal",
+                        recorded=True,
                     ),
                 },
             },
         },
-        f"{ROUTE_PREFIX}/deployments/{{runId}}/rotate-keys": {
+        f"{ROUTE_PREFIX}/deployments/{{deploymentId}}/repair": {
+            "post": {
+                "operationId": "repair_deployment",
+                "summary": "Reconcile the deployment with Azure again, as if its request had been sent again",
+                "description": "Azure's state is re-read: when it reports every condition True the deployment "
+                "answers as it is; otherwise a repair run starts at the first thing Azure lacks.",
+                "parameters": [_DEPLOYMENT_ID, *_PRINCIPAL_HEADERS],
+                "responses": {
+                    "200": {
+                        **_json_response("Nothing to repair: the deployment, Ready", _ref("Deployment")),
+                        "headers": {"Location": _DEPLOYMENT_LOCATION},
+                    },
+                    "202": _run_response(
+                        "Accepted: a repair (or, for a failed deployment, a deploy) run, or the run already in "
+                        "flight; poll Operation-Location until it ends"
+                    ),
+                    **_problem_responses(
+                        "unauthorized",
+                        "requester-forbidden",
+                        "model-not-approved",
+                        "workspace-not-allowed",
+                        "broker-permissions-missing",
+                        "not-found",
+                        "deployment-conflict",
+                        "deployment-state-conflict",
+                        "region-unsupported",
+                        "model-unknown",
+                        "azure-unavailable",
+                        "internal",
+                        recorded=True,
+                    ),
+                },
+            },
+        },
+        f"{ROUTE_PREFIX}/deployments/{{deploymentId}}/rotate-keys": {
             "post": {
                 "operationId": "rotate_deployment_keys",
                 "summary": "Regenerate one key of the deployment's endpoint and store it as a new version of that "
-                "key's Key Vault secret; the other key is left alone. Poll the run's keyRotations for the outcome.",
-                "parameters": [
-                    {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}},
-                    *_PRINCIPAL_HEADERS,
-                ],
+                "key's Key Vault secret; the other key is left alone",
+                "description": "The rotation is recorded on the run whose secrets hold the deployment's keys "
+                "(status.keysRunId); poll that run's keyRotations (Operation-Location) for the outcome.",
+                "parameters": [_DEPLOYMENT_ID, *_PRINCIPAL_HEADERS],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("RotateKeysRequest")}},
@@ -176,17 +250,59 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "202": {
                         **_json_response("Accepted: the rotation, recorded on the run", _ref("KeyRotation")),
-                        "headers": _RUN_HEADERS,
+                        "headers": {
+                            "Location": _DEPLOYMENT_LOCATION,
+                            "Operation-Location": {
+                                "description": "The run recording the rotation (absolute URL) to poll",
+                                "schema": _URL,
+                            },
+                        },
                     },
-                    **_problem_responses(
-                        "validation-failed",
-                        "unauthorized",
-                        "requester-forbidden",
-                        "not-found",
-                        "deployment-state-conflict",
-                        "azure-unavailable",
-                        "internal",
+                    **_with_headers(
+                        _problem_responses(
+                            "validation-failed",
+                            "unauthorized",
+                            "requester-forbidden",
+                            "not-found",
+                            "deployment-state-conflict",
+                            "azure-unavailable",
+                            "internal",
+                        ),
+                        {"403", "409"},
+                        {"Location": _DEPLOYMENT_LOCATION},
                     ),
+                },
+            },
+        },
+        f"{ROUTE_PREFIX}/runs": {
+            "get": {
+                "operationId": "list_runs",
+                "summary": "List runs (deploy, repair and delete operations) matching the filters, a page at a time",
+                "parameters": [
+                    _query("deploymentId", "Only runs of this deployment"),
+                    _query("workspaceId", "Only runs for this workspace (ARM id)"),
+                    _query("status", "Only runs in this status", _ref("RunStatus")),
+                    _query("ticket", "Only runs answering a request with this ticket, joined requests included"),
+                    _query("continuationToken", "From the previous page's nextLink"),
+                    _page_size("Runs per page", RUN_PAGE_SIZE, MAX_RUN_PAGE_SIZE),
+                ],
+                "responses": {
+                    "200": _json_response("A page of runs", _ref("RunPage")),
+                    **_problem_responses("validation-failed", "internal"),
+                },
+            },
+        },
+        f"{ROUTE_PREFIX}/runs/{{runId}}": {
+            "get": {
+                "operationId": "get_run",
+                "summary": "A run, the status monitor of one operation: its status, step history, endpoint, Key "
+                "Vault secret ids or error, and once a deploy or repair run has ended, resourceLocation",
+                "parameters": [
+                    {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json_response("The run", _ref("RunRecord")),
+                    **_problem_responses("not-found", "internal"),
                 },
             },
         },
@@ -215,6 +331,7 @@ def _paths() -> dict[str, Any]:
                     _query("severity", "Only findings of this severity"),
                     _query("workspaceId", "Only findings in this workspace (ARM id)"),
                     _query("state", "open, resolved or pending"),
+                    _query("deploymentId", "Only findings about this deployment"),
                     _query("continuationToken", "From the previous page's nextLink"),
                     _query("pageSize", "Findings per page", {"type": "integer", "minimum": 1}),
                 ],
@@ -263,6 +380,7 @@ def _schemas() -> dict[str, Any]:
             (QueueDeploymentRequest, "validation"),
             (RotateKeysRequest, "validation"),
             (RunRecord, "serialization"),
+            (Deployment, "serialization"),
         ],
         by_alias=True,
         ref_template=SCHEMAS + "{model}",
@@ -272,27 +390,47 @@ def _schemas() -> dict[str, Any]:
     for name in PRIVATE_RUN_FIELDS:
         run["properties"].pop(name)
     run["required"] = [name for name in run["required"] if name not in PRIVATE_RUN_FIELDS]
+    run["properties"][RESOURCE_LOCATION] = {
+        "type": "string",
+        "format": "uri",
+        "description": "The deployment this run operated on (absolute URL); present once a deploy or repair run "
+        "has ended",
+    }
+    run["description"] = (
+        "A run: one operation (deploy, repair or delete) on a deployment, from acceptance to its end, with every "
+        "status it went through. Requests that joined it while it was in flight are listed in `joined`."
+    )
+    schemas["Deployment"]["description"] = (
+        "The Deployment resource: one per (workspace, model). `spec` is what was asked for; `status` is what "
+        "Azure was last seen to hold (phase and conditions), the run in flight (currentRunId), the run whose Key "
+        "Vault secrets hold the keys (keysRunId) and the run that deleted it (deleteRunId)."
+    )
     schemas["QueueDeploymentRequest"]["description"] = (
         "A deployment-requests queue message (base64 JSON): the HTTP body plus who asked and the ticket; the "
         "outcome is published as a CloudEvent on deployment-events."
     )
     return {
         **schemas,
-        "RunPage": {
-            "type": "object",
-            "properties": {
-                "value": {"type": "array", "items": _ref("RunRecord")},
-                "nextLink": {
-                    "anyOf": [{"type": "string", "format": "uri"}, {"type": "null"}],
-                    "description": "The next page (same filters), or null on the last page",
-                },
-            },
-            "required": ["value", "nextLink"],
-            "additionalProperties": False,
-        },
+        "DeploymentPage": _page_schema("Deployment"),
+        "RunPage": _page_schema("RunRecord"),
         "Problem": _problem_schema(),
         "ModelAvailability": _AVAILABILITY_SCHEMA,
         "Health": _HEALTH_SCHEMA,
+    }
+
+
+def _page_schema(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "value": {"type": "array", "items": _ref(item)},
+            "nextLink": {
+                "anyOf": [{"type": "string", "format": "uri"}, {"type": "null"}],
+                "description": "The next page (same filters), or null on the last page",
+            },
+        },
+        "required": ["value", "nextLink"],
+        "additionalProperties": False,
     }
 
 
@@ -312,7 +450,12 @@ def _problem_schema() -> dict[str, Any]:
             "status": {"type": "integer", "enum": sorted({kind.status for kind in CATALOG.values()})},
             "detail": {"type": "string", "description": "What is wrong and how to fix it"},
             "instance": {"type": "string", "format": "uri-reference"},
-            "runId": {"type": "string", "description": "The run that recorded this rejection"},
+            "runId": {
+                "type": "string",
+                "description": "The run the problem is about (the deployment's run in flight, or its current run "
+                "for a conflict); otherwise the Rejected run that recorded this refusal",
+            },
+            "deploymentId": {"type": "string", "description": "The deployment the problem is about"},
             "errors": {
                 "type": "array",
                 "description": "Each invalid field (validation-failed)",
@@ -395,10 +538,36 @@ _PRINCIPAL_HEADERS = [
         "schema": {"type": "string", "format": "uuid"},
     },
 ]
-_RUN_HEADERS = {
-    "Location": {"description": "The run (relative URL)", "schema": {"type": "string"}},
-    "Operation-Location": {"description": "The run (absolute URL) to poll", "schema": {"type": "string"}},
+_URL = {"type": "string", "format": "uri"}
+_DEPLOYMENT_ID = {
+    "name": "deploymentId",
+    "in": "path",
+    "required": True,
+    "description": "`<workspace>--<model>--<hash>`: the same for the same (workspace, model)",
+    "schema": {"type": "string"},
 }
+_DEPLOYMENT_LOCATION = {"description": "The deployment (absolute URL)", "schema": _URL}
+_RUN_LOCATION = {"description": "The run (absolute URL) to poll until it ends", "schema": _URL}
+_ANSWERING_RUN = {"description": "The run that answers, when a run does (absolute URL)", "schema": _URL}
+_RUN_HEADERS = {"Location": _DEPLOYMENT_LOCATION, "Operation-Location": _RUN_LOCATION}
+_RECORDED_HEADERS = {
+    "Location": {
+        "description": "The deployment the refusal concerns, when there is one (absolute URL)",
+        "schema": _URL,
+    },
+    "Operation-Location": {
+        "description": "The Rejected run recording the refusal, when one does (absolute URL; also `instance`)",
+        "schema": _URL,
+    },
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer", "minimum": 1}}
+}
+_CHALLENGE = {
+    "WWW-Authenticate": {"description": "The Bearer challenge (RFC 9110)", "schema": {"type": "string"}},
+}
+# Statuses no run ever records: no caller, or the broker or Azure failing.
+_UNRECORDED_STATUSES = {UNAUTHORIZED.status, INTERNAL.status, AZURE_UNAVAILABLE.status}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -419,20 +588,43 @@ def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _page_size(description: str, default: int, maximum: int) -> dict[str, Any]:
+    return _query("pageSize", description, {"type": "integer", "minimum": 1, "maximum": maximum, "default": default})
+
+
 def _run_response(description: str) -> dict[str, Any]:
     return {**_json_response(description, _ref("RunRecord")), "headers": _RUN_HEADERS}
 
 
-def _problem_responses(*slugs: str) -> dict[str, Any]:
-    """One response per status, naming the problem types an operation can answer with under it."""
+def _with_headers(responses: dict[str, Any], statuses: set[str], headers: dict[str, Any]) -> dict[str, Any]:
+    """`responses` with `headers` added to those of `statuses`."""
+    return {
+        status: {**response, "headers": {**response.get("headers", {}), **headers}} if status in statuses else response
+        for status, response in responses.items()
+    }
+
+
+def _problem_responses(*slugs: str, recorded: bool = False) -> dict[str, Any]:
+    """One response per status, naming the problem types an operation can answer with under it.
+
+    `recorded`: the operation stores a Rejected run for each refusal it makes past validation, and links it.
+    """
     titles: dict[int, list[str]] = {}
     for slug in slugs:
         kind = CATALOG[slug]
         titles.setdefault(kind.status, []).append(f"{kind.slug}: {kind.title}")
-    return {
-        str(status): {
+    responses: dict[str, Any] = {}
+    for status, names in sorted(titles.items()):
+        response: dict[str, Any] = {
             "description": "; ".join(names),
             "content": {CONTENT_TYPE: {"schema": _ref("Problem")}},
         }
-        for status, names in sorted(titles.items())
-    }
+        headers = {
+            **(_RETRY_AFTER if status == AZURE_UNAVAILABLE.status else {}),
+            **(_CHALLENGE if status == UNAUTHORIZED.status else {}),
+            **(_RECORDED_HEADERS if recorded and status not in _UNRECORDED_STATUSES else {}),
+        }
+        if headers:
+            response["headers"] = headers
+        responses[str(status)] = response
+    return responses

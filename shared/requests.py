@@ -154,7 +154,7 @@ class QueueDeploymentRequest(DeploymentRequest):
 
 
 class RotateKeysRequest(BaseModel):
-    """`POST /api/deployments/{runId}/rotate-keys` body."""
+    """`POST /api/deployments/{deploymentId}/rotate-keys` body."""
 
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="forbid", frozen=True)
 

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from shared.catalog import ModelCatalog
 from shared.cross_region import EndpointNotReadyError, connect
 from shared.deployments.preflight import DeploymentPlan, plan_for
-from shared.deployments.resource import Deployment
+from shared.deployments.resource import Deployment, Phase
 from shared.engine import ROTATE_KEY, StepFailedError, WorkItem
 from shared.events import key_rotation_event
 from shared.key_secrets import (
@@ -48,6 +48,8 @@ from shared.run_outcomes import requester_problem
 from shared.runs import KeyRotation, RunError, RunRecord, RunStatus, SecretIds
 
 LOGGER = logging.getLogger(__name__)
+# A deployment being torn down, or torn down, has no keys to rotate: its endpoint and secrets are going or gone.
+NO_KEYS_PHASES = frozenset({Phase.DELETING, Phase.DELETED})
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,18 @@ def rotation_problem(run: RunRecord) -> Problem | None:
     return None
 
 
+def keys_problem(deployment: Deployment, keys_run: RunRecord | None) -> Problem | None:
+    """Why `deployment` has no keys to rotate (`keys_run` is the run whose secrets hold them), if it has none."""
+    if deployment.status.phase not in NO_KEYS_PHASES and keys_run is not None:
+        return None
+    return Problem.of(
+        "deployment-state-conflict",
+        f"Deployment {deployment.id} is {deployment.status.phase} and has no keys to rotate.",
+        deploymentId=deployment.id,
+        phase=deployment.status.phase.value,
+    )
+
+
 class KeyRotator(LifecycleOperation):
     def __init__(self, ports: LifecyclePorts, *, catalog: ModelCatalog, policy: KeyPolicy) -> None:
         super().__init__(ports)
@@ -139,7 +153,7 @@ class KeyRotator(LifecycleOperation):
         for secret in secrets_due(self._secrets.list_secrets(), now=now, window=window):
             stored = self._runs.get(secret.tags[RUN_TAG])
             trigger = trigger_of(secret)
-            if stored is None or rotation_problem(stored.run) is not None:
+            if stored is None or rotation_problem(stored.run) is not None or self._torn_down(stored.run):
                 continue
             if any(rotation.trigger_secret == trigger for rotation in stored.run.key_rotations):
                 continue
@@ -156,6 +170,12 @@ class KeyRotator(LifecycleOperation):
             if outcome.rotation is not None:
                 started.append(outcome.rotation)
         return started
+
+    def _torn_down(self, run: RunRecord) -> Phase | None:
+        """The phase of `run`'s deployment when it is being (or has been) torn down; None otherwise."""
+        stored = self._runs.get_deployment(run.deployment_id) if run.deployment_id else None
+        phase = stored.deployment.status.phase if stored else None
+        return phase if phase in NO_KEYS_PHASES else None
 
     def _start(self, run: RunRecord, key_type: str, *, trigger: str, **details: str) -> RotationOutcome:
         rotation = KeyRotation(
@@ -197,6 +217,11 @@ class KeyRotator(LifecycleOperation):
 
     def _rotate(self, run: RunRecord, rotation: KeyRotation, plan: DeploymentPlan, item: WorkItem) -> None:
         workspace_id, name = plan.workspace.resource_id, plan.endpoint_name
+        phase = self._torn_down(run)
+        if phase is not None:
+            # A teardown started since the rotation was asked for: its endpoint's keys are not regenerated, nor
+            # its secrets written again behind the teardown.
+            raise StepFailedError("DeploymentDeleted", f"Deployment {run.deployment_id} is {phase}; no key rotated.")
         if rotation.status == "Pending":
             self._move_connection_off(run, plan, rotation.key_type)
             operation = self._ml.regenerate_key(workspace_id, name, rotation.key_type)

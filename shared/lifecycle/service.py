@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shared.deployments.resource import Phase, deployment_id
+from shared.deployments.resource import deployment_id
 from shared.engine import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, ROTATE_KEY, WorkItem
-from shared.lifecycle.rotation import KeyRotator, RotationOutcome
+from shared.lifecycle.rotation import KeyRotator, RotationOutcome, keys_problem
 from shared.lifecycle.teardown import Teardown
 from shared.ports import RunRepositoryPort
 from shared.problems import Problem
@@ -46,13 +46,10 @@ class LifecycleService:
             return None
         deployment = stored.deployment
         keys_run = self._runs.get(deployment.status.keys_run_id) if deployment.status.keys_run_id else None
-        if deployment.status.phase in (Phase.DELETED, Phase.DELETING) or keys_run is None:
-            return Problem.of(
-                "deployment-state-conflict",
-                f"Deployment {the_id} is {deployment.status.phase} and has no keys to rotate.",
-                deploymentId=the_id,
-                phase=deployment.status.phase.value,
-            )
+        problem = keys_problem(deployment, keys_run.run if keys_run else None)
+        if problem is not None:
+            return problem
+        assert keys_run is not None, "a deployment with keys names the run holding them"
         return self._rotator.request(keys_run.run, key_type, caller=caller)
 
     def rotate_expiring(self) -> list[KeyRotation]:

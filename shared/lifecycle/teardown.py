@@ -184,6 +184,18 @@ class Teardown(LifecycleOperation):
         joined, position = join_run(self._runs, current.id, caller=run.caller, ticket=run.ticket, at=self._clock())
         if joined is None:
             raise RecordChangedError(f"delete run {current.id} finished while another delete joined it")
+        at = self._clock()
+        requester = DeploymentRequester(
+            caller=run.caller, ticket=run.ticket, run_id=current.id, outcome="joined", at=at
+        )
+        try:
+            deployment = self._runs.update_deployment(deployment.id, lambda now: now.with_request(requester, at=at))
+        except RecordChangedError:
+            # The request has joined the run already and must not join it twice: only its line in the deployment's
+            # request history is lost.
+            LOGGER.warning(
+                "deployment %s kept changing; delete request joined run %s unrecorded", deployment.id, current.id
+            )
         self._runs.index_ticket(run.ticket, run_id=current.id, deployment_id=deployment.id)
         if run.idempotency_key:
             self._runs.answer_idempotency_key(run.caller, run.idempotency_key, run_id=current.id)

@@ -7,13 +7,16 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from handlers import deployments, openapi
+from handlers import deployments, openapi, runs
 from handlers.openapi import ROUTE_PREFIX, openapi_document
 from shared.catalog import ModelCatalog
+from shared.deployments.resource import Deployment, Phase
 from shared.health import check_health
 from shared.problems import CATALOG, Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest
 from shared.runs import RunStatus
+from tests.deployments.scenario import DIRECT_MODEL, REQUESTER, build_world
+from tests.deployments.scenario import request as scenario_request
 from tests.handlers.handler_support import (
     AUTHENTICATED_HEADERS,
     MODEL,
@@ -25,9 +28,13 @@ from tests.handlers.handler_support import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_REF = "#/components/schemas/{model}"
 serve_document = user_function(openapi.openapi)
 submit = user_function(deployments.submit_deployment)
-list_runs = user_function(deployments.list_deployments)
+get_deployment = user_function(deployments.get_deployment)
+list_deployments = user_function(deployments.list_deployments)
+get_run = user_function(runs.get_run)
+list_runs = user_function(runs.list_runs)
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +93,12 @@ def test_the_expected_routes_are_registered(registered_http_functions):
         ("GET", "openapi.json", "anonymous"),
         ("POST", "deployments", "function"),
         ("GET", "deployments", "function"),
-        ("GET", "deployments/{runId}", "function"),
-        ("DELETE", "deployments/{runId}", "function"),
-        ("POST", "deployments/{runId}/rotate-keys", "function"),
+        ("GET", "deployments/{deploymentId}", "function"),
+        ("DELETE", "deployments/{deploymentId}", "function"),
+        ("POST", "deployments/{deploymentId}/repair", "function"),
+        ("POST", "deployments/{deploymentId}/rotate-keys", "function"),
+        ("GET", "runs", "function"),
+        ("GET", "runs/{runId}", "function"),
         ("GET", "models/availability", "function"),
         ("GET", "hygiene/findings", "function"),
         ("GET", "hygiene/report", "function"),
@@ -142,16 +152,97 @@ def test_problem_responses_sit_under_their_own_status():
                     assert CATALOG[slug].status == int(status)
 
 
+def test_bodies_of_the_deployment_resource_are_described_by_its_model():
+    schemas = openapi_document()["components"]["schemas"]
+
+    generated = Deployment.model_json_schema(by_alias=True, mode="serialization", ref_template=SCHEMA_REF)
+    described = schemas["Deployment"]
+    assert described["properties"] == generated["properties"]
+    assert described["required"] == generated["required"]
+    assert schemas["Phase"]["enum"] == [phase.value for phase in Phase]
+    assert schemas["RunStatus"]["enum"] == [status.value for status in RunStatus]
+    run = schemas["RunRecord"]["properties"]
+    assert {"deploymentId", "operation", "joined", "warnings", "resourceLocation"} <= set(run)
+    assert "Verifying" in schemas["RunStatus"]["enum"]
+
+
+def test_every_operation_is_described_with_its_statuses_and_headers():
+    operations = _operations()
+
+    def statuses(path: str, method: str) -> set[str]:
+        return set(operations[(f"{ROUTE_PREFIX}{path}", method)]["responses"])
+
+    assert statuses("/deployments", "post") == {"200", "202", "400", "401", "403", "404", "409", "422", "500", "503"}
+    assert statuses("/deployments/{deploymentId}", "delete") >= {"200", "202", "404", "409", "503"}
+    assert statuses("/deployments/{deploymentId}/repair", "post") >= {"200", "202", "404", "409", "503"}
+    assert statuses("/deployments/{deploymentId}/rotate-keys", "post") >= {"202", "404", "409", "503"}
+    assert statuses("/deployments/{deploymentId}", "get") == statuses("/runs/{runId}", "get") == {"200", "404", "500"}
+    for path, method in [
+        ("/deployments", "post"),
+        ("/deployments/{deploymentId}", "delete"),
+        ("/deployments/{deploymentId}/repair", "post"),
+    ]:
+        accepted = operations[(f"{ROUTE_PREFIX}{path}", method)]["responses"]["202"]
+        assert set(accepted["headers"]) == {"Location", "Operation-Location"}
+        assert accepted["content"]["application/json"]["schema"] == {"$ref": SCHEMA_REF.format(model="RunRecord")}
+    for (path, method), operation in operations.items():
+        unavailable = operation["responses"].get("503")
+        if unavailable is not None and "application/problem+json" in unavailable["content"]:
+            assert "Retry-After" in unavailable["headers"], f"{method} {path}"
+    ready = operations[(f"{ROUTE_PREFIX}/deployments", "post")]["responses"]["200"]
+    assert ready["content"]["application/json"]["schema"] == {
+        "oneOf": [{"$ref": SCHEMA_REF.format(model="Deployment")}, {"$ref": SCHEMA_REF.format(model="RunRecord")}]
+    }
+    deleted = operations[(f"{ROUTE_PREFIX}/deployments/{{deploymentId}}", "delete")]["responses"]["200"]
+    assert deleted["content"]["application/json"]["schema"] == {"$ref": SCHEMA_REF.format(model="Deployment")}
+    listed = {
+        path: {parameter["name"] for parameter in operations[(f"{ROUTE_PREFIX}{path}", "get")]["parameters"]}
+        for path in ("/deployments", "/runs")
+    }
+    assert listed["/deployments"] == {"workspaceId", "modelId", "phase", "ticket", "continuationToken", "pageSize"}
+    assert listed["/runs"] == {"deploymentId", "workspaceId", "status", "ticket", "continuationToken", "pageSize"}
+
+
 def test_real_responses_match_the_schemas(service):
     accepted = submit(http_request("POST", "/api/deployments", body=_body(), headers=AUTHENTICATED_HEADERS))
     invalid = submit(http_request("POST", "/api/deployments", body={"modelId": 3}, headers=AUTHENTICATED_HEADERS))
-    submit(http_request("POST", "/api/deployments", body=_body(), headers=AUTHENTICATED_HEADERS))
-    page = list_runs(http_request("GET", "/api/deployments", params={"pageSize": "1"}))
+    submit(http_request("POST", "/api/deployments", body=_body("Phi-4"), headers=AUTHENTICATED_HEADERS))
+    run_page = list_runs(http_request("GET", "/api/runs", params={"pageSize": "1"}))
+    deployment_page = list_deployments(http_request("GET", "/api/deployments", params={"pageSize": "1"}))
+    the_id = json_body(accepted)["deploymentId"]
+    service.finish(json_body(accepted)["id"])
+    finished = get_run(http_request("GET", "/api/runs/run-1", route_params={"runId": "run-1"}))
+    deployment = get_deployment(
+        http_request("GET", f"/api/deployments/{the_id}", route_params={"deploymentId": the_id})
+    )
+    ready = submit(http_request("POST", "/api/deployments", body=_body(), headers=AUTHENTICATED_HEADERS))
 
     assert _errors("RunRecord", json_body(accepted)) == []
     assert _errors("Problem", json_body(invalid)) == []
-    assert _errors("RunPage", json_body(page)) == []
-    assert json_body(page)["nextLink"] is not None, "the page example must carry a link to prove it fits"
+    assert _errors("RunPage", json_body(run_page)) == []
+    assert _errors("DeploymentPage", json_body(deployment_page)) == []
+    assert json_body(run_page)["nextLink"] is not None, "the page example must carry a link to prove it fits"
+    assert json_body(deployment_page)["nextLink"] is not None
+    assert "resourceLocation" in json_body(finished)
+    assert _errors("RunRecord", json_body(finished)) == []
+    assert _errors("Deployment", json_body(deployment)) == []
+    assert json_body(deployment)["status"]["phase"] == "Ready"
+    assert ready.status_code == 200
+    ready_schema = _operations()[(f"{ROUTE_PREFIX}/deployments", "post")]["responses"]["200"]
+    assert _errors_against(ready_schema["content"]["application/json"]["schema"], json_body(ready)) == []
+
+
+def test_a_deployment_made_by_the_real_service_matches_its_schema():
+    world = build_world()
+    submission = world.service.submit(scenario_request(DIRECT_MODEL), caller=REQUESTER)
+    world.drain()
+
+    deployment = world.service.get_deployment(submission.deployment.id).to_public_dict()
+    run = world.run(submission.run.id).to_public_dict()
+
+    assert _errors("Deployment", deployment) == []
+    assert len(deployment["status"]["conditions"]) == 4
+    assert _errors("RunRecord", run) == []
 
 
 def test_a_finished_run_and_a_rejection_match_the_schemas(service):
@@ -164,13 +255,15 @@ def test_a_finished_run_and_a_rejection_match_the_schemas(service):
     assert _errors("RunRecord", public) == []
     assert service.runs["run-1"].status is RunStatus.REJECTED
     described = openapi_document()["components"]["schemas"]["RunRecord"]["properties"]
-    assert set(described) == set(public), "the schema names exactly the members a public run has"
+    assert set(described) == set(public) | {"resourceLocation"}, "the schema names exactly what a public run has"
 
 
 def test_the_schemas_refuse_what_the_broker_never_sends():
     assert _errors("RunRecord", {"id": "run-1"})
+    assert _errors("Deployment", {"id": "d", "spec": {}})
     assert _errors("Problem", {"type": "https://example.com/other", "title": "x", "status": 400})
     assert _errors("RunPage", {"value": []})
+    assert _errors("DeploymentPage", {"value": [{"id": "run-1"}], "nextLink": None})
 
 
 def test_availability_and_health_bodies_match_their_schemas():
@@ -202,5 +295,12 @@ def test_the_document_is_built_once():
     assert openapi_document() is openapi_document()
 
 
-def _body() -> dict[str, str]:
-    return {"workspaceId": WORKSPACE, "modelId": MODEL}
+def _body(model_name: str | None = None) -> dict[str, str]:
+    model = MODEL if model_name is None else f"azureml://registries/azureml-meta/models/{model_name}"
+    return {"workspaceId": WORKSPACE, "modelId": model}
+
+
+def _errors_against(schema: dict[str, Any], instance: object) -> list[str]:
+    document = openapi_document()
+    validator = Draft202012Validator({**schema, "components": document["components"]})
+    return [error.message for error in validator.iter_errors(instance)]

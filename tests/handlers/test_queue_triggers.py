@@ -4,6 +4,7 @@ import logging
 import pytest
 
 from handlers import intake, worker
+from shared.runs import RunStatus
 from tests.handlers.handler_support import CALLER, MODEL, WORKSPACE, queue_message, user_function
 
 intake_request = user_function(intake.intake_deployment_request)
@@ -35,9 +36,33 @@ def test_a_request_message_is_handed_to_the_service_as_text_with_its_id(service,
         intake_request(queue_message(text.encode(), message_id="m-17"))
 
     assert service.calls[0] == ("intake_message", {"body": text, "message_id": "m-17"})
-    assert service.runs["run-1"].ticket == "CHG-7"
-    assert "m-17 answered by new run run-1 (Validating)" in caplog.text
+    run = service.runs["run-1"]
+    assert (run.ticket, run.caller, run.status) == ("CHG-7", CALLER, RunStatus.PROVISIONING)
+    assert "Request message m-17 answered (created) by run-1." in caplog.text
     assert CALLER not in caplog.text, "message bodies stay out of the log"
+
+
+def test_a_message_answered_by_a_ready_deployment_is_logged_with_the_deployment(service, caplog):
+    intake_request(queue_message(json.dumps(MESSAGE).encode()))
+    service.finish("run-1")
+    [deployment] = service.deployments.values()
+
+    with caplog.at_level(logging.INFO, logger="handlers.intake"):
+        intake_request(queue_message(json.dumps({**MESSAGE, "ticket": "CHG-8"}).encode(), message_id="m-19"))
+
+    assert f"Request message m-19 answered (ready) by {deployment.id}." in caplog.text
+    assert len(service.runs) == 1
+    assert service.deployments[deployment.id].requests[-1].ticket == "CHG-8"
+
+
+def test_a_message_for_a_deployment_in_flight_is_logged_as_joining_its_run(service, caplog):
+    intake_request(queue_message(json.dumps(MESSAGE).encode()))
+
+    with caplog.at_level(logging.INFO, logger="handlers.intake"):
+        intake_request(queue_message(json.dumps({**MESSAGE, "ticket": "CHG-8"}).encode(), message_id="m-20"))
+
+    assert "Request message m-20 answered (joined) by run-1." in caplog.text
+    assert [joiner.ticket for joiner in service.runs["run-1"].joined] == ["CHG-8"]
 
 
 def test_non_ascii_text_survives_the_decoding(service):

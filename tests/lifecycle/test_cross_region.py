@@ -3,8 +3,17 @@ import pytest
 from shared.azure_ids import WorkspaceId
 from shared.catalog import CatalogEntry, ModelCatalog
 from shared.cross_region import CONNECTION_NAME_PATTERN, CrossRegionHubs, HubSettingError, connection_name
+from shared.deployments.preflight import plan_for
+from shared.deployments.resource import Phase, deployment_id
 from shared.lifecycle.settings import LifecycleSettingError, LifecycleSettings
 from shared.model_ids import parse_model_id
+from shared.runs import RunStatus
+from tests.deployments.scenario import CATALOG as SCENARIO_CATALOG
+from tests.deployments.scenario import DIRECT_MODEL, WORKSPACE_ID
+from tests.deployments.scenario import REQUESTER as SCENARIO_REQUESTER
+from tests.deployments.scenario import request as scenario_request
+
+from .world import HUB_ID, build
 
 GROUP = "/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333/resourceGroups/rg-ai"
 ML = "providers/Microsoft.MachineLearningServices/workspaces"
@@ -98,3 +107,53 @@ def test_hubs_come_from_broker_cross_region_hubs():
     settings = LifecycleSettings.from_env({"BROKER_CROSS_REGION_HUBS": f"eastus2={EUS2_HUB}"})
 
     assert [hub.workspace.name for hub in settings.hubs.hubs] == ["hub-eus2"]
+
+
+# Cross-region deployments end to end, on the production assembly.
+
+
+def test_a_cross_region_deployment_lives_in_the_hub_and_the_project_reaches_it_through_a_connection():
+    world = build(location="westeurope", hub=True)
+
+    run = world.deploy(allow_cross_region=True)
+
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.cross_region.hub_workspace_id == HUB_ID
+    plan = plan_for(run.request, SCENARIO_CATALOG, target=run.deployment_target)
+    endpoint = world.ml.endpoint(HUB_ID, plan.endpoint_name)
+    assert endpoint is not None
+    assert world.ml.endpoint(WORKSPACE_ID, plan.endpoint_name) is None
+    [(key, stored)] = world.connections.connections.items()
+    assert key == (WORKSPACE_ID.lower(), connection_name(plan.endpoint_name).lower())
+    assert stored.key == world.ml.endpoint_keys(HUB_ID, plan.endpoint_name).primary
+    assert (stored.connection.target, stored.connection.metadata["keyType"]) == (endpoint.scoring_uri, "primary")
+    assert run.cross_region.connection.id == stored.connection.id
+    assert world.secrets.latest(plan.secret_names.primary).value == stored.key
+    deployment = world.service.get_deployment(run.deployment_id)
+    assert deployment.spec.cross_region_hub == HUB_ID
+    assert deployment.spec.workspace_id == WORKSPACE_ID, "the deployment is the requesting project's"
+    assert run.deployment_id == deployment_id(run.request.workspace, run.request.model)
+    assert deployment.status.phase is Phase.READY
+    assert stored.key not in world.runs.stored_text()
+
+
+def test_a_cross_region_deployment_asked_for_again_is_answered_by_the_deployment():
+    world = build(location="westeurope", hub=True)
+    run = world.deploy(allow_cross_region=True)
+
+    again = world.service.submit(scenario_request(DIRECT_MODEL, allow_cross_region=True), caller=SCENARIO_REQUESTER)
+
+    assert (again.answer, again.run) == ("ready", None)
+    assert again.deployment.id == run.deployment_id
+    assert len(world.runs.all_runs) == 1
+
+
+def test_without_allow_cross_region_the_request_is_refused_naming_the_hub_that_could_serve_it():
+    world = build(location="westeurope", hub=True)
+
+    refused = world.service.submit(scenario_request(DIRECT_MODEL), caller=SCENARIO_REQUESTER)
+
+    assert refused.problem.kind.slug == "region-unsupported"
+    assert refused.problem.extensions["crossRegionHub"] == {"workspaceId": HUB_ID, "location": "eastus2"}
+    assert "allowCrossRegion: true" in refused.problem.detail
+    assert world.connections.connections == {}

@@ -4,13 +4,15 @@ import pytest
 
 from shared.azure_errors import AzureCallError
 from shared.deployments.preflight import plan_for
+from shared.deployments.resource import Phase
 from shared.key_secrets import SECRET_CONTENT_TYPE, alternate, key_secret_tags
 from shared.lifecycle.rotation import secrets_due
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.ports import Operation, OperationProgress, StoredSecret
+from shared.problems import Problem
 from shared.runs import RunStatus
 from tests.deployments.fakes import START, FakeMachineLearning
-from tests.deployments.scenario import CATALOG, DIRECT_MODEL, REQUESTER, WORKSPACE_ID
+from tests.deployments.scenario import CATALOG, DIRECT_MODEL, REQUESTER, WORKSPACE_ID, request
 
 from .world import HUB_ID, VALIDITY_DAYS, build
 
@@ -93,7 +95,7 @@ def test_rotating_a_key_regenerates_only_it_and_stores_a_new_version_of_only_its
     before = world.ml.endpoint_keys(WORKSPACE_ID, plan.endpoint_name)
     world.clock.advance(3600)
 
-    outcome = world.lifecycle.rotate(run.id, rotated, caller=REQUESTER)
+    outcome = world.lifecycle.rotate(run.deployment_id, rotated, caller=REQUESTER)
     world.drain()
 
     after = world.ml.endpoint_keys(WORKSPACE_ID, plan.endpoint_name)
@@ -148,7 +150,7 @@ def test_a_regeneration_answered_202_is_polled_through_delayed_messages_before_t
     plan = plan_for(run.request, CATALOG)
     before = world.ml.endpoint_keys(WORKSPACE_ID, plan.endpoint_name)
 
-    world.lifecycle.rotate(run.id, "primary", caller=REQUESTER)
+    world.lifecycle.rotate(run.deployment_id, "primary", caller=REQUESTER)
     world.drain()
 
     after = world.ml.endpoint_keys(WORKSPACE_ID, plan.endpoint_name)
@@ -172,7 +174,7 @@ def test_a_failed_regeneration_fails_the_rotation_and_keeps_the_secret():
     plan = plan_for(run.request, CATALOG)
     world.ml.fail_next("regenerate_key", AzureCallError(400, "UserError", "Not now."))
 
-    world.lifecycle.rotate(run.id, "secondary", caller=REQUESTER)
+    world.lifecycle.rotate(run.deployment_id, "secondary", caller=REQUESTER)
     world.drain()
 
     [rotation] = world.run(run.id).key_rotations
@@ -185,21 +187,97 @@ def test_rotation_is_refused_to_strangers_while_another_runs_and_after_a_teardow
     world = build()
     run = world.deploy()
 
-    forbidden = world.lifecycle.rotate(run.id, "primary", caller=STRANGER)
-    started = world.lifecycle.rotate(run.id, "primary", caller=REQUESTER)
-    busy = world.lifecycle.rotate(run.id, "secondary", caller=REQUESTER)
+    forbidden = world.lifecycle.rotate(run.deployment_id, "primary", caller=STRANGER)
+    started = world.lifecycle.rotate(run.deployment_id, "primary", caller=REQUESTER)
+    busy = world.lifecycle.rotate(run.deployment_id, "secondary", caller=REQUESTER)
     world.drain()
-    world.lifecycle.delete(run.id, caller=REQUESTER, delete_subscription=False)
+    world.lifecycle.delete(run.deployment_id, caller=REQUESTER, delete_subscription=False)
     world.drain()
-    gone = world.lifecycle.rotate(run.id, "primary", caller=REQUESTER)
+    gone = world.lifecycle.rotate(run.deployment_id, "primary", caller=REQUESTER)
 
     assert forbidden.problem.kind.slug == "requester-forbidden"
     assert started.problem is None
     assert busy.problem.kind.slug == "deployment-state-conflict"
     assert started.rotation.id in busy.problem.detail
-    assert gone.problem.kind.slug == "deployment-state-conflict"
-    assert "torn down" in gone.problem.detail
-    assert world.lifecycle.rotate("no-such-run", "primary", caller=REQUESTER) is None
+    assert isinstance(gone, Problem)
+    assert (gone.kind.slug, gone.status) == ("deployment-state-conflict", 409)
+    assert f"{run.deployment_id} is Deleted" in gone.detail
+    assert [call.args[2] for call in world.ml.calls_to("regenerate_key")] == ["primary"]
+    assert world.lifecycle.rotate("no-such-deployment", "primary", caller=REQUESTER) is None
+
+
+def test_a_deployment_still_being_made_has_no_keys_to_rotate():
+    world = build()
+    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER)
+
+    refused = world.lifecycle.rotate(submission.deployment.id, "primary", caller=REQUESTER)
+
+    assert isinstance(refused, Problem)
+    assert refused.extensions == {"deploymentId": submission.deployment.id, "phase": "Provisioning"}
+
+
+def test_a_rotation_is_recorded_on_the_keys_run_and_the_deployment_shows_the_new_secret_version():
+    world = build()
+    run = world.deploy()
+
+    outcome = world.lifecycle.rotate(run.deployment_id, "secondary", caller=REQUESTER)
+    world.drain()
+
+    deployment = world.service.get_deployment(run.deployment_id)
+    [rotation] = world.run(run.id).key_rotations
+    assert outcome.run.id == deployment.status.keys_run_id == run.id
+    assert deployment.status.secret_ids.secondary == rotation.secret_id != run.secret_ids.secondary
+    assert deployment.status.secret_ids.primary == run.secret_ids.primary
+
+
+def test_after_a_teardown_and_a_new_deployment_the_new_run_holds_the_keys_that_rotate():
+    world = build()
+    old = world.deploy()
+    world.lifecycle.delete(old.deployment_id, caller=REQUESTER, delete_subscription=False)
+    world.drain()
+    new = world.deploy()
+
+    outcome = world.lifecycle.rotate(new.deployment_id, "primary", caller=REQUESTER)
+    world.drain()
+
+    assert new.deployment_id == old.deployment_id
+    assert outcome.run.id == new.id != old.id
+    assert [rotation.status for rotation in world.run(new.id).key_rotations] == ["Rotated"]
+    assert world.run(old.id).key_rotations == ()
+
+
+def test_the_timer_leaves_a_deployment_being_torn_down_alone():
+    world = build()
+    run = world.deploy()
+    world.clock.advance(timedelta(days=61).total_seconds())
+    world.lifecycle.delete(run.deployment_id, caller=REQUESTER, delete_subscription=False)
+
+    started = world.lifecycle.rotate_expiring()
+    world.drain()
+
+    assert started == []
+    assert world.ml.calls_to("regenerate_key") == []
+    assert world.run(run.id).key_rotations == ()
+    assert world.service.get_deployment(run.deployment_id).status.phase is Phase.DELETED
+    assert world.event_types()[-1] == "deleted"
+
+
+def test_a_rotation_overtaken_by_a_teardown_fails_without_regenerating_or_storing_a_key():
+    world = build()
+    run = world.deploy()
+    plan = plan_for(run.request, CATALOG)
+    world.lifecycle.rotate(run.deployment_id, "primary", caller=REQUESTER)
+    world.ml.synchronous = True  # the endpoint is gone, and its secrets with it, as soon as the teardown starts
+    world.lifecycle.delete(run.deployment_id, caller=REQUESTER, delete_subscription=False)
+
+    world.drain()
+
+    [rotation] = world.run(run.id).key_rotations
+    assert (rotation.status, rotation.error.code) == ("Failed", "DeploymentDeleted")
+    assert world.ml.calls_to("regenerate_key") == []
+    assert world.secrets.latest(plan.secret_names.primary) is None
+    assert "keyrotationfailed" in world.event_types()
+    assert world.service.get_deployment(run.deployment_id).status.phase is Phase.DELETED
 
 
 def test_the_timer_rotates_the_alternate_of_an_expiring_key_once_per_expiry_and_alternates_over_time():
@@ -239,7 +317,7 @@ def test_a_cross_region_connection_is_moved_to_the_other_key_before_a_key_is_reg
     [stored] = world.connections.connections.values()
     assert stored.key == world.ml.endpoint_keys(HUB_ID, plan.endpoint_name).primary
 
-    world.lifecycle.rotate(run.id, "primary", caller=REQUESTER)
+    world.lifecycle.rotate(run.deployment_id, "primary", caller=REQUESTER)
     world.drain()
 
     [stored] = world.connections.connections.values()
