@@ -107,15 +107,61 @@ def ready_events(
 
     `deployment` is the deployment's public form; the events name the run that made it Ready.
     """
+    return _answered_without_a_run(
+        deployment,
+        EventKind.SUCCEEDED,
+        run_id=deployment["status"].get("currentRunId"),
+        detail="The deployment was already Ready; nothing was changed.",
+        ticket=ticket,
+        request_number=request_number,
+        time=time,
+        source=source,
+    )
+
+
+def already_deleted_events(
+    deployment: Mapping[str, Any],
+    *,
+    ticket: str | None,
+    request_number: int,
+    time: datetime,
+    source: str = DEFAULT_SOURCE,
+) -> list[dict[str, Any]]:
+    """Accepted and deleted for a delete request answered by a deployment already deleted: they name its original
+    delete run."""
+    return _answered_without_a_run(
+        deployment,
+        EventKind.DELETED,
+        run_id=deployment["status"].get("deleteRunId"),
+        detail="The deployment was already deleted; nothing was changed.",
+        ticket=ticket,
+        request_number=request_number,
+        time=time,
+        source=source,
+    )
+
+
+def _answered_without_a_run(
+    deployment: Mapping[str, Any],
+    outcome: EventKind,
+    *,
+    run_id: str | None,
+    detail: str,
+    ticket: str | None,
+    request_number: int,
+    time: datetime,
+    source: str,
+) -> list[dict[str, Any]]:
     status = deployment["status"]
     endpoint = status.get("endpoint") or {}
     spec = deployment["spec"]
+    deleted = outcome is EventKind.DELETED
     data = {
-        "runId": status.get("currentRunId"),
+        "runId": run_id,
         "deploymentId": deployment["id"],
-        "operation": "deploy",
+        "operation": "delete" if deleted else "deploy",
         "ticket": ticket,
-        "status": RunStatus.SUCCEEDED.value,
+        "status": (RunStatus.DELETED if deleted else RunStatus.SUCCEEDED).value,
         "workspaceId": spec["workspaceId"],
         "modelId": spec["modelId"],
         "endpointName": endpoint.get("name"),
@@ -123,12 +169,12 @@ def ready_events(
         "scoringUri": endpoint.get("scoringUri"),
         "secretIds": status.get("secretIds"),
         "error": None,
-        "detail": "The deployment was already Ready; nothing was changed.",
+        "detail": detail,
     }
     base = f"{deployment['id']}/request-{request_number}"
     return [
         _envelope(kind, event_id=f"{base}/{kind.value}", subject=deployment["id"], time=time, source=source, data=data)
-        for kind in (EventKind.ACCEPTED, EventKind.SUCCEEDED)
+        for kind in (EventKind.ACCEPTED, outcome)
     ]
 
 

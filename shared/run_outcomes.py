@@ -3,12 +3,15 @@ and checking the requester's permission."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from shared.azure_errors import RecordChangedError
 from shared.azure_ids import WorkspaceId
-from shared.events import outcome_events
+from shared.deployments.resource import Deployment, DeploymentRequester
+from shared.events import accepted_event, outcome_events
 from shared.ports import AuthorizationPort, MessageQueuePort, RunRepositoryPort
 from shared.problems import Problem
 from shared.rbac import PermissionSet
@@ -16,8 +19,7 @@ from shared.required_permissions import check_requester_permission
 from shared.runs import RunError, RunRecord, RunRequester, RunStatus
 from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
-if TYPE_CHECKING:
-    from shared.deployments.resource import Deployment
+LOGGER = logging.getLogger(__name__)
 
 
 def requester_problem(
@@ -106,3 +108,32 @@ def join_run(
     if not added:
         return None, 0
     return updated, len(updated.requesters) - 1
+
+
+def join_in_flight(
+    runs: RunRepositoryPort,
+    events: MessageQueuePort,
+    current: RunRecord,
+    deployment: Deployment,
+    *,
+    caller: str,
+    ticket: str | None,
+    idempotency_key: str | None,
+    at: datetime,
+) -> Submission | None:
+    """Answer a request by the run in flight, `current`, which then answers it too (its own accepted event now, its
+    own terminal event later); None when that run ended meanwhile, so the caller looks again."""
+    joined, position = join_run(runs, current.id, caller=caller, ticket=ticket, at=at)
+    if joined is None:
+        return None
+    requester = DeploymentRequester(caller=caller, ticket=ticket, run_id=current.id, outcome="joined", at=at)
+    try:
+        deployment = runs.update_deployment(deployment.id, lambda now: now.with_request(requester, at=at))
+    except RecordChangedError:
+        # The request has joined the run and must not join it twice: only its line in the history is lost.
+        LOGGER.warning("deployment %s kept changing; a request joined run %s unrecorded", deployment.id, current.id)
+    runs.index_ticket(ticket, run_id=current.id, deployment_id=deployment.id)
+    if idempotency_key:
+        runs.answer_idempotency_key(caller, idempotency_key, run_id=current.id)
+    events.send(accepted_event(joined, time=at, requester=position))
+    return Submission("joined", run=joined, deployment=deployment)

@@ -64,6 +64,7 @@ def assemble_deployment_service(
         events=queues.events,
         policy=policy,
         clock=clock,
+        **{name: service_options[name] for name in ("new_id", "sleep", "monotonic") if name in service_options},
     )
     return DeploymentService(
         runs=runs,

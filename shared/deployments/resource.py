@@ -45,7 +45,7 @@ class ConditionType(StrEnum):
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-RequestOutcome = Literal["created", "joined", "repair", "ready"]
+RequestOutcome = Literal["created", "joined", "repair", "ready", "deleted"]
 
 
 class _Value(BaseModel):

@@ -58,7 +58,7 @@ from shared.ports import (
 )
 from shared.problems import Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, validation_problems
-from shared.run_outcomes import Submission, announce, join_run, problem_of, rejected
+from shared.run_outcomes import Submission, announce, join_in_flight, problem_of, rejected
 from shared.runs import CrossRegion, EndpointInfo, RunOperation, RunRecord, RunStatus
 from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
@@ -277,19 +277,19 @@ class DeploymentService:
         differences = deployment.spec.differences(spec)
         if differences:
             return self._reject(ask.run, conflict_problem(deployment, differences), deployment_id=deployment.id)
-        joined, position = join_run(self._runs, current.id, caller=ask.caller, ticket=ask.ticket, at=self._clock())
-        if joined is None:
-            raise RecordChangedError(f"run {current.id} finished while request {ask.run.id} joined it")
-        at = self._clock()
-        requester = DeploymentRequester(
-            caller=ask.caller, ticket=ask.ticket, run_id=current.id, outcome="joined", at=at
+        answered = join_in_flight(
+            self._runs,
+            self._queues.events,
+            current,
+            deployment,
+            caller=ask.caller,
+            ticket=ask.ticket,
+            idempotency_key=ask.idempotency_key,
+            at=self._clock(),
         )
-        updated = self._runs.update_deployment(deployment.id, lambda now: now.with_request(requester, at=at))
-        self._runs.index_ticket(ask.ticket, run_id=current.id, deployment_id=deployment.id)
-        if ask.idempotency_key:
-            self._runs.answer_idempotency_key(ask.caller, ask.idempotency_key, run_id=current.id)
-        self._queues.events.send(accepted_event(joined, time=at, requester=position))
-        return Submission("joined", run=joined, deployment=updated)
+        if answered is None:
+            raise RecordChangedError(f"run {current.id} finished while request {ask.run.id} joined it")
+        return answered
 
     def _already_ready(self, ask: _Ask, stored: Any, seen: Observation) -> Submission:
         at = self._clock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from shared.deployments.preflight import PreflightPolicy
 from shared.engine import StepQueue
@@ -34,7 +35,9 @@ def build_lifecycle_service(
     events: MessageQueuePort,
     policy: PreflightPolicy,
     clock: Callable[[], datetime],
+    **port_options: Any,
 ) -> LifecycleService:
+    """`port_options` are LifecyclePorts' own (ids, sleep, monotonic clock), shared with the deployment service."""
     ports = LifecyclePorts(
         runs=runs,
         machine_learning=machine_learning,
@@ -44,6 +47,7 @@ def build_lifecycle_service(
         steps=steps,
         events=events,
         clock=clock,
+        **port_options,
     )
     teardown = Teardown(ports, policy=policy)
     rotator = KeyRotator(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class LifecyclePorts:
     events: MessageQueuePort
     clock: Callable[[], datetime]
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
 
 
 class LifecycleOperation:
@@ -46,3 +49,5 @@ class LifecycleOperation:
         self._events = ports.events
         self._clock = ports.clock
         self._new_id = ports.new_id
+        self._sleep = ports.sleep
+        self._monotonic = ports.monotonic

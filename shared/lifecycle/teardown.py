@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from shared.azure_errors import RecordChangedError, RecordExistsError
 from shared.catalog import ModelCatalog
@@ -22,7 +23,7 @@ from shared.cross_region import connection_name
 from shared.deployments.preflight import DeploymentPlan, PreflightPolicy, plan_for
 from shared.deployments.resource import Deployment, DeploymentRequester, Phase
 from shared.engine import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, WorkItem, settled_run
-from shared.events import accepted_event
+from shared.events import accepted_event, already_deleted_events
 from shared.lifecycle.steps import LifecycleOperation, LifecyclePorts
 from shared.naming import InvalidNameError
 from shared.ownership import is_broker_managed
@@ -30,7 +31,7 @@ from shared.ports import Endpoint, MarketplaceSubscription
 from shared.problems import Problem
 from shared.requests import DeploymentRequest
 from shared.required_permissions import REQUESTER_DELETE_ACTION
-from shared.run_outcomes import Submission, announce, join_run, problem_of, rejected, requester_problem
+from shared.run_outcomes import Submission, announce, join_in_flight, problem_of, rejected, requester_problem
 from shared.runs import CrossRegion, EndpointInfo, RunError, RunRecord, RunStatus
 
 LOGGER = logging.getLogger(__name__)
@@ -143,10 +144,13 @@ class Teardown(LifecycleOperation):
         assert stored is not None, "deployments are never removed, only marked Deleted"
         deployment: Deployment = stored.deployment
         if deployment.status.phase is Phase.DELETED:
-            original = self._runs.get(deployment.status.delete_run_id) if deployment.status.delete_run_id else None
-            return Submission("deleted", run=original.run if original else None, deployment=deployment)
+            return self._already_deleted(run, stored)
         current_id = deployment.status.current_run_id
-        current = settled_run(self._runs, current_id) if current_id not in (None, run.id) else None
+        current = (
+            settled_run(self._runs, current_id, sleep=self._sleep, monotonic=self._monotonic)
+            if current_id not in (None, run.id)
+            else None
+        )
         if current is not None and not current.is_terminal:
             if current.operation == "delete":
                 return self._join(run, deployment, current)
@@ -169,6 +173,29 @@ class Teardown(LifecycleOperation):
         self._steps.send(WorkItem(started.id, DELETE_ENDPOINT))
         return Submission("created", run=started, deployment=saved)
 
+    def _already_deleted(self, run: RunRecord, stored: Any) -> Submission:
+        """The original delete run answers; a request with a ticket (a queue message) also hears so by event, while
+        an HTTP caller has its answer in the response and no second `deleted` event goes out."""
+        deployment: Deployment = stored.deployment
+        original = self._runs.get(deployment.status.delete_run_id) if deployment.status.delete_run_id else None
+        if run.ticket:
+            at = self._clock()
+            requester = DeploymentRequester(
+                caller=run.caller, ticket=run.ticket, run_id=deployment.status.delete_run_id, outcome="deleted", at=at
+            )
+            deployment = self._runs.save_deployment(deployment.with_request(requester, at=at), stored.etag).deployment
+            if deployment.status.delete_run_id:
+                self._runs.index_ticket(run.ticket, run_id=deployment.status.delete_run_id, deployment_id=deployment.id)
+            if run.idempotency_key and deployment.status.delete_run_id:
+                self._runs.answer_idempotency_key(
+                    run.caller, run.idempotency_key, run_id=deployment.status.delete_run_id
+                )
+            for event in already_deleted_events(
+                deployment.to_public_dict(), ticket=run.ticket, request_number=deployment.request_count, time=at
+            ):
+                self._events.send(event)
+        return Submission("deleted", run=original.run if original else None, deployment=deployment)
+
     def _checked(self, run: RunRecord) -> tuple[DeploymentPlan | None, Problem | None]:
         """The teardown's plan once every check has passed, or the problem of the first that failed."""
         problem = requester_problem(self._authorization, run.request.workspace, run.caller, REQUESTER_DELETE_ACTION)
@@ -181,26 +208,19 @@ class Teardown(LifecycleOperation):
         return plan, self._what_blocks(plan, run.delete_subscription)
 
     def _join(self, run: RunRecord, deployment: Deployment, current: RunRecord) -> Submission:
-        joined, position = join_run(self._runs, current.id, caller=run.caller, ticket=run.ticket, at=self._clock())
-        if joined is None:
-            raise RecordChangedError(f"delete run {current.id} finished while another delete joined it")
-        at = self._clock()
-        requester = DeploymentRequester(
-            caller=run.caller, ticket=run.ticket, run_id=current.id, outcome="joined", at=at
+        answered = join_in_flight(
+            self._runs,
+            self._events,
+            current,
+            deployment,
+            caller=run.caller,
+            ticket=run.ticket,
+            idempotency_key=run.idempotency_key,
+            at=self._clock(),
         )
-        try:
-            deployment = self._runs.update_deployment(deployment.id, lambda now: now.with_request(requester, at=at))
-        except RecordChangedError:
-            # The request has joined the run already and must not join it twice: only its line in the deployment's
-            # request history is lost.
-            LOGGER.warning(
-                "deployment %s kept changing; delete request joined run %s unrecorded", deployment.id, current.id
-            )
-        self._runs.index_ticket(run.ticket, run_id=current.id, deployment_id=deployment.id)
-        if run.idempotency_key:
-            self._runs.answer_idempotency_key(run.caller, run.idempotency_key, run_id=current.id)
-        self._events.send(accepted_event(joined, time=self._clock(), requester=position))
-        return Submission("joined", run=joined, deployment=deployment)
+        if answered is None:
+            raise RecordChangedError(f"delete run {current.id} finished while another delete joined it")
+        return answered
 
     def _what_blocks(self, plan: DeploymentPlan, delete_subscription: bool) -> Problem | None:
         workspace_id = plan.workspace.resource_id

@@ -322,6 +322,28 @@ def test_a_queue_delete_finds_the_deployment_by_its_workspace_and_model_and_a_re
     assert world.event_types().count("deleted") == 1
 
 
+def test_a_queue_delete_of_a_deleted_deployment_hears_back_once_naming_the_original_delete_run():
+    world = build()
+    deployed = world.deploy()
+    first = world.lifecycle.delete(deployed.deployment_id, caller=REQUESTER, delete_subscription=False)
+    world.drain()
+    world.events.sent.clear()
+
+    answered = world.lifecycle.intake_delete(delete_message("INC-8"), idempotency_key="message:8")
+    redelivered = world.lifecycle.intake_delete(delete_message("INC-8"), idempotency_key="message:8")
+
+    assert (answered.answer, answered.run.id) == ("deleted", first.run.id)
+    assert (redelivered.answer, redelivered.run.id) == ("replayed", first.run.id)
+    assert [(body["type"].rsplit(".", 1)[-1], body["data"]["ticket"]) for body in world.events.bodies] == [
+        ("accepted", "INC-8"),
+        ("deleted", "INC-8"),
+    ]
+    assert {body["data"]["runId"] for body in world.events.bodies} == {first.run.id}
+    assert [run.id for run in world.runs.list(ticket="INC-8").runs] == [first.run.id]
+    assert [run.id for run in world.runs.all_runs if run.operation == "delete"] == [first.run.id]
+    assert world.service.get_deployment(deployed.deployment_id).requests[-1].outcome == "deleted"
+
+
 def test_a_queue_delete_of_a_deployment_the_broker_does_not_have_is_rejected_once_as_not_found():
     world = build()
 
