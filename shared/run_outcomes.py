@@ -120,12 +120,12 @@ def join_in_flight(
     ticket: str | None,
     idempotency_key: str | None,
     at: datetime,
-) -> Submission | None:
+) -> Submission:
     """Answer a request by the run in flight, `current`, which then answers it too (its own accepted event now, its
-    own terminal event later); None when that run ended meanwhile, so the caller looks again."""
+    own terminal event later); RecordChangedError when that run ended meanwhile, so the caller looks again."""
     joined, position = join_run(runs, current.id, caller=caller, ticket=ticket, at=at)
     if joined is None:
-        return None
+        raise RecordChangedError(f"run {current.id} ended while a request joined it")
     requester = DeploymentRequester(caller=caller, ticket=ticket, run_id=current.id, outcome="joined", at=at)
     try:
         deployment = runs.update_deployment(deployment.id, lambda now: now.with_request(requester, at=at))

@@ -270,14 +270,14 @@ class DeploymentService:
         return Submission("created" if operation == "deploy" else "repair", run=run, deployment=claimed)
 
     def _join(self, ask: _Ask, deployment: Deployment, current: RunRecord, spec: DeploymentSpec) -> Submission:
-        """Register `ask` on the run in flight, which then answers it too; raises RecordChangedError to look again
-        when that run ended meanwhile."""
+        """Register `ask` on the run in flight, which then answers it too (RecordChangedError to look again when that
+        run ended meanwhile)."""
         if current.operation == "delete":
             return self._reject(ask.run, _torn_down_meanwhile(current), deployment_id=deployment.id)
         differences = deployment.spec.differences(spec)
         if differences:
             return self._reject(ask.run, conflict_problem(deployment, differences), deployment_id=deployment.id)
-        answered = join_in_flight(
+        return join_in_flight(
             self._runs,
             self._queues.events,
             current,
@@ -287,9 +287,6 @@ class DeploymentService:
             idempotency_key=ask.idempotency_key,
             at=self._clock(),
         )
-        if answered is None:
-            raise RecordChangedError(f"run {current.id} finished while request {ask.run.id} joined it")
-        return answered
 
     def _already_ready(self, ask: _Ask, stored: Any, seen: Observation) -> Submission:
         at = self._clock()

@@ -168,7 +168,9 @@ def _not_the_brokers(finding: Finding) -> str | None:
     return None
 
 
-def _unrecorded(finding: Finding, deployment: Deployment | None, fix: str) -> str | None:
+def _unrecorded(
+    finding: Finding, deployment: Deployment | None, fix: str = "repair it (POST /api/deployments/{id}/repair)"
+) -> str | None:
     """The advice for a broker endpoint no live deployment records; None when one does."""
     if deployment is None:
         return (
@@ -214,12 +216,9 @@ class EndpointUnhealthy(Rule):
     remediations = CLEAN_UP | {Remediation.RESUBSCRIBE}
 
     def advice(self, finding: Finding, deployment: Deployment | None) -> str:
-        foreign = _not_the_brokers(finding)
-        if foreign:
-            return foreign
-        unrecorded = _unrecorded(finding, deployment, "repair it (POST /api/deployments/{id}/repair)")
-        if unrecorded or deployment is None:
-            return unrecorded or ""
+        blocked = _not_the_brokers(finding) or _unrecorded(finding, deployment)
+        if blocked or deployment is None:
+            return blocked or ""
         first = (finding.evidence.get("signals") or [{}])[0]
         status = str(first.get("status") or "").lower()
         if first.get("signal") == SUBSCRIPTION_MISSING or (
@@ -289,12 +288,9 @@ class EndpointFailed(Rule):
     remediations = CLEAN_UP
 
     def advice(self, finding: Finding, deployment: Deployment | None) -> str:
-        foreign = _not_the_brokers(finding)
-        if foreign:
-            return foreign
-        unrecorded = _unrecorded(finding, deployment, "repair it (POST /api/deployments/{id}/repair)")
-        if unrecorded or deployment is None:
-            return unrecorded or ""
+        blocked = _not_the_brokers(finding) or _unrecorded(finding, deployment)
+        if blocked or deployment is None:
+            return blocked or ""
         if str(finding.evidence.get("endpointState") or "").lower() == "deletionfailed":
             return (
                 f"{_delete(deployment)} to delete it again; or {_repair(deployment)} to keep it and provision it again"
@@ -323,7 +319,7 @@ class SecretsMissing(Rule):
     sources = frozenset({Source.WORKSPACE, Source.SECRETS, Source.RUNS})
 
     def advice(self, finding: Finding, deployment: Deployment | None) -> str:
-        unrecorded = _unrecorded(finding, deployment, "repair it (POST /api/deployments/{id}/repair)")
+        unrecorded = _unrecorded(finding, deployment)
         if unrecorded or deployment is None:
             return unrecorded or ""
         return (

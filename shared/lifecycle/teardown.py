@@ -153,7 +153,16 @@ class Teardown(LifecycleOperation):
         )
         if current is not None and not current.is_terminal:
             if current.operation == "delete":
-                return self._join(run, deployment, current)
+                return join_in_flight(
+                    self._runs,
+                    self._events,
+                    current,
+                    deployment,
+                    caller=run.caller,
+                    ticket=run.ticket,
+                    idempotency_key=run.idempotency_key,
+                    at=self._clock(),
+                )
             return self._reject(run, _busy(deployment, current))
         plan, problem = self._checked(run)
         if problem is not None:
@@ -206,21 +215,6 @@ class Teardown(LifecycleOperation):
         except InvalidNameError as error:
             return None, Problem.of("endpoint-name-invalid", str(error))
         return plan, self._what_blocks(plan, run.delete_subscription)
-
-    def _join(self, run: RunRecord, deployment: Deployment, current: RunRecord) -> Submission:
-        answered = join_in_flight(
-            self._runs,
-            self._events,
-            current,
-            deployment,
-            caller=run.caller,
-            ticket=run.ticket,
-            idempotency_key=run.idempotency_key,
-            at=self._clock(),
-        )
-        if answered is None:
-            raise RecordChangedError(f"delete run {current.id} finished while another delete joined it")
-        return answered
 
     def _what_blocks(self, plan: DeploymentPlan, delete_subscription: bool) -> Problem | None:
         workspace_id = plan.workspace.resource_id
