@@ -15,7 +15,7 @@ from handlers.http_responses import json_response, problem_response, problems_on
 from handlers.listing import choice_filter, model_filter, page_size, paged_response, query_parameters, workspace_filter
 from handlers.principal import UnauthenticatedError, caller_object_id
 from handlers.submissions import CHALLENGE, submission_response
-from shared.deployments.resource import Phase
+from shared.deployment import Phase
 from shared.problems import NOT_FOUND, Problem
 from shared.requests import DeploymentRequest, validation_problems
 

@@ -22,7 +22,7 @@ from handlers.principal import OBJECT_ID_CLAIMS, PRINCIPAL_HEADER, PRINCIPAL_ID_
 from handlers.runs import DEFAULT_PAGE_SIZE as RUN_PAGE_SIZE
 from handlers.runs import MAX_PAGE_SIZE as MAX_RUN_PAGE_SIZE
 from handlers.submissions import RESOURCE_LOCATION
-from shared.deployments.resource import Deployment
+from shared.deployment import Deployment
 from shared.problems import AZURE_UNAVAILABLE, CATALOG, CONTENT_TYPE, INTERNAL, UNAUTHORIZED
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, RotateKeysRequest
 from shared.runs import RunRecord

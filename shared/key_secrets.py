@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.deployments.preflight import DeploymentPlan
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from shared.plan import DeploymentPlan
 from shared.ports import SecretStorePort, StoredSecret
 
 SECRET_CONTENT_TYPE = "application/vnd.azure-ai-serverless-endpoint-key"

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from shared.deployments.resource import Deployment
+    from shared.deployment import Deployment
     from shared.runs import RunRecord
 
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 from shared.azure_errors import RecordChangedError
 from shared.azure_ids import WorkspaceId
-from shared.deployments.resource import Deployment, DeploymentRequester
+from shared.deployment import Deployment, DeploymentRequester
 from shared.events import accepted_event, outcome_events
 from shared.ports import AuthorizationPort, MessageQueuePort, RunRepositoryPort
 from shared.problems import Problem

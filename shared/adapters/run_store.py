@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.azure_errors import RecordChangedError, RecordExistsError
-from shared.deployments.resource import Deployment
+from shared.deployment import Deployment
 from shared.runs import RunRecord
 
 RUNS = "run"

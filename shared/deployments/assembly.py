@@ -62,7 +62,7 @@ def assemble_deployment_service(
         connections=connections,
         steps=steps,
         events=queues.events,
-        policy=policy,
+        catalog=policy.catalog,
         clock=clock,
         **{name: service_options[name] for name in ("new_id", "sleep", "monotonic") if name in service_options},
     )

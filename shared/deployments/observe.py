@@ -12,8 +12,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.deployments.preflight import DeploymentPlan
-from shared.deployments.resource import Condition, ConditionType, condition
+from shared.deployment import Condition, ConditionType, condition
+from shared.plan import DeploymentPlan
 from shared.ports import Endpoint, MachineLearningPort, MarketplaceSubscription, SecretStorePort, StoredSecret
 
 DEFAULT_HEALTHY_STATES = frozenset({"online"})

@@ -13,18 +13,13 @@ from functools import cached_property
 from typing import ClassVar
 
 from shared.azure_ids import ScopeLevel, WorkspaceId
-from shared.catalog import SOLD_DIRECTLY_PREFIX, ModelCatalog, ModelClassification
+from shared.catalog import SOLD_DIRECTLY_PREFIX, ModelCatalog
 from shared.cross_region import CrossRegionHubs, Hub
-from shared.deployments.resource import Deployment, DeploymentSpec
-from shared.model_ids import ModelId, normalize_model_id
-from shared.naming import (
-    InvalidNameError,
-    SecretNames,
-    derive_endpoint_name,
-    key_vault_secret_names,
-    marketplace_subscription_name,
-)
+from shared.deployment import Deployment, DeploymentSpec
+from shared.model_ids import normalize_model_id
+from shared.naming import InvalidNameError
 from shared.ownership import is_broker_managed
+from shared.plan import DeploymentPlan, plan_for
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.ports import AuthorizationPort, Endpoint, MachineLearningPort, Workspace
 from shared.problems import Problem
@@ -46,43 +41,6 @@ class PreflightPolicy:
     hubs: CrossRegionHubs = field(default_factory=CrossRegionHubs)
     # Let a model missing from the catalog through, classified by the prefix rule, instead of refusing it.
     allow_uncatalogued_models: bool = False
-
-
-@dataclass(frozen=True)
-class DeploymentPlan:
-    """What the workflow will create, decided once at intake and re-derivable from the request."""
-
-    workspace: WorkspaceId
-    model: ModelId
-    classification: ModelClassification
-    endpoint_name: str
-    subscription_name: str | None
-    secret_names: SecretNames
-
-    @property
-    def endpoint_id(self) -> str:
-        return self.workspace.serverless_endpoint_id(self.endpoint_name)
-
-
-def plan_for(request: DeploymentRequest, catalog: ModelCatalog, *, target: WorkspaceId | None = None) -> DeploymentPlan:
-    """The plan for a request; raises InvalidNameError when no valid endpoint name can be derived.
-
-    `target` is the hub project that holds a cross-region deployment; the endpoint is still named after the
-    requesting project, so it stays recognisable (and unique per region) wherever it lives.
-    """
-    workspace, model = target or request.workspace, request.model
-    classification = catalog.classify(model)
-    endpoint_name = request.endpoint_name or derive_endpoint_name(model, request.workspace)
-    return DeploymentPlan(
-        workspace=workspace,
-        model=model,
-        classification=classification,
-        endpoint_name=endpoint_name,
-        subscription_name=(
-            marketplace_subscription_name(model) if classification.requires_marketplace_subscription else None
-        ),
-        secret_names=key_vault_secret_names(workspace, endpoint_name),
-    )
 
 
 @dataclass

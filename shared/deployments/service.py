@@ -25,17 +25,7 @@ from pydantic import ValidationError
 from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId
 from shared.catalog import ModelCatalog
-from shared.deployments.observe import DEFAULT_HEALTHY_STATES, Observation, observe
-from shared.deployments.preflight import (
-    DeploymentPlan,
-    PreflightContext,
-    PreflightPolicy,
-    PreflightResult,
-    conflict_problem,
-    run_preflight,
-    spec_for,
-)
-from shared.deployments.resource import (
+from shared.deployment import (
     ConditionType,
     Deployment,
     DeploymentRequester,
@@ -44,10 +34,20 @@ from shared.deployments.resource import (
     RequestOutcome,
     deployment_id,
 )
+from shared.deployments.observe import DEFAULT_HEALTHY_STATES, Observation, observe
+from shared.deployments.preflight import (
+    PreflightContext,
+    PreflightPolicy,
+    PreflightResult,
+    conflict_problem,
+    run_preflight,
+    spec_for,
+)
 from shared.deployments.workflow import SUCCEEDED, Workflow
 from shared.engine import LIFECYCLE_STEPS, WorkItem, settled_run
 from shared.events import accepted_event, malformed_request_rejected_event, ready_events
 from shared.model_ids import parse_model_id
+from shared.plan import DeploymentPlan
 from shared.ports import (
     AuthorizationPort,
     Endpoint,

@@ -15,13 +15,13 @@ from datetime import datetime
 
 from shared.catalog import ModelCatalog
 from shared.cross_region import EndpointNotReadyError, connect
+from shared.deployment import Condition, ConditionType, Deployment, condition
 from shared.deployments.observe import DEFAULT_HEALTHY_STATES, PROVISIONING_IN_PROGRESS, observe
-from shared.deployments.preflight import DeploymentPlan, plan_for
-from shared.deployments.resource import Condition, ConditionType, Deployment, condition
 from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, StepFailedError, StepQueue, WorkItem
 from shared.events import outcome_events
 from shared.key_secrets import KEY_TYPES, RUN_TAG, store_key
 from shared.ownership import ownership_tags
+from shared.plan import DeploymentPlan, plan_for
 from shared.ports import (
     Endpoint,
     EndpointKeys,

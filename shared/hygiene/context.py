@@ -16,7 +16,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import TypeVar
 
-from shared.deployments.resource import Deployment, Phase
+from shared.deployment import Deployment, Phase
 from shared.hygiene.inventory import CallFailure, Retrier, ScanMachineLearningPort, WorkspaceInventory
 from shared.hygiene.settings import HygieneSettings
 from shared.ports import SecretStorePort, StoredSecret

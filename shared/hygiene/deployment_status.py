@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from shared.deployments.resource import Condition, ConditionType, Deployment, Phase, condition
+from shared.deployment import Condition, ConditionType, Deployment, Phase, condition
 from shared.hygiene.context import ScanContext, Source, endpoint_workspace
 from shared.hygiene.findings import FindingRecord, FindingState, finding_key
 from shared.hygiene.inventory import CallFailure

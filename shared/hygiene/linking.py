@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from shared.deployments.resource import Deployment
+from shared.deployment import Deployment
 from shared.hygiene.context import ScanContext, Source
 from shared.hygiene.findings import Finding
 from shared.hygiene.rules import Rule, RunStuck

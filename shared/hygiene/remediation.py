@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.deployments.resource import Deployment, Phase
+from shared.deployment import Deployment, Phase
 from shared.hygiene.findings import AlertKind, AuditEntry, FindingRecord, FindingState, Outcome
 from shared.hygiene.inventory import CallFailure, ScanMachineLearningPort
 from shared.hygiene.rules import RULES, SUBSCRIPTION_MISSING, SUBSCRIPTION_STATUS, Remediation

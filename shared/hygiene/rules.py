@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from shared.azure_ids import InvalidResourceIdError, WorkspaceId
-from shared.deployments.resource import Deployment, Phase
+from shared.deployment import Deployment, Phase
 from shared.hygiene.context import ScanContext, Source
 from shared.hygiene.findings import Finding, FindingRecord, Severity
 from shared.naming import InvalidNameError, SecretNames, key_vault_secret_names

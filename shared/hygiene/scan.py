@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared.azure_errors import RecordChangedError, RecordExistsError
-from shared.deployments.resource import Deployment, Phase
+from shared.deployment import Deployment, Phase
 from shared.hygiene.alerts import AlertChannel
 from shared.hygiene.context import ScanContext, endpoint_workspace
 from shared.hygiene.delivery import AlertDelivery

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from shared.deployments.preflight import PreflightPolicy
+from shared.catalog import ModelCatalog
 from shared.engine import StepQueue
 from shared.lifecycle.rotation import KeyPolicy, KeyRotator
 from shared.lifecycle.service import LifecycleService
@@ -33,7 +33,7 @@ def build_lifecycle_service(
     connections: WorkspaceConnectionsPort,
     steps: StepQueue,
     events: MessageQueuePort,
-    policy: PreflightPolicy,
+    catalog: ModelCatalog,
     clock: Callable[[], datetime],
     **port_options: Any,
 ) -> LifecycleService:
@@ -49,10 +49,10 @@ def build_lifecycle_service(
         clock=clock,
         **port_options,
     )
-    teardown = Teardown(ports, policy=policy)
+    teardown = Teardown(ports, catalog=catalog)
     rotator = KeyRotator(
         ports,
-        catalog=policy.catalog,
+        catalog=catalog,
         policy=KeyPolicy(validity_days=settings.key_validity_days, window_days=settings.rotation_window_days),
     )
     return LifecycleService(runs=runs, teardown=teardown, rotator=rotator)

@@ -22,8 +22,7 @@ from datetime import datetime, timedelta
 
 from shared.catalog import ModelCatalog
 from shared.cross_region import EndpointNotReadyError, connect
-from shared.deployments.preflight import DeploymentPlan, plan_for
-from shared.deployments.resource import Deployment, Phase
+from shared.deployment import Deployment, Phase
 from shared.engine import ROTATE_KEY, StepFailedError, WorkItem
 from shared.events import key_rotation_event
 from shared.key_secrets import (
@@ -38,6 +37,7 @@ from shared.key_secrets import (
 )
 from shared.lifecycle.steps import LifecycleOperation, LifecyclePorts
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from shared.plan import DeploymentPlan, plan_for
 from shared.ports import (
     StoredSecret,
 )

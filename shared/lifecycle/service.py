@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.deployments.resource import deployment_id
+from shared.deployment import deployment_id
 from shared.engine import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, ROTATE_KEY, WorkItem
 from shared.lifecycle.rotation import KeyRotator, RotationOutcome, keys_problem
 from shared.lifecycle.teardown import Teardown

@@ -20,13 +20,13 @@ from typing import Any
 from shared.azure_errors import RecordChangedError, RecordExistsError
 from shared.catalog import ModelCatalog
 from shared.cross_region import connection_name
-from shared.deployments.preflight import DeploymentPlan, PreflightPolicy, plan_for
-from shared.deployments.resource import Deployment, DeploymentRequester, Phase
+from shared.deployment import Deployment, DeploymentRequester, Phase
 from shared.engine import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, WorkItem, settled_run
 from shared.events import accepted_event, already_deleted_events
 from shared.lifecycle.steps import LifecycleOperation, LifecyclePorts
 from shared.naming import InvalidNameError
 from shared.ownership import is_broker_managed
+from shared.plan import DeploymentPlan, plan_for
 from shared.ports import Endpoint, MarketplaceSubscription
 from shared.problems import Problem
 from shared.requests import DeploymentRequest
@@ -58,13 +58,13 @@ def dependent_endpoints(
 
 
 class Teardown(LifecycleOperation):
-    def __init__(self, ports: LifecyclePorts, *, policy: PreflightPolicy) -> None:
+    def __init__(self, ports: LifecyclePorts, *, catalog: ModelCatalog) -> None:
         super().__init__(ports)
-        self._policy = policy
+        self._catalog = catalog
 
     @property
     def catalog(self) -> ModelCatalog:
-        return self._policy.catalog
+        return self._catalog
 
     # -- intake ----------------------------------------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class Teardown(LifecycleOperation):
         if problem is not None:
             return None, problem
         try:
-            plan = plan_for(run.request, self._policy.catalog, target=run.deployment_target)
+            plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         except InvalidNameError as error:
             return None, Problem.of("endpoint-name-invalid", str(error))
         return plan, self._what_blocks(plan, run.delete_subscription)
@@ -273,7 +273,7 @@ class Teardown(LifecycleOperation):
             LOGGER.info("run %s is not being deleted; %s message dropped", item.run_id, item.step)
             return
         run: RunRecord = stored.run
-        plan = plan_for(run.request, self._policy.catalog, target=run.deployment_target)
+        plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         step = self._delete_endpoint if item.step == DELETE_ENDPOINT else self._delete_subscription
         self._steps.run(item, lambda: step(run, plan, item), lambda code, message: self._fail(run, plan, code, message))
 

@@ -25,7 +25,7 @@ from typing import Any
 from shared.adapters.run_store import DEPLOYMENTS, RUNS, RunStore
 from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId, is_within
-from shared.deployments.resource import Deployment
+from shared.deployment import Deployment
 from shared.ports import (
     Endpoint,
     EndpointKeys,

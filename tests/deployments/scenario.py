@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from shared.catalog import CatalogEntry, ModelCatalog
+from shared.deployment import Deployment
 from shared.deployments.assembly import assemble_deployment_service
 from shared.deployments.preflight import PreflightContext, PreflightPolicy, PreflightResult, run_preflight
-from shared.deployments.resource import Deployment
 from shared.deployments.service import DeploymentService, Queues
 from shared.engine import StepTimings, WorkItem
 from shared.lifecycle.service import LifecycleService

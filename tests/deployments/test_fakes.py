@@ -5,7 +5,7 @@ import pytest
 
 from shared.adapters.run_store import MAX_UPDATE_ATTEMPTS
 from shared.azure_errors import RecordChangedError, RecordExistsError
-from shared.deployments.resource import Deployment, DeploymentRequester, DeploymentSpec, Phase
+from shared.deployment import Deployment, DeploymentRequester, DeploymentSpec, Phase
 from shared.runs import RunRecord, RunStatus
 
 from .fakes import START, FakeMachineLearning, FakeSecretStore, InMemoryRunRepository

@@ -2,9 +2,9 @@
 
 import pytest
 
+from shared.deployment import ConditionType
 from shared.deployments.observe import observe
-from shared.deployments.preflight import plan_for
-from shared.deployments.resource import ConditionType
+from shared.plan import plan_for
 
 from .fakes import START, FakeMachineLearning, FakeSecretStore
 from .scenario import CATALOG, DIRECT_MODEL, MARKETPLACE_MODEL, WORKSPACE_ID, request

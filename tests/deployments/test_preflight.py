@@ -5,14 +5,10 @@ from dataclasses import replace
 import pytest
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import (
-    CHECKS,
-    PreflightContext,
-    plan_for,
-    run_preflight,
-)
+from shared.deployments.preflight import CHECKS, PreflightContext, run_preflight
 from shared.naming import derive_endpoint_name, key_vault_secret_names
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from shared.plan import plan_for
 from shared.required_permissions import REQUESTER_DEPLOY_ACTION, Strictness
 
 from .scenario import (

@@ -11,12 +11,13 @@ from dataclasses import replace
 import pytest
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import plan_for, spec_for
-from shared.deployments.resource import ConditionType, Deployment, DeploymentRequester, Phase
+from shared.deployment import ConditionType, Deployment, DeploymentRequester, Phase
+from shared.deployments.preflight import spec_for
 from shared.deployments.service import IdempotencyConflictError
 from shared.engine import CLAIM_SETTLE_SECONDS, PROVISION, STORE_KEYS, SUBSCRIBE
 from shared.events import EVENT_TYPE_PREFIX
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from shared.plan import plan_for
 from shared.runs import RunError, RunRecord, RunStatus
 
 from .scenario import (

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import plan_for
 from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, WorkItem
+from shared.plan import plan_for
 from shared.runs import RunStatus
 from shared.telemetry import BrokerTelemetry
 

@@ -6,12 +6,12 @@ from datetime import timedelta
 import pytest
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import plan_for
-from shared.deployments.resource import ConditionType, Phase
+from shared.deployment import ConditionType, Phase
 from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, StepTimings, WorkItem
 from shared.key_secrets import SECRET_CONTENT_TYPE
 from shared.lifecycle.settings import DEFAULT_KEY_VALIDITY_DAYS
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from shared.plan import plan_for
 from shared.redaction import REDACTED, default_registry
 from shared.runs import RunError, RunStatus
 

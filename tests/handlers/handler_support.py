@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
-from shared.deployments.resource import Deployment, DeploymentRequester, DeploymentSpec, Phase, deployment_id
+from shared.deployment import Deployment, DeploymentRequester, DeploymentSpec, Phase, deployment_id
 from shared.deployments.service import IdempotencyConflictError
 from shared.naming import derive_endpoint_name
 from shared.problems import Problem

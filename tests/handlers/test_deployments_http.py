@@ -7,8 +7,8 @@ import pytest
 from handlers import deployments, runs
 from handlers.principal import PRINCIPAL_HEADER
 from shared.azure_errors import AzureCallError
+from shared.deployment import Phase, deployment_id
 from shared.deployments import composition
-from shared.deployments.resource import Phase, deployment_id
 from shared.problems import CONTENT_TYPE, PROBLEM_TYPE_BASE, Problem
 from shared.redaction import default_registry
 from shared.requests import DeploymentRequest

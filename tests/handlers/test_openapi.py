@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from handlers import deployments, openapi, runs
 from handlers.openapi import ROUTE_PREFIX, openapi_document
 from shared.catalog import ModelCatalog
-from shared.deployments.resource import Deployment, Phase
+from shared.deployment import Deployment, Phase
 from shared.health import check_health
 from shared.problems import CATALOG, Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest

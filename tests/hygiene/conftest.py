@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from devstack.emulator.testing import running_emulator
-from shared.deployments.resource import Phase
+from shared.deployment import Phase
 from shared.hygiene.alerts import QueueAlertChannel
 from shared.hygiene.findings import FindingRecord
 from shared.hygiene.scan import HygieneScanner

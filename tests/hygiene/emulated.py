@@ -24,7 +24,7 @@ from shared.adapters.run_store import RunStore
 from shared.adapters.tables import DocumentTable
 from shared.azure_ids import WorkspaceId
 from shared.config import Settings
-from shared.deployments.resource import Deployment
+from shared.deployment import Deployment
 from shared.hygiene.composition import build_hygiene_scanner
 from shared.hygiene.findings import FindingRecord
 from shared.hygiene.scan import HygieneScanner

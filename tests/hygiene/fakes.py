@@ -17,7 +17,7 @@ from typing import Any
 from shared.adapters.tables import DocumentPage, StoredDocument
 from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId
-from shared.deployments.resource import (
+from shared.deployment import (
     ConditionType,
     Deployment,
     DeploymentRequester,

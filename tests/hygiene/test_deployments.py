@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.resource import ConditionType, Deployment, Phase, condition
+from shared.deployment import ConditionType, Deployment, Phase, condition
 from shared.hygiene.findings import finding_key
 from shared.hygiene.rules import run_resource_id
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.deployments.resource import ConditionType
+from shared.deployment import ConditionType
 
 from .emulated import LLAMA, EmulatedBroker
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.resource import ConditionType, Deployment, Phase
+from shared.deployment import ConditionType, Deployment, Phase
 from shared.hygiene.remediation import RemediationPolicy
 from shared.hygiene.settings import HygieneSettingsError
 from shared.ports import EndpointKeys

@@ -3,10 +3,10 @@ import pytest
 from shared.azure_ids import WorkspaceId
 from shared.catalog import CatalogEntry, ModelCatalog
 from shared.cross_region import CONNECTION_NAME_PATTERN, CrossRegionHubs, HubSettingError, connection_name
-from shared.deployments.preflight import plan_for
-from shared.deployments.resource import Phase, deployment_id
+from shared.deployment import Phase, deployment_id
 from shared.lifecycle.settings import LifecycleSettingError, LifecycleSettings
 from shared.model_ids import parse_model_id
+from shared.plan import plan_for
 from shared.runs import RunStatus
 from tests.deployments.scenario import CATALOG as SCENARIO_CATALOG
 from tests.deployments.scenario import DIRECT_MODEL, WORKSPACE_ID

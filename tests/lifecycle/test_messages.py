@@ -5,8 +5,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from shared.deployments.preflight import plan_for
-from shared.deployments.resource import Phase
+from shared.deployment import Phase
+from shared.plan import plan_for
 from shared.requests import QueueDeploymentRequest, validation_problems
 from shared.runs import RunStatus
 from tests.deployments.scenario import CATALOG, DIRECT_MODEL, MARKETPLACE_MODEL, REQUESTER, WORKSPACE_ID

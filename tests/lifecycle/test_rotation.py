@@ -3,11 +3,11 @@ from datetime import timedelta
 import pytest
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import plan_for
-from shared.deployments.resource import Phase
+from shared.deployment import Phase
 from shared.key_secrets import SECRET_CONTENT_TYPE, alternate, key_secret_tags
 from shared.lifecycle.rotation import secrets_due
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from shared.plan import plan_for
 from shared.ports import Operation, OperationProgress, StoredSecret
 from shared.problems import Problem
 from shared.runs import RunStatus

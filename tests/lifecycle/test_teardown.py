@@ -4,9 +4,9 @@ from dataclasses import replace
 import pytest
 
 from shared.azure_errors import AzureCallError
-from shared.deployments.preflight import plan_for
-from shared.deployments.resource import ConditionType, Phase, deployment_id
+from shared.deployment import ConditionType, Phase, deployment_id
 from shared.lifecycle.teardown import dependent_endpoints
+from shared.plan import plan_for
 from shared.ports import Endpoint, MarketplaceSubscription
 from shared.problems import Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 
 from shared.azure_ids import WorkspaceId
-from shared.deployments.resource import (
+from shared.deployment import (
     MAX_INLINE_REQUESTS,
     ConditionType,
     Deployment,
