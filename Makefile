@@ -19,8 +19,10 @@ $(STAMP_NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# State (queues, tables, emulator resources, ports, keys) persists in .devstack/ across runs.
+# `make run FRESH=1` empties the stored data first; `make clean` removes .devstack/ altogether.
 run: install
-	$(PY) -m devstack.stack
+	$(PY) -m devstack.stack $(if $(filter 1 yes true,$(FRESH)),--fresh)
 
 # Coverage of the product (shared/, handlers/, function_app) must stay at or above the gate.
 COVERAGE_GATE := 90

@@ -1,18 +1,25 @@
-"""Azurite queues and tables from node_modules, in memory, on free loopback ports."""
+"""Azurite queues and tables from node_modules on loopback: in memory (tests), or kept in a folder (`make run`)."""
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.ports import LOOPBACK, free_port, wait_for_port
+from devstack.ports import LOOPBACK, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's well-known development key; it protects nothing.
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-COMMON_FLAGS = ("--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry", "--loose")
+COMMON_FLAGS = ("--skipApiVersionCheck", "--disableTelemetry", "--loose")
+# Azurite refuses --inMemoryPersistence together with --location: one or the other.
+IN_MEMORY_FLAG = "--inMemoryPersistence"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
 
 
 @dataclass
@@ -20,6 +27,7 @@ class Azurite:
     queue_port: int
     table_port: int
     processes: list[subprocess.Popen]
+    location: Path | None = None
 
     @property
     def connection_string(self) -> str:
@@ -29,14 +37,28 @@ class Azurite:
             f"TableEndpoint=http://{LOOPBACK}:{self.table_port}/{ACCOUNT_NAME};"
         )
 
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+    def is_running(self) -> bool:
+        return all(process.poll() is None for process in self.processes)
+
+    def exit_codes(self) -> list[int | None]:
+        return [process.poll() for process in self.processes]
+
     def stop(self) -> None:
+        """SIGINT, once: both services save their databases on it (azurite-table has no SIGTERM handler, and a
+        second signal would end either mid-save); kill what is still running after STOP_TIMEOUT."""
         for process in self.processes:
-            process.terminate()
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
         for process in self.processes:
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
 
 def _binary(name: str) -> Path:
@@ -46,32 +68,68 @@ def _binary(name: str) -> Path:
     return path
 
 
-def start_azurite(*, queue_port: int = 0, table_port: int = 0, log_dir: Path | None = None) -> Azurite:
+def start_azurite(
+    *, queue_port: int = 0, table_port: int = 0, log_dir: Path | None = None, location: Path | None = None
+) -> Azurite:
+    """Start azurite-queue and azurite-table (free ports unless given).
+
+    Without `location` (the default, for tests) both keep everything in memory. With it, they keep their queues and
+    tables in that folder across restarts; they then run in their own session, so a Ctrl-C in the terminal reaches
+    only the caller, which stops them with a single SIGINT. Azurite saves its databases every 5 s and on that
+    SIGINT, so a killed Azurite loses at most the last few seconds of writes.
+    """
     queue_port = queue_port or free_port()
     table_port = table_port or free_port()
+    if location is not None:
+        location.mkdir(parents=True, exist_ok=True)
+    persistence = ["--location", str(location)] if location is not None else [IN_MEMORY_FLAG]
     processes = []
     for service, flag, port in (("queue", "--queuePort", queue_port), ("table", "--tablePort", table_port)):
         output = open(log_dir / f"azurite-{service}.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
-        processes.append(
-            subprocess.Popen(
-                [
-                    str(_binary(f"azurite-{service}")),
-                    f"--{service}Host",
-                    LOOPBACK,
-                    flag,
-                    str(port),
-                    *COMMON_FLAGS,
-                ],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
+        try:
+            processes.append(
+                subprocess.Popen(
+                    [
+                        str(_binary(f"azurite-{service}")),
+                        f"--{service}Host",
+                        LOOPBACK,
+                        flag,
+                        str(port),
+                        *persistence,
+                        *COMMON_FLAGS,
+                    ],
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO_ROOT,
+                    start_new_session=location is not None,
+                )
             )
-        )
-    azurite = Azurite(queue_port, table_port, processes)
+        finally:
+            if output is not subprocess.DEVNULL:
+                output.close()  # the child holds its own copy
+    azurite = Azurite(queue_port, table_port, processes, location)
     try:
-        wait_for_port(queue_port)
-        wait_for_port(table_port)
-    except TimeoutError:
+        _wait_until_listening(azurite, log_dir)
+    except (TimeoutError, RuntimeError):
         azurite.stop()
         raise
     return azurite
+
+
+def _wait_until_listening(azurite: Azurite, log_dir: Path | None) -> None:
+    """Both ports answer, and from these processes: a service that exits (its port taken, a bad flag) fails fast."""
+    deadline = time.monotonic() + START_TIMEOUT
+    waiting = [azurite.queue_port, azurite.table_port]
+    while waiting:
+        if not azurite.is_running():
+            where = f"; see {log_dir}/azurite-*.log" if log_dir else ""
+            raise RuntimeError(f"Azurite exited while starting (exit codes {azurite.exit_codes()}){where}")
+        try:
+            with socket.create_connection((LOOPBACK, waiting[0]), timeout=0.5):
+                waiting.pop(0)
+                continue
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Azurite did not listen on {LOOPBACK}:{waiting[0]} within {START_TIMEOUT:.0f}s")
+        time.sleep(0.1)

@@ -1,88 +1,544 @@
-"""`make run`: Azurite, the Azure emulator and the local Functions host, until Ctrl-C.
+"""`make run`: Azurite, the Azure emulator and the local Functions host, until Ctrl-C or SIGTERM.
 
-Writes .devstack/run.env so scripts and humans can reach the broker (URL, keys, storage, emulator variables).
+`python -m devstack.stack [--state-dir DIR] [--fresh]`. Everything lives in the state folder (`.devstack/`, or
+`--state-dir` / `DEVSTACK_DIR`):
+
+- `run.env`: what scripts and humans need to reach the broker (URL, keys, storage, emulator variables);
+- `azurite/`: Azurite's queues and tables; `emulator-state.json`: the emulator's Machine Learning resources;
+- `stack.json`: the ports and host keys, reused on every start so run.env and stored URLs stay valid;
+- `stack.log` (what the stack did: starts, crashes, restarts), `host.log` (`host.previous.log`: the one before the
+  last restart), `emulator.log`, `azurite-*.log`; `pids.json` while it runs.
+
+A service that exits on its own is started again on the same port, with back-off (1 s doubling to 30 s; back to 1 s
+once everything has stayed up for a minute). The host restarts with either dependency (its storage clients and
+emulator tokens die with them) and when `local.settings.json` changes. `--fresh` deletes the stored queues, tables
+and emulator resources first; ports and keys stay.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
+import logging
 import os
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from devstack.azurite import REPO_ROOT, start_azurite
+from devstack.azurite import REPO_ROOT, Azurite, start_azurite
 from devstack.envfile import read_env_file, write_env_file
-from devstack.host.process import start_host
+from devstack.host.keys import FUNCTION_KEY_SETTING, MASTER_KEY_SETTING
+from devstack.host.process import HostProcess, HostStartError, start_host
+from devstack.ports import LOOPBACK, free_port
 
-STATE_DIR = REPO_ROOT / ".devstack"
-EMULATOR_ENV = STATE_DIR / "emulator.env"
-RUN_ENV = STATE_DIR / "run.env"
-HOST_PORT = int(os.environ.get("BROKER_PORT", "7071"))
+DEFAULT_STATE_DIR = REPO_ROOT / ".devstack"
+DEFAULT_HOST_PORT = 7071
+EMULATOR_START_TIMEOUT = 60.0
+POLL_SECONDS = 0.5
+# The settings files the host reads (local.settings.json, else the sample); a change restarts it.
+SETTINGS_FILES = (REPO_ROOT / "local.settings.json", REPO_ROOT / "local.settings.sample.json")
+EMULATOR_REQUIRED = ("AZURE_RESOURCE_MANAGER_URL", "EMULATOR_ADMIN_URL", "REQUESTS_CA_BUNDLE")
 
-
-def start_emulator() -> tuple[subprocess.Popen, dict[str, str]]:
-    EMULATOR_ENV.unlink(missing_ok=True)
-    log = open(STATE_DIR / "emulator.log", "ab")  # noqa: SIM115 - lives as long as the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.emulator", "--env-file", str(EMULATOR_ENV)],
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while not EMULATOR_ENV.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the emulator did not start; see {STATE_DIR / 'emulator.log'}")
-        time.sleep(0.2)
-    return process, read_env_file(EMULATOR_ENV)
+log = logging.getLogger("devstack.stack")
 
 
-def main() -> int:
-    STATE_DIR.mkdir(exist_ok=True)
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+class StackError(RuntimeError):
+    """The stack cannot start: reported in one line, and nothing is left running."""
 
-    azurite = start_azurite(log_dir=STATE_DIR)
-    emulator, emulator_env = start_emulator()
-    try:
-        env = {**emulator_env, "AzureWebJobsStorage": azurite.connection_string}
-        host = start_host(REPO_ROOT, env=env, port=HOST_PORT, log_path=STATE_DIR / "host.log")
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the stack keeps its state."""
+
+    root: Path
+
+    azurite = property(lambda self: self.root / "azurite")
+    emulator_state = property(lambda self: self.root / "emulator-state.json")
+    emulator_env = property(lambda self: self.root / "emulator.env")
+    run_env = property(lambda self: self.root / "run.env")
+    settings = property(lambda self: self.root / "stack.json")
+    pids = property(lambda self: self.root / "pids.json")
+    stack_log = property(lambda self: self.root / "stack.log")
+    host_log = property(lambda self: self.root / "host.log")
+    previous_host_log = property(lambda self: self.root / "host.previous.log")
+    emulator_log = property(lambda self: self.root / "emulator.log")
+    tls = property(lambda self: self.root / "tls")
+
+    def shown(self, path: Path) -> str:
+        """`path` relative to the repository when it is inside it, as the banner shows it."""
         try:
-            run_env = {
-                "BROKER_URL": host.url,
-                "BROKER_FUNCTION_KEY": host.function_key,
-                "BROKER_MASTER_KEY": host.master_key,
-                **env,
-            }
-            write_env_file(RUN_ENV, run_env)
-            print(_banner(run_env), flush=True)
-            while not stopping.is_set() and host.is_running():
-                stopping.wait(1)
-        finally:
-            host.stop()
-    finally:
-        emulator.send_signal(signal.SIGTERM)
-        emulator.wait(timeout=15)
-        azurite.stop()
-    return 0
+            return str(path.relative_to(REPO_ROOT))
+        except ValueError:
+            return str(path)
 
 
-def _banner(run_env: dict[str, str]) -> str:
-    url = run_env["BROKER_URL"]
-    return "\n".join(
-        [
-            "",
-            f"Broker running at {url} (Ctrl-C stops everything)",
-            f"  function key: {run_env['BROKER_FUNCTION_KEY']}",
-            f"  settings:     {RUN_ENV.relative_to(REPO_ROOT)} (source it in your shell)",
-            f"  try:          curl -s {url}/api/health",
-            "",
+class Backoff:
+    """Delays before restarts: `first`, doubling to `cap`; back to `first` once the last attempt has lasted
+    `reset_after` seconds (a crash after a long healthy run is not a crash loop)."""
+
+    def __init__(
+        self,
+        first: float = 1.0,
+        cap: float = 30.0,
+        reset_after: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.first, self.cap, self.reset_after, self._clock = first, cap, reset_after, clock
+        self._next = first
+        self._attempted_at: float | None = None
+
+    def attempted(self) -> None:
+        """A start is being attempted now (first start or restart, whether it works or not)."""
+        self._attempted_at = self._clock()
+
+    def reset(self) -> None:
+        self._next = self.first
+
+    def failure(self) -> float:
+        """Something died: how long to wait before the next attempt."""
+        if self._attempted_at is not None and self._clock() - self._attempted_at >= self.reset_after:
+            self._next = self.first
+        delay = self._next
+        self._next = min(self._next * 2, self.cap)
+        return delay
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on loopback `port` (probed as servers bind: SO_REUSEADDR, so TIME_WAIT is fine)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def _command_line(pid: int) -> str | None:
+    """The command line of a live process, or None when it is gone, a zombie, or cannot be read."""
+    try:
+        result = subprocess.run(
+            ["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return None
+    state, _, command = result.stdout.strip().partition(" ")
+    return None if not state or state.startswith("Z") else command.strip() or None
+
+
+class StackSettings:
+    """Ports and host keys, in stack.json: the first start picks them, later starts reuse them."""
+
+    PORTS = ("queuePort", "tablePort", "emulatorPort")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.values: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.values = {}
+
+    def resolve(self) -> None:
+        for name in self.PORTS:
+            remembered = self.values.get(name)
+            if isinstance(remembered, int) and not port_in_use(remembered):
+                continue
+            chosen = free_port()
+            if isinstance(remembered, int):
+                log.warning(
+                    "port %s (%s) is taken by another program; using %s, so run.env changes and work queued "
+                    "against the old address may fail",
+                    remembered,
+                    name,
+                    chosen,
+                )
+            self.values[name] = chosen
+        # The environment wins (as for the host itself); else the remembered keys; else new ones.
+        for name, setting in (("masterKey", MASTER_KEY_SETTING), ("functionKey", FUNCTION_KEY_SETTING)):
+            self.values[name] = os.environ.get(setting) or self.values.get(name) or secrets.token_urlsafe(30)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".tmp")
+        partial.write_text(json.dumps(self.values, indent=1) + "\n", encoding="utf-8")
+        partial.chmod(0o600)
+        os.replace(partial, self.path)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+
+class Stack:
+    def __init__(self, layout: Layout, *, host_port: int, stopping: threading.Event) -> None:
+        self.layout = layout
+        self.host_port = host_port
+        self.stopping = stopping
+        self.settings = StackSettings(layout.settings)
+        self.backoff = Backoff()
+        self.azurite: Azurite | None = None
+        self.emulator: subprocess.Popen[bytes] | None = None
+        self.emulator_env: dict[str, str] = {}
+        self.host: HostProcess | None = None
+        self.run_env: dict[str, str] = {}
+        self.restarts = 0
+        self._owns_pids = False
+        self._settings_seen = _settings_snapshot()
+
+    # -- starting ---------------------------------------------------------------------------------------------------
+
+    def prepare(self, *, fresh: bool) -> None:
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self._claim()
+        if fresh:
+            shutil.rmtree(self.layout.azurite, ignore_errors=True)
+            for path in (self.layout.emulator_state, self.layout.emulator_state.with_suffix(".json.tmp")):
+                path.unlink(missing_ok=True)
+            log.info("fresh start: removed the stored queues, tables and emulator resources")
+        if port_in_use(self.host_port):
+            raise StackError(f"port {self.host_port} is in use; stop what holds it or set BROKER_PORT")
+        self.settings.resolve()
+
+    def start(self) -> None:
+        kept = self.layout.azurite.exists() or self.layout.emulator_state.exists()
+        log.info(
+            "starting in %s (%s)",
+            self.layout.root,
+            "with the state of the last run" if kept else "empty: nothing stored yet",
+        )
+        self.backoff.attempted()
+        try:
+            self._start_azurite()
+            self._start_emulator()
+            self._start_host()
+        except (RuntimeError, TimeoutError, OSError) as error:
+            raise StackError(str(error)) from error
+        self._write_run_env()
+        print(self._banner(), flush=True)
+
+    def _start_azurite(self) -> None:
+        self.azurite = start_azurite(
+            queue_port=self.settings["queuePort"],
+            table_port=self.settings["tablePort"],
+            log_dir=self.layout.root,
+            location=self.layout.azurite,
+        )
+        self._write_pids()
+        log.info("Azurite on queue port %s, table port %s", self.azurite.queue_port, self.azurite.table_port)
+
+    def _start_emulator(self) -> None:
+        env_file = self.layout.emulator_env
+        env_file.unlink(missing_ok=True)  # left over when the last emulator was killed
+        command = [
+            sys.executable,
+            "-m",
+            "devstack.emulator",
+            "--env-file",
+            str(env_file),
+            "--state-file",
+            str(self.layout.emulator_state),
+            "--port",
+            str(self.settings["emulatorPort"]),
+            "--tls-dir",
+            str(self.layout.tls),
         ]
+        with self.layout.emulator_log.open("ab") as output:
+            # Its own session: Ctrl-C reaches the stack, which stops it once.
+            process = subprocess.Popen(
+                command, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.emulator = process
+        deadline = time.monotonic() + EMULATOR_START_TIMEOUT
+        while True:
+            env = read_env_file(env_file) if env_file.exists() else {}
+            if all(name in env for name in EMULATOR_REQUIRED):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                self._stop_emulator()
+                raise RuntimeError(f"the emulator did not start; see {self.layout.emulator_log}")
+            time.sleep(0.1)
+        self.emulator_env = env
+        self._write_pids()
+        log.info("emulator at %s", env["AZURE_RESOURCE_MANAGER_URL"])
+
+    def _start_host(self) -> None:
+        assert self.azurite is not None
+        if self.layout.host_log.exists():
+            os.replace(self.layout.host_log, self.layout.previous_host_log)
+        env = {
+            **self.emulator_env,
+            "AzureWebJobsStorage": self.azurite.connection_string,
+            MASTER_KEY_SETTING: self.settings["masterKey"],
+            FUNCTION_KEY_SETTING: self.settings["functionKey"],
+        }
+        self._settings_seen = _settings_snapshot()
+        self.host = start_host(REPO_ROOT, env=env, port=self.host_port, log_path=self.layout.host_log)
+        self._write_pids()
+        log.info("host at %s (pid %s)", self.host.url, self.host.process.pid)
+
+    # -- supervising ------------------------------------------------------------------------------------------------
+
+    def supervise(self) -> None:
+        """Until stopped: notice a service that died and start it again, with back-off."""
+        while not self.stopping.wait(POLL_SECONDS):
+            dead = self._dead()
+            settings_changed = _settings_snapshot() != self._settings_seen
+            if not dead and not settings_changed:
+                continue
+            # A Ctrl-C in the terminal also reaches the host, which may exit before our handler has run.
+            if self.stopping.wait(POLL_SECONDS):
+                return
+            if settings_changed:
+                log.info("the settings changed; restarting the host")
+                self.backoff.reset()  # a fix of what made it crash gets its restart at once
+            if dead:
+                self._recover(dead)
+            else:
+                self._restart(["host"], delay=0.0)
+
+    def _dead(self) -> list[str]:
+        dead = []
+        if self.azurite is None or not self.azurite.is_running():
+            dead.append("azurite")
+        if self.emulator is None or self.emulator.poll() is not None:
+            dead.append("emulator")
+        if self.host is None or not self.host.is_running():
+            dead.append("host")
+        return dead
+
+    def _recover(self, dead: list[str]) -> None:
+        for name in dead:
+            log.warning("%s exited (%s)", name, self._exit_of(name))
+        if "host" in dead:
+            self._log_host_tail()
+        # The host restarts with its dependencies: its emulator tokens and storage connections die with them.
+        names = [*dead, "host"] if "host" not in dead else dead
+        self._restart(names, delay=self.backoff.failure())
+
+    def _restart(self, names: list[str], *, delay: float) -> None:
+        if "host" in names and self.host is not None and self.host.is_running():
+            self.host.stop()
+        if delay:
+            log.warning("restarting %s in %g s", " and ".join(names), delay)
+            if self.stopping.wait(delay):
+                return
+        self.backoff.attempted()
+        starters = {"azurite": self._start_azurite, "emulator": self._start_emulator, "host": self._start_host}
+        for name in ("azurite", "emulator", "host"):
+            if name not in names:
+                continue
+            if name == "azurite" and self.azurite is not None:
+                self.azurite.stop()  # one of its two services may still run
+            if name == "emulator":
+                self._stop_emulator()
+            try:
+                starters[name]()
+            except (HostStartError, RuntimeError, TimeoutError, OSError) as error:
+                log.error("could not restart %s: %s", name, _first_line(error))
+                return  # still dead: the next round waits longer
+        self.restarts += 1
+        changed = self._write_run_env()
+        assert self.host is not None
+        log.warning(
+            "restarted %s; the broker serves at %s again, same keys%s",
+            " and ".join(names),
+            self.host.url,
+            f" ({self.layout.shown(self.layout.run_env)} changed: {', '.join(changed)})" if changed else "",
+        )
+
+    def _exit_of(self, name: str) -> str:
+        if name == "azurite" and self.azurite is not None:
+            return ", ".join(describe_exit(code) for code in self.azurite.exit_codes())
+        if name == "emulator" and self.emulator is not None:
+            return describe_exit(self.emulator.poll())
+        if name == "host" and self.host is not None:
+            return describe_exit(self.host.process.poll())
+        return "not started"
+
+    def _log_host_tail(self) -> None:
+        with contextlib.suppress(OSError):
+            lines = [line for line in self.layout.host_log.read_text(errors="replace").splitlines() if line.strip()]
+            for line in lines[-5:]:
+                log.debug("host.log: %s", line)
+
+    # -- stopping ---------------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        if self.azurite is None:
+            return  # nothing was started
+        log.info("stopping")
+        if self.host is not None:
+            self.host.stop()
+        self._stop_emulator()
+        if self.azurite is not None:
+            self.azurite.stop()
+        if self._owns_pids:
+            self.layout.pids.unlink(missing_ok=True)
+        log.info("stopped (%d restart(s) this run)", self.restarts)
+
+    def _stop_emulator(self) -> None:
+        if self.emulator is None:
+            return
+        if self.emulator.poll() is None:
+            self.emulator.send_signal(signal.SIGTERM)
+        try:
+            self.emulator.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.emulator.kill()
+            self.emulator.wait()
+
+    # -- bookkeeping ------------------------------------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        """Refuse a folder another live stack uses; stop what a stack that was killed left running."""
+        try:
+            previous = json.loads(self.layout.pids.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        stack_pid = previous.get("stack")
+        if isinstance(stack_pid, int) and stack_pid != os.getpid():
+            command = _command_line(stack_pid)
+            if command and "devstack.stack" in command:
+                raise StackError(f"another stack (pid {stack_pid}) is using {self.layout.root}; stop it first")
+        leftovers = [("host", previous.get("host")), ("emulator", previous.get("emulator"))]
+        leftovers += [("azurite", pid) for pid in previous.get("azurite") or ()]
+        markers = {"host": "devstack.host", "emulator": "devstack.emulator", "azurite": "azurite"}
+        for name, pid in leftovers:
+            if not isinstance(pid, int):
+                continue
+            command = _command_line(pid)
+            if command and markers[name] in command:
+                log.warning("stopping %s (pid %s), left running by a stack that did not stop cleanly", name, pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT if name == "azurite" else signal.SIGTERM)
+                _wait_gone(pid)
+        self.layout.pids.unlink(missing_ok=True)
+
+    def _write_pids(self) -> None:
+        pids = {
+            "stack": os.getpid(),
+            "azurite": self.azurite.pids if self.azurite else [],
+            "emulator": self.emulator.pid if self.emulator else None,
+            "host": self.host.process.pid if self.host else None,
+        }
+        self.layout.pids.write_text(json.dumps(pids) + "\n", encoding="utf-8")
+        self._owns_pids = True
+
+    def _write_run_env(self) -> list[str]:
+        """Write run.env; the names whose values changed since the last write."""
+        assert self.host is not None
+        assert self.azurite is not None
+        run_env = {
+            "BROKER_URL": self.host.url,
+            "BROKER_FUNCTION_KEY": self.host.function_key,
+            "BROKER_MASTER_KEY": self.host.master_key,
+            **self.emulator_env,
+            "AzureWebJobsStorage": self.azurite.connection_string,
+        }
+        changed = [name for name, value in run_env.items() if self.run_env and self.run_env.get(name) != value]
+        self.run_env = run_env
+        write_env_file(self.layout.run_env, run_env)
+        return changed
+
+    def _banner(self) -> str:
+        url = self.run_env["BROKER_URL"]
+        return "\n".join(
+            [
+                "",
+                f"Broker running at {url} (Ctrl-C stops everything)",
+                f"  function key: {self.run_env['BROKER_FUNCTION_KEY']}",
+                f"  settings:     {self.layout.shown(self.layout.run_env)} (source it in your shell)",
+                f"  state:        {self.layout.shown(self.layout.root)}/ (kept across restarts; "
+                "`make run FRESH=1` starts clean)",
+                f"  log:          {self.layout.shown(self.layout.stack_log)} (a crashed host is restarted)",
+                f"  try:          curl -s {url}/api/health",
+                "",
+            ]
+        )
+
+
+def _settings_snapshot() -> tuple[float | None, ...]:
+    snapshot = []
+    for path in SETTINGS_FILES:
+        try:
+            snapshot.append(path.stat().st_mtime)
+        except OSError:
+            snapshot.append(None)
+    return tuple(snapshot)
+
+
+def _wait_gone(pid: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _command_line(pid) is not None:
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.1)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def configure_logging(layout: Layout) -> None:
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    console = logging.StreamHandler(sys.stdout)
+    console.setLevel(logging.INFO)
+    console.setFormatter(logging.Formatter("%(asctime)s stack: %(message)s", "%H:%M:%S"))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    logfile = logging.FileHandler(layout.stack_log, encoding="utf-8")
+    logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.handlers[:] = [console, logfile]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("DEVSTACK_DIR") or DEFAULT_STATE_DIR),
+        help="where state, logs and run.env live (default: $DEVSTACK_DIR, else .devstack/)",
     )
+    parser.add_argument("--fresh", action="store_true", help="delete the stored queues, tables and Azure resources")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_args(argv)
+    layout = Layout(arguments.state_dir.resolve())
+    configure_logging(layout)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stopping.set())
+    stack = Stack(layout, host_port=int(os.environ.get("BROKER_PORT") or DEFAULT_HOST_PORT), stopping=stopping)
+    try:
+        stack.prepare(fresh=arguments.fresh)
+        stack.start()
+        stack.supervise()
+    except StackError as error:
+        log.error("cannot start the stack: %s", error)
+        return 1
+    finally:
+        stack.stop()
+    return 0
 
 
 if __name__ == "__main__":

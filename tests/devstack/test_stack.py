@@ -1,0 +1,311 @@
+"""`make run` (python -m devstack.stack) as a user runs it: a subprocess on a throw-away state folder and free ports.
+
+A killed host comes back on the same URL with the same keys; a stopped stack started again on the same folder still
+has its runs, findings, deployments, queued messages and emulator resources; --fresh starts empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from devstack.envfile import read_env_file
+from devstack.ports import free_port
+from devstack.stack import Backoff, StackSettings
+from tests.integration.conftest import principal_headers
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COHERE = "azureml://registries/azureml-cohere/models/Cohere-command-r-08-2024"
+COHERE_SUBSCRIPTION = "Cohere-command-r-08-2024-subscription"
+PROBE_QUEUE = "devstack-probe"  # no function consumes it
+START_TIMEOUT = 60.0
+TERMINAL = {"Succeeded", "Failed", "Rejected", "Deleted"}
+
+
+def _until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except requests.RequestException:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+class RunningStack:
+    """One `python -m devstack.stack` process; its own process group, so a failed test can end everything."""
+
+    def __init__(self, state_dir: Path, port: int, *extra_args: str) -> None:
+        self.state_dir = state_dir
+        self.output = state_dir.parent / f"stack-{time.monotonic_ns()}.out"
+        env = {
+            **os.environ,
+            "BROKER_PORT": str(port),
+            "BROKER_POLL_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+            # What is under test is survival, not sign-in: callers send X-MS-CLIENT-PRINCIPAL themselves.
+            "DEVSTACK_EASY_AUTH": "false",
+        }
+        env.pop("DEVSTACK_DIR", None)
+        with self.output.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "devstack.stack", "--state-dir", str(state_dir), *extra_args],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _until(
+            lambda: "Broker running at" in self.text() or self.process.poll() is not None,
+            START_TIMEOUT,
+            "the stack's banner",
+        )
+        assert self.process.poll() is None, self.text()
+        self.env = read_env_file(state_dir / "run.env")
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def log(self) -> str:
+        return (self.state_dir / "stack.log").read_text(errors="replace")
+
+    def pids(self) -> dict[str, Any]:
+        return json.loads((self.state_dir / "pids.json").read_text())
+
+    def call(self, method: str, path: str, *, env: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+        env = env or self.env
+        headers = {"x-functions-key": env["BROKER_FUNCTION_KEY"], **kwargs.pop("headers", {})}
+        return requests.request(method, f"{env['BROKER_URL']}{path}", headers=headers, timeout=30, **kwargs)
+
+    def stop(self) -> int:
+        """SIGTERM as `kill` or a service manager sends it; the stack must stop everything and exit 0."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        """Last resort: the stack's whole process group (the host shares it; Azurite and the emulator are asked by
+        the pids the stack recorded)."""
+        try:
+            pids = self.pids()
+        except (OSError, ValueError):
+            pids = {}
+        for pid in [*(pids.get("azurite") or ()), pids.get("emulator"), pids.get("host")]:
+            if isinstance(pid, int) and _alive(pid) and _ours(pid):
+                os.kill(pid, signal.SIGKILL)
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, check=False)
+    return state.stdout.strip()[:1] not in ("", "Z")  # a zombie has exited
+
+
+def _without(values: dict[str, str], *names: str) -> dict[str, str]:
+    return {name: value for name, value in values.items() if name not in names}
+
+
+def _ours(pid: int) -> bool:
+    command = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False)
+    return "devstack" in command.stdout or "azurite" in command.stdout
+
+
+@pytest.fixture
+def start_stack(tmp_path) -> Iterator[Callable[..., RunningStack]]:
+    port = free_port()
+    started: list[RunningStack] = []
+
+    def start(*extra_args: str) -> RunningStack:
+        stack = RunningStack(tmp_path / "devstack", port, *extra_args)
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.kill()
+
+
+# -- without processes ------------------------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_to_its_cap_and_starts_over_after_a_long_enough_run():
+    now = [0.0]
+    backoff = Backoff(first=1, cap=30, reset_after=60, clock=lambda: now[0])
+    backoff.attempted()
+
+    delays = []
+    for _ in range(7):
+        delays.append(backoff.failure())
+        backoff.attempted()
+    now[0] += 61
+
+    assert delays == [1, 2, 4, 8, 16, 30, 30]
+    assert backoff.failure() == 1
+    backoff.attempted()
+    assert backoff.failure() == 2  # that restart failed at once: a crash loop again
+
+
+def test_stack_settings_keep_ports_and_keys_and_replace_a_port_someone_else_took(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEVSTACK_HOST_MASTER_KEY", raising=False)
+    monkeypatch.delenv("DEVSTACK_HOST_FUNCTION_KEY", raising=False)
+    first = StackSettings(tmp_path / "stack.json")
+    first.resolve()
+
+    again = StackSettings(tmp_path / "stack.json")
+    again.resolve()
+
+    assert again.values == first.values
+    assert (tmp_path / "stack.json").stat().st_mode & 0o077 == 0
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", first["queuePort"]))
+        holder.listen()
+        moved = StackSettings(tmp_path / "stack.json")
+        moved.resolve()
+    assert moved["queuePort"] != first["queuePort"]
+    assert moved["masterKey"] == first["masterKey"]
+
+
+# -- the stack as a process -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_killed_host_is_restarted_on_the_same_url_with_the_same_keys(start_stack, tmp_path):
+    stack = start_stack()
+    first_host = stack.pids()["host"]
+    assert stack.call("GET", "/api/runs", params={"pageSize": "1"}).status_code == 200
+
+    os.kill(first_host, signal.SIGKILL)
+
+    _until(lambda: stack.pids()["host"] != first_host, 30, "a new host")
+    health = _until(lambda: (reply := requests.get(f"{stack.env['BROKER_URL']}/api/health", timeout=5)).ok and reply)
+    assert health.status_code == 200
+    assert read_env_file(stack.state_dir / "run.env") == stack.env
+    assert stack.call("GET", "/api/runs", params={"pageSize": "1"}).status_code == 200  # the old key still works
+    assert "host exited (killed by SIGKILL)" in stack.log()
+    assert "restarting host in 1 s" in stack.text()
+    assert "restarted host" in stack.text()
+
+    second = subprocess.run(
+        [sys.executable, "-m", "devstack.stack", "--state-dir", str(stack.state_dir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "BROKER_PORT": str(free_port())},
+    )
+    assert second.returncode == 1
+    assert f"another stack (pid {stack.process.pid})" in second.stdout
+    assert stack.pids()["stack"] == stack.process.pid
+
+    pids = stack.pids()
+    assert stack.stop() == 0
+    assert not (stack.state_dir / "pids.json").exists()
+    assert [pid for pid in [*pids["azurite"], pids["emulator"], pids["host"]] if _alive(pid)] == []
+
+
+@pytest.mark.integration
+def test_a_restarted_stack_still_has_its_runs_findings_and_queued_messages_and_fresh_starts_empty(start_stack):
+    stack = start_stack()
+    admin = stack.env["EMULATOR_ADMIN_URL"]
+    ca = stack.env["REQUESTS_CA_BUNDLE"]
+    # The demo asks for ARM's 10 s poll delay; a second is enough here (timings are not stored: restarts reset them).
+    timings = requests.put(f"{admin}/timings", json={"lroSeconds": 1.0, "retryAfterMs": 300}, verify=ca, timeout=10)
+    assert timings.status_code == 200, timings.text
+    storage = stack.env["AzureWebJobsStorage"]
+    QueueClient.from_connection_string(storage, PROBE_QUEUE).create_queue()
+    QueueClient.from_connection_string(storage, PROBE_QUEUE).send_message("still here?")
+    workspace = (
+        f"/subscriptions/{stack.env['AZURE_SUBSCRIPTION_ID']}/resourceGroups/rg-demo"
+        "/providers/Microsoft.MachineLearningServices/workspaces/demo-project"
+    )
+    accepted = stack.call(
+        "POST",
+        "/api/deployments",
+        headers=principal_headers(stack.env["DEMO_REQUESTER_OBJECT_ID"]),
+        json={"workspaceId": workspace, "modelId": COHERE, "ticket": "PERSIST-1"},
+    )
+    assert accepted.status_code == 202, accepted.text
+    run_id = accepted.json()["id"]
+    run = _until(lambda: (body := stack.call("GET", f"/api/runs/{run_id}").json())["status"] in TERMINAL and body)
+    assert run["status"] == "Succeeded", run.get("error")
+    deleted = requests.post(
+        f"{admin}/marketplace-subscriptions/delete",
+        json={"workspace": "demo-project", "name": COHERE_SUBSCRIPTION},
+        verify=ca,
+        timeout=10,
+    )
+    assert deleted.status_code == 200, deleted.text
+    scan = requests.post(
+        f"{stack.env['BROKER_URL']}/admin/functions/hygiene_scan",
+        headers={"x-functions-key": stack.env["BROKER_MASTER_KEY"]},
+        json={"input": ""},
+        timeout=30,
+    )
+    assert scan.status_code == 202, scan.text
+    findings = _until(
+        lambda: stack.call("GET", "/api/hygiene/findings", params={"rule": "endpoint-unhealthy"}).json()["value"],
+        what="the endpoint-unhealthy finding",
+    )
+    report = stack.call("GET", "/api/hygiene/report").json()
+    deployment = stack.call("GET", f"/api/deployments/{run['deploymentId']}").json()
+    assert deployment["status"]["phase"] == "Degraded"
+    events = QueueClient.from_connection_string(storage, "deployment-events").peek_messages(max_messages=32)
+    event_types = sorted(json.loads(base64.b64decode(event.content))["type"].rsplit(".", 1)[1] for event in events)
+    assert event_types == ["accepted", "succeeded"]
+    assert stack.stop() == 0
+
+    again = start_stack()
+
+    # The old run.env reaches the new stack. The emulator binds its vaults to new ports on every start (and keeps
+    # no secrets across restarts), so only the vault URL moves.
+    assert _without(again.env, "AZURE_KEYVAULT_URL") == _without(stack.env, "AZURE_KEYVAULT_URL")
+    assert "with the state of the last run" in again.text()
+    assert again.call("GET", f"/api/runs/{run_id}", env=stack.env).json() == run
+    assert again.call("GET", f"/api/deployments/{deployment['id']}", env=stack.env).json() == deployment
+    assert again.call("GET", "/api/hygiene/findings", params={"rule": "endpoint-unhealthy"}).json()["value"] == findings
+    assert again.call("GET", "/api/hygiene/report").json() == report
+    probe = QueueClient.from_connection_string(storage, PROBE_QUEUE).peek_messages(max_messages=32)
+    assert [message.content for message in probe] == ["still here?"]
+    events_after = QueueClient.from_connection_string(storage, "deployment-events").peek_messages(max_messages=32)
+    assert [event.content for event in events_after] == [event.content for event in events]
+    emulated = requests.get(f"{admin}/state", verify=ca, timeout=10).json()
+    assert [endpoint["id"] for endpoint in emulated["endpoints"]] == [deployment["status"]["endpoint"]["id"]]
+    assert emulated["marketplaceSubscriptions"] == []  # the out-of-band delete is remembered too
+    assert again.stop() == 0
+
+    fresh = start_stack("--fresh")
+
+    assert fresh.env["BROKER_URL"] == stack.env["BROKER_URL"]
+    assert fresh.env["BROKER_FUNCTION_KEY"] == stack.env["BROKER_FUNCTION_KEY"]
+    assert fresh.call("GET", f"/api/runs/{run_id}").status_code == 404
+    assert requests.get(f"{admin}/state", verify=ca, timeout=10).json()["endpoints"] == []
+    assert PROBE_QUEUE not in [queue.name for queue in QueueServiceClient.from_connection_string(storage).list_queues()]
+    assert fresh.stop() == 0
