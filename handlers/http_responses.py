@@ -1,4 +1,5 @@
-"""JSON and RFC 9457 problem+json responses, and the last-resort guard that turns a crash into a 500 problem."""
+"""JSON and RFC 9457 problem+json responses, bounded JSON request bodies, and the last-resort guard that turns a
+crash into a 500 problem."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import json
 import logging
 import traceback
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import azure.functions as func
 
 from shared.azure_errors import AzureCallError
 from shared.problems import AZURE_UNAVAILABLE, CONTENT_TYPE, INTERNAL, Problem
 from shared.redaction import default_registry
+from shared.wire import HTTP_LIMITS, WireError, check_media_type, read_json_object
 
 LOGGER = logging.getLogger(__name__)
 
@@ -38,6 +41,22 @@ def problem_response(problem: Problem, *, headers: Mapping[str, str] | None = No
         mimetype=CONTENT_TYPE,
         headers=dict(headers or {}),
     )
+
+
+def json_object_body(req: func.HttpRequest) -> dict[str, Any] | Problem:
+    """The request's body as a JSON object read within shared/wire.py's HTTP limits, or the problem to answer:
+    415 unsupported-media-type (a body without a JSON Content-Type in UTF-8), 413 payload-too-large (over 1 MiB),
+    400 validation-failed naming the limit for everything else (empty, not UTF-8, too deep, a string too long,
+    duplicate members, not an object)."""
+    body = req.get_body()
+    content_type = req.headers.get("Content-Type")
+    try:
+        # A Content-Type is required with a body; an empty body is refused below as empty whatever its type.
+        if body or content_type is not None:
+            check_media_type(content_type, HTTP_LIMITS)
+        return read_json_object(body, HTTP_LIMITS)
+    except WireError as error:
+        return error.problem()
 
 
 def problems_on_crash(handler: HttpHandler) -> HttpHandler:

@@ -1,8 +1,9 @@
 """The `deployment-requests` queue: ticketing systems' deployment requests, answered by events.
 
-Malformed messages are the service's to poison (it also tells the ticket, when one is readable). Anything raised
-here is treated as transient: the host makes the message visible again and poisons it after maxDequeueCount tries.
-A body that is not UTF-8 takes that route too, so the poison queue keeps the bytes exactly as they arrived.
+The body goes to the service as the bytes that arrived: it reads them within shared/wire.py's limits (64 KiB,
+UTF-8, depth 32, ...) and poisons a malformed message itself, once, telling the ticket when one is readable. Nothing a
+message holds makes this function raise. What does raise (storage unreachable, say) is transient: the host makes the
+message visible again and, after maxDequeueCount tries, moves it to the poison queue itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ blueprint = func.Blueprint()
 def intake_deployment_request(msg: func.QueueMessage) -> None:
     from shared.deployments.composition import deployment_service
 
-    submission = deployment_service().intake_message(msg.get_body().decode("utf-8"), message_id=msg.id)
+    submission = deployment_service().intake_message(msg.get_body(), message_id=msg.id)
     if submission is None:
         LOGGER.info("Request message %s was malformed and has been poisoned.", msg.id)
     else:

@@ -31,6 +31,11 @@ class ProblemType:
 
 
 VALIDATION_FAILED = ProblemType("validation-failed", "The request is not valid", 400)
+# The body broke a limit of shared/wire.py: bigger than 1 MiB (413), or not JSON in UTF-8 by its Content-Type (415).
+PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", "The request body is larger than the broker accepts", 413)
+UNSUPPORTED_MEDIA_TYPE = ProblemType(
+    "unsupported-media-type", "The request body is not JSON (application/json in UTF-8)", 415
+)
 ENDPOINT_NAME_INVALID = ProblemType("endpoint-name-invalid", "The endpoint name is not valid", 400)
 UNAUTHORIZED = ProblemType("unauthorized", "The caller is not authenticated", 401)
 REQUESTER_FORBIDDEN = ProblemType("requester-forbidden", "The caller may not deploy into this workspace", 403)
@@ -62,6 +67,8 @@ CATALOG: Mapping[str, ProblemType] = {
     kind.slug: kind
     for kind in (
         VALIDATION_FAILED,
+        PAYLOAD_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
         ENDPOINT_NAME_INVALID,
         UNAUTHORIZED,
         REQUESTER_FORBIDDEN,

@@ -11,6 +11,8 @@ from shared.problems import (
 
 REQUIRED_SLUGS = {
     "validation-failed": 400,
+    "payload-too-large": 413,
+    "unsupported-media-type": 415,
     "model-not-approved": 403,
     "workspace-not-allowed": 403,
     "broker-permissions-missing": 403,
