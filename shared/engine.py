@@ -4,6 +4,13 @@ Work travels as small messages on the internal work queue, one idempotent step e
 acts at most once, and either moves its run on (queueing the next step), or starts a long-running operation and
 comes back through a message delayed by ARM's Retry-After, or fails the run with Azure's code and message.
 Transient failures (429, 5xx, connection errors) are queued again with backoff: no function ever sleeps on Azure.
+
+One chain of messages at a time carries a run. Each message carries the run's step token (`RunRecord.step_token`),
+which moves on whenever the run changes status, a key rotation starts, or the watchdog (shared/watchdog.py)
+re-enqueues a run whose chain was lost with a dead host; `StepQueue.admit` drops every message that is not for the
+run's current step or does not carry its current token, so a message that comes back after its lease, or a chain the
+watchdog replaced, dies at its next delivery. A message without a token (none were ever written in production) is
+dropped the same way; if it carried a run, the watchdog re-enqueues that run.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.azure_errors import AzureCallError
 from shared.ports import MachineLearningPort, MessageQueuePort, Operation, RunRepositoryPort
-from shared.runs import RunRecord
+from shared.runs import RunRecord, RunStatus
 from shared.telemetry import StepOutcome
 
 LOGGER = logging.getLogger(__name__)
@@ -32,6 +40,25 @@ ROTATE_KEY = "rotate-key"
 DEPLOY_STEPS = (SUBSCRIBE, PROVISION, STORE_KEYS, VERIFY)
 LIFECYCLE_STEPS = (DELETE_ENDPOINT, DELETE_SUBSCRIPTION, ROTATE_KEY)
 STEPS = (*DEPLOY_STEPS, *LIFECYCLE_STEPS)
+# The status a run is in while each step is its current one (a rotation's step runs on a Succeeded run).
+STEP_STATUS = {
+    SUBSCRIBE: RunStatus.SUBSCRIBING,
+    PROVISION: RunStatus.PROVISIONING,
+    STORE_KEYS: RunStatus.STORING_KEYS,
+    VERIFY: RunStatus.VERIFYING,
+    DELETE_ENDPOINT: RunStatus.DELETING,
+    DELETE_SUBSCRIPTION: RunStatus.DELETING,
+    ROTATE_KEY: RunStatus.SUCCEEDED,
+}
+# Where a chain starts again from a run's status alone: every step re-reads Azure first, so a teardown that had got
+# as far as its subscription starts again at the (already deleted) endpoint and moves straight on.
+RESUME_STEP = {
+    RunStatus.SUBSCRIBING: SUBSCRIBE,
+    RunStatus.PROVISIONING: PROVISION,
+    RunStatus.STORING_KEYS: STORE_KEYS,
+    RunStatus.VERIFYING: VERIFY,
+    RunStatus.DELETING: DELETE_ENDPOINT,
+}
 # A concurrent request stores its run within milliseconds of claiming; a claim without a run after this is abandoned.
 CLAIM_SETTLE_SECONDS = 3.0
 CLAIM_POLL_SECONDS = 0.05
@@ -56,6 +83,8 @@ class WorkItem:
     step: str
     operation_url: str | None = None
     attempt: int = 0
+    # The run's step token when this message's chain was sent on its way (RunRecord.step_token).
+    step_token: int | None = None
 
     def to_message(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -74,6 +103,8 @@ class WorkItem:
             raise MalformedWorkItemError(f"attempt {item.attempt!r} is not a count")
         if item.operation_url is not None and not isinstance(item.operation_url, str):
             raise MalformedWorkItemError("operation_url is not a URL")
+        if item.step_token is not None and (type(item.step_token) is not int or item.step_token < 0):
+            raise MalformedWorkItemError(f"step_token {item.step_token!r} is not a token")
         return item
 
     def polling(self, operation_url: str) -> WorkItem:
@@ -82,8 +113,23 @@ class WorkItem:
     def retried(self) -> WorkItem:
         return replace(self, attempt=self.attempt + 1)
 
-    def next(self, step: str) -> WorkItem:
-        return WorkItem(run_id=self.run_id, step=step)
+    def next(self, step: str, *, step_token: int | None = None) -> WorkItem:
+        """The first message of `step`: in the same chain, or under `step_token` when the run moved to a new status."""
+        return WorkItem(run_id=self.run_id, step=step, step_token=self.step_token if step_token is None else step_token)
+
+
+def is_current_step(run: RunRecord, step: str) -> bool:
+    """Whether `step` is what `run` is waiting for: its status is the step's, and a rotation's step has a rotation."""
+    if step == ROTATE_KEY:
+        return run.pending_rotation is not None
+    return run.status is STEP_STATUS[step]
+
+
+def resume_step(run: RunRecord) -> str | None:
+    """The step that carries `run` on from where it stands; None when no step does (ended, or not yet started)."""
+    if run.pending_rotation is not None:
+        return ROTATE_KEY
+    return RESUME_STEP.get(run.status)
 
 
 @dataclass(frozen=True)
@@ -95,6 +141,9 @@ class StepTimings:
     max_backoff_seconds: float = 60.0
     # How often the last step re-reads an endpoint Azure is still settling (Reinstating, Creating) before failing.
     max_verify_attempts: int = 12
+    # A step that runs this long after the run's last activity notes that it ran (RunRecord.stepped_at), so the
+    # watchdog, which waits WATCHDOG_STALL_SECONDS (60) of silence, leaves a chain polling a long operation alone.
+    heartbeat_seconds: float = 10.0
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         return retry_after if retry_after else min(self.max_backoff_seconds, 2.0**attempt)
@@ -110,6 +159,37 @@ class StepQueue:
 
     def send(self, item: WorkItem, *, delay_seconds: float = 0) -> None:
         self._work.send(item.to_message(), delay_seconds=delay_seconds)
+
+    def admit(self, runs: RunRepositoryPort, item: WorkItem, *, now: datetime) -> RunRecord | None:
+        """The run `item` works on, when `item` is its current step and carries its current step token; None (and the
+        message is dropped) otherwise. A step running long after the run's last activity records a heartbeat first."""
+        stored = runs.get(item.run_id)
+        if stored is None:
+            LOGGER.warning("work item for unknown run %s dropped", item.run_id)
+            return None
+        run: RunRecord = stored.run
+        if not is_current_step(run, item.step):
+            # A duplicate or stale delivery: the run already moved past (or never reached) this step.
+            LOGGER.info("run %s is %s; %s message dropped", run.id, run.status, item.step)
+            return None
+        if item.step_token != run.step_token:
+            LOGGER.info(
+                "run %s: %s message of step token %s dropped; the run's chain carries token %s",
+                run.id,
+                item.step,
+                item.step_token,
+                run.step_token,
+            )
+            return None
+        if now - run.last_activity < timedelta(seconds=self.timings.heartbeat_seconds):
+            return run
+        beat = runs.update(
+            run.id, lambda current: current.stepped(at=now) if current.step_token == item.step_token else current
+        )
+        if beat.step_token != item.step_token:
+            LOGGER.info("run %s: %s message dropped; the run moved on to token %s", run.id, item.step, beat.step_token)
+            return None
+        return beat
 
     def operation_finished(self, item: WorkItem) -> bool:
         """Poll `item`'s operation once; False (a delayed re-poll queued) while it runs; StepFailedError if it

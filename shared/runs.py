@@ -14,8 +14,9 @@ from enum import StrEnum
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import to_jsonable_python
 
 from shared.azure_ids import WorkspaceId
 from shared.requests import DeploymentRequest
@@ -200,6 +201,13 @@ class RunRecord(_Value):
     warnings: tuple[str, ...] = ()
     cross_region: CrossRegion | None = None
     key_rotations: tuple[KeyRotation, ...] = ()
+    # The step chain (shared/engine.py), private to the broker: a work message counts only while it carries the run's
+    # current step token, which every status change, every new rotation and every watchdog re-enqueue moves on, so one
+    # chain of messages at a time carries a run. `stepped_at` is when a step of that chain last ran (refreshed every
+    # few polls, never on every one) and `recoveries` how often the watchdog re-enqueued it since the run last moved.
+    step_token: int = Field(default=0, ge=0, exclude=True)
+    stepped_at: AwareDatetime | None = Field(default=None, exclude=True)
+    recoveries: int = Field(default=0, ge=0, exclude=True)
 
     @model_validator(mode="after")
     def _steps_end_in_status(self) -> Self:
@@ -266,6 +274,9 @@ class RunRecord(_Value):
             "status": status,
             "steps": (*self.steps, RunStep(status=status, at=at, detail=detail)),
             "updated_at": at,
+            # A new status is a new step: the messages of the old one no longer count.
+            "step_token": self.step_token + 1,
+            "recoveries": 0,
         }
         for name, value in (("endpoint", endpoint), ("secret_ids", secret_ids), ("error", error)):
             if value is not None:
@@ -292,13 +303,43 @@ class RunRecord(_Value):
         """The record with fields other than the status changed (validated), stamped `at`."""
         return RunRecord.model_validate({**dict(self), **changes, "updated_at": at})
 
+    # -- the step chain --------------------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether a chain of work messages should be carrying this run: it has not ended, or a key rotation on it
+        has not."""
+        return not self.is_terminal or self.pending_rotation is not None
+
+    @property
+    def last_activity(self) -> datetime:
+        """When the run last changed or one of its steps last ran."""
+        return max(self.updated_at, self.stepped_at) if self.stepped_at else self.updated_at
+
+    def stepped(self, *, at: datetime) -> RunRecord:
+        """The record noting that a step of its current chain ran `at` (a heartbeat; the public record is unchanged)."""
+        return self._chain(stepped_at=at)
+
+    def rechained(self, *, at: datetime) -> RunRecord:
+        """The record with a new step token for a new chain (a key rotation starting), the old one's messages void."""
+        return self._chain(step_token=self.step_token + 1, stepped_at=at, recoveries=0)
+
+    def recovered(self, *, at: datetime) -> RunRecord:
+        """The record after the watchdog re-enqueued its current step `at` under a new token."""
+        return self._chain(step_token=self.step_token + 1, stepped_at=at, recoveries=self.recoveries + 1)
+
+    def _chain(self, **changes: Any) -> RunRecord:
+        return RunRecord.model_validate({**dict(self), **changes})
+
     def to_public_dict(self) -> dict[str, Any]:
-        """The JSON body for HTTP responses and events; the idempotency key stays private to its caller."""
+        """The JSON body for HTTP responses and events; the idempotency key stays private to its caller, and the step
+        chain (token, heartbeat, recoveries) to the broker."""
         return self.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
 
     def to_storage_dict(self) -> dict[str, Any]:
         """Everything, JSON-ready, for the run store; `from_storage_dict` reverses it."""
-        return self.model_dump(mode="json", by_alias=True)
+        chain = {"stepToken": self.step_token, "steppedAt": self.stepped_at, "recoveries": self.recoveries}
+        return {**self.model_dump(mode="json", by_alias=True), **to_jsonable_python(chain)}
 
     @classmethod
     def from_storage_dict(cls, data: dict[str, Any]) -> RunRecord:

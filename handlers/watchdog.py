@@ -1,0 +1,56 @@
+"""The watchdog timer (%WATCHDOG_SCHEDULE%, every 30 s by default; run it now with POST /admin/functions/watchdog and
+the master key): re-enqueues the step of every run whose chain of work messages went quiet (shared/watchdog.py).
+
+The adapters are imported inside the composition below, so importing function_app (every cold start) loads no Azure
+SDK; one watchdog is built per worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import TYPE_CHECKING
+
+import azure.functions as func
+
+if TYPE_CHECKING:
+    from shared.watchdog import Watchdog
+
+LOGGER = logging.getLogger(__name__)
+
+blueprint = func.Blueprint()
+
+
+# No schedule monitor: an occurrence missed while no host ran is made up by the next one, 30 seconds later.
+@blueprint.function_name("watchdog")
+@blueprint.schedule(arg_name="timer", schedule="%WATCHDOG_SCHEDULE%", run_on_startup=False, use_monitor=False)
+def watchdog(timer: func.TimerRequest) -> None:
+    report = run_watchdog().sweep()
+    acted = report.recovered or report.raced or report.exhausted or report.unresumable
+    LOGGER.log(
+        logging.INFO if acted else logging.DEBUG,
+        "watchdog%s: %s",
+        " (past due)" if timer.past_due else "",
+        report.as_dict(),
+    )
+
+
+@cache
+def run_watchdog() -> Watchdog:
+    from datetime import UTC, datetime
+
+    from shared.adapters.monitor import configure_telemetry
+    from shared.adapters.queues import JsonQueue
+    from shared.adapters.run_store import RunStore
+    from shared.adapters.tables import DocumentTable
+    from shared.config import Settings
+    from shared.watchdog import Watchdog
+
+    configure_telemetry()
+    settings = Settings.from_env()
+    return Watchdog(
+        runs=RunStore(DocumentTable.open(settings.storage, settings.runs_table)),
+        work=JsonQueue.open(settings.storage, settings.work_queue),
+        clock=lambda: datetime.now(UTC),
+        stall_seconds=settings.watchdog_stall_seconds,
+    )
