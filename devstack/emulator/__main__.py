@@ -26,11 +26,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env-file", type=Path, help="write KEY=VALUE settings for the Azure SDKs here")
     parser.add_argument("--state-file", type=Path, help="persist resources to this JSON file across restarts")
     parser.add_argument("--tls-dir", type=Path, default=DEFAULT_TLS_DIR, help="CA and server certificate folder")
+    parser.add_argument(
+        "--loose",
+        action="store_true",
+        help="accept request bodies their api-version's schema does not allow (default: strict, ARM's 400)",
+    )
     return parser.parse_args(argv)
 
 
+def scenario_document(args: argparse.Namespace) -> dict:
+    document = load_scenario_document(args.scenario)
+    if args.loose:
+        document["loose"] = True
+    return document
+
+
 async def serve(args: argparse.Namespace) -> None:
-    state = EmulatorState(load_scenario_document(args.scenario), state_file=args.state_file)
+    state = EmulatorState(scenario_document(args), state_file=args.state_file)
     server = EmulatorServer(state, ensure_tls_files(args.tls_dir), host=args.host, port=args.port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ from devstack.emulator.lro import status_body
 from devstack.emulator.middleware import ADMIN_PREFIX, Handler
 from devstack.emulator.ml_bodies import endpoint_json, subscription_json
 from devstack.emulator.resources import Operation, WorkspaceKey, workspace_key
-from devstack.emulator.scenario import Timings, merge_overrides, throttling_from_json
+from devstack.emulator.scenario import Timings, merge_overrides, positive_milliseconds, throttling_from_json
 from devstack.emulator.state import EmulatorState
 
 ENDPOINT_STATES = (
@@ -102,7 +102,7 @@ class Admin:
             current = self.state.scenario.timings
             timings = Timings(
                 lro_seconds=body.get("lroSeconds", current.lro_seconds),
-                retry_after_ms=int(body.get("retryAfterMs", current.retry_after_ms)),
+                retry_after_ms=positive_milliseconds(body.get("retryAfterMs", current.retry_after_ms)),
                 regenerate_keys_async=bool(body.get("regenerateKeysAsync", current.regenerate_keys_async)),
             )
             source = merge_overrides(self.state.scenario.source, {"timings": body})

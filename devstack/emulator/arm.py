@@ -148,10 +148,15 @@ def arm_gate_middleware(state: EmulatorState, router: ArmRouter, authorizer: Aut
             if state.scenario.subscription(found["sub"]) is None:
                 check_scope(state, request.path)
             rate_headers = state.throttle.take(found["sub"], request.method, principal.object_id)
-        if match is not None and match.route.action is not None:
-            authorizer.require(principal, match.route.action, authorization_scope(request.path, match.route))
-        check_scope(state, request.path)
-        response = await handler(request)
+        try:
+            if match is not None and match.route.action is not None:
+                authorizer.require(principal, match.route.action, authorization_scope(request.path, match.route))
+            check_scope(state, request.path)
+            response = await handler(request)
+        except ArmError as error:
+            # Refusals past the throttle still report the remaining requests, as ARM's do.
+            error.headers = {**rate_headers, **error.headers}
+            raise
         for name, value in {**request_id_headers(), **rate_headers}.items():
             response.headers.setdefault(name, value)
         return response

@@ -58,13 +58,13 @@ def result_path(operation: Operation) -> str:
 
 
 def retry_headers(state: EmulatorState) -> dict[str, str]:
-    """Poll-delay headers. azure-core reads Retry-After before retry-after-ms, and Retry-After is whole seconds
-    (0 means its 30 s default), so a sub-second delay is sent as retry-after-ms alone."""
+    """Poll-delay headers, as ARM sends them: Retry-After in whole seconds (the spec: int32, 10..600; the default
+    timing is 10 s). A sub-second delay, which only tests ask for, cannot be whole seconds and is sent as
+    retry-after-ms alone: azure-core reads Retry-After first and would round it up to a second."""
     milliseconds = max(1, state.scenario.timings.retry_after_ms)
-    headers = {"retry-after-ms": str(milliseconds)}
-    if milliseconds >= 1000:
-        headers["Retry-After"] = str(math.ceil(milliseconds / 1000))
-    return headers
+    if milliseconds < 1000:
+        return {"retry-after-ms": str(milliseconds)}
+    return {"Retry-After": str(math.ceil(milliseconds / 1000))}
 
 
 def operation_headers(

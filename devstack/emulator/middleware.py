@@ -1,7 +1,8 @@
 """Middlewares every emulator listener shares (ARM, identity, each vault): request log, error envelope, faults.
 
-Order, outermost first: the request log sees every answer (injected faults and throttling included), the error
-middleware turns ArmError and crashes into the envelope, the fault middleware acts before any real handling.
+Order, outermost first: on the ARM listener the correlation echo (so every ARM answer carries the client's ids), the
+request log sees every answer (injected faults and throttling included), the error middleware turns ArmError and
+crashes into the envelope, the fault middleware acts before any real handling.
 """
 
 from __future__ import annotations
@@ -112,11 +113,50 @@ def fault_middleware(state: EmulatorState):
             return web.Response(status=499)
         if rule.status is None:
             return await handler(request)
-        headers = {} if rule.retry_after is None else {"Retry-After": str(rule.retry_after)}
-        raise ArmError(rule.status, rule.code, rule.message, headers=headers)
+        raise ArmError(rule.status, rule.code, rule.message, headers=retry_after_headers(rule.retry_after))
 
     return inject_faults
 
 
+def retry_after_headers(seconds: float | None) -> dict[str, str]:
+    """A fault's delay as ARM sends one (Retry-After, whole seconds), or as retry-after-ms when it is not whole
+    seconds (tests that compress time; both the SDKs and the broker read it)."""
+    if seconds is None:
+        return {}
+    if seconds >= 1 and float(seconds).is_integer():
+        return {"Retry-After": str(int(seconds))}
+    return {"retry-after-ms": str(max(1, round(seconds * 1000)))}
+
+
+# Correlation headers ARM echoes when the client sends them (it generates x-ms-correlation-request-id otherwise).
+ECHOED_HEADERS = ("x-ms-correlation-request-id", "x-ms-client-request-id")
+
+
+@web.middleware
+async def correlation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Echo a client's correlation ids on every ARM answer, errors and injected faults included."""
+    response = await handler(request)
+    if request.path.lower().startswith(("/subscriptions/", "/providers/")):
+        for name in ECHOED_HEADERS:
+            if value := request.headers.get(name):
+                response.headers[name] = value
+    return response
+
+
+def response_check_middleware(state: EmulatorState):
+    """Hand every ARM answer to the registered checks (none outside tests)."""
+
+    @web.middleware
+    async def check_response(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if state.response_checks and request.path.lower().startswith(("/subscriptions/", "/providers/")):
+            for check in list(state.response_checks):
+                check(request, response)
+        return response
+
+    return check_response
+
+
 def common_middlewares(state: EmulatorState, component: str = "vault") -> list:
-    return [request_log_middleware(state, component), error_middleware, fault_middleware(state)]
+    outer = [correlation_middleware, response_check_middleware(state)] if component == "arm" else []
+    return [*outer, request_log_middleware(state, component), error_middleware, fault_middleware(state)]

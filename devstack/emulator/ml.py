@@ -31,7 +31,7 @@ _OPERATION_PREFIXES = (
 
 class MachineLearning(MlHandlers):
     async def get_workspace(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        return json_response(workspace_json(self.state, self.workspace(params)))
+        return self.respond(request, "workspace", workspace_json(self.state, self.workspace(params)))
 
     def _operation(self, params: dict[str, str]) -> Operation:
         operation = self.state.operations.get(params["operationId"])

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from devstack.emulator import lro
+from devstack.emulator.api_schemas import catalog, invalid_request_content
 from devstack.emulator.arm import ArmHandler, ArmRoute, base_url
 from devstack.emulator.catalog import CatalogModel, parse_model_id, region_display_name
 from devstack.emulator.errors import JSON_CONTENT_TYPE, ArmError, request_id_headers, user_error
@@ -16,28 +17,14 @@ from devstack.emulator.resources import Operation
 from devstack.emulator.scenario import WorkspaceSpec
 from devstack.emulator.state import EmulatorState
 
-# [I] The versions the service accepts are not listed in one place; these are the published ones with these types.
-WORKSPACE_API_VERSIONS = (
-    "2023-04-01",
-    "2023-06-01-preview",
-    "2023-08-01-preview",
-    "2023-10-01",
-    "2024-01-01-preview",
-    "2024-04-01",
-    "2024-04-01-preview",
-    "2024-07-01-preview",
-    "2024-10-01",
-    "2024-10-01-preview",
-    "2025-01-01-preview",
-    "2025-04-01",
-    "2025-04-01-preview",
-    "2025-06-01",
-    "2025-07-01-preview",
-    "2025-09-01",
-    "2025-10-01-preview",
-    "2025-12-01",
-)
-SERVERLESS_API_VERSIONS = WORKSPACE_API_VERSIONS[WORKSPACE_API_VERSIONS.index("2024-01-01-preview") :]
+# The api-versions served per resource type: those with a schema file (schemas/, derived from the official OpenAPI).
+# 2024-01-01-preview (endpoints, subscriptions) and 2024-10-01-preview (workspace) are what azure-ai-ml sends,
+# 2024-10-01 is the previous stable for connections, 2025-12-01 the previous stable and 2026-07-01 the newest stable.
+SCHEMAS = catalog()
+SERVERLESS_API_VERSIONS = SCHEMAS.versions("serverlessEndpoint")
+SUBSCRIPTION_API_VERSIONS = SCHEMAS.versions("marketplaceSubscription")
+WORKSPACE_API_VERSIONS = SCHEMAS.versions("workspace")
+CONNECTION_API_VERSIONS = SCHEMAS.versions("connection")
 ACTIONS = "Microsoft.MachineLearningServices/workspaces"
 _WORKSPACE = (
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices"
@@ -97,6 +84,22 @@ def workspace_route(
 class MlHandlers:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
+
+    async def request_body(self, request: web.Request, role: str) -> dict[str, Any]:
+        """The JSON body; unless the scenario is loose, it must be valid at the request's api-version (ARM's 400
+        InvalidRequestContent naming the first offending property otherwise)."""
+        body = await json_body(request)
+        if not self.state.scenario.loose:
+            problems = SCHEMAS.request_errors(request.query["api-version"], role, body)
+            if problems:
+                raise invalid_request_content(problems)
+        return body
+
+    def respond(
+        self, request: web.Request, role: str, body: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        """A resource as the request's api-version shows it: only what that version's schema declares."""
+        return json_response(SCHEMAS.shape(request.query["api-version"], role, body), status, headers)
 
     def _lro_headers(self, request: web.Request, operation: Operation, *, with_location: bool) -> dict[str, str]:
         """Operation URLs on the host the client called, with the api-version it used."""

@@ -1,8 +1,9 @@
 """Workspace connections: create or replace (PUT, synchronous), get, list, delete, and listsecrets.
 
-The shape follows the 2024-10-01 WorkspaceConnection examples: `properties.{category, target, authType,
-credentials, metadata}`. Like the service, PUT and GET never return `credentials`; POST .../listsecrets does. Only
-the auth types the broker (and the seed's "consume from a different project" how-to) use are accepted.
+The shape follows WorkspaceConnectionPropertiesV2BasicResource (schemas/2024-10-01.json, 2026-07-01.json):
+`properties.{category, target, authType, credentials, metadata}`. Like the service, PUT and GET never return
+`credentials`; POST .../listsecrets does. Only the auth types the broker (and the seed's "consume from a different
+project" how-to) use are accepted.
 Connections live in memory for the scenario's lifetime (not in the state file).
 """
 
@@ -19,10 +20,8 @@ from devstack.emulator.middleware import PRINCIPAL_KEY
 from devstack.emulator.ml_bodies import system_data, touched
 from devstack.emulator.ml_common import (
     ACTIONS,
-    WORKSPACE_API_VERSIONS,
+    CONNECTION_API_VERSIONS,
     MlHandlers,
-    json_body,
-    json_response,
     not_found,
     workspace_route,
 )
@@ -37,6 +36,7 @@ CONNECTION_TYPE = f"{ML_PROVIDER}/workspaces/connections"
 STORE = "ml-connections"
 _ACTION = f"{ACTIONS}/connections"
 _TYPE = "workspaces/connections"
+CONNECTION = "connection"
 
 ConnectionKey = tuple[tuple[str, str, str], str]
 
@@ -55,7 +55,7 @@ class WorkspaceConnections(MlHandlers):
         return found
 
     async def put_connection(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        body = await json_body(request)
+        body = await self.request_body(request, CONNECTION)
         name = params["name"]
         if not CONNECTION_NAME.fullmatch(name):
             raise user_error(
@@ -96,18 +96,18 @@ class WorkspaceConnections(MlHandlers):
                 "systemData": stamp,
             }
             self._store()[key] = stored
-            return json_response(_public(stored), 200)
+            return self.respond(request, CONNECTION, _public(stored))
 
     async def get_connection(self, request: web.Request, params: dict[str, str]) -> web.Response:
         with self.state.lock:
-            return json_response(_public(self._connection(params)))
+            return self.respond(request, CONNECTION, _public(self._connection(params)))
 
     async def list_connections(self, request: web.Request, params: dict[str, str]) -> web.Response:
         with self.state.lock:
             workspace = self.workspace(params)
             owner = workspace_key(workspace.subscription_id, workspace.resource_group, workspace.name)
             items = [_public(item) for (key, _), item in sorted(self._store().items()) if key == owner]
-        return json_response(page(request, items, self.state.scenario.page_size))
+        return self.respond(request, f"{CONNECTION}List", page(request, items, self.state.scenario.page_size))
 
     async def delete_connection(self, request: web.Request, params: dict[str, str]) -> web.Response:
         with self.state.lock:
@@ -116,11 +116,11 @@ class WorkspaceConnections(MlHandlers):
 
     async def list_secrets(self, request: web.Request, params: dict[str, str]) -> web.Response:
         with self.state.lock:
-            return json_response(self._connection(params))
+            return self.respond(request, CONNECTION, self._connection(params))
 
     def routes(self) -> list[ArmRoute]:
         item = "/connections/{name}"
-        versions = WORKSPACE_API_VERSIONS
+        versions = CONNECTION_API_VERSIONS
         return [
             workspace_route("GET", "/connections", self.list_connections, f"{_ACTION}/read", _TYPE, versions=versions),
             workspace_route("GET", item, self.get_connection, f"{_ACTION}/read", _TYPE, versions=versions),

@@ -24,8 +24,6 @@ from devstack.emulator.ml_bodies import endpoint_json, keys_json, system_data, t
 from devstack.emulator.ml_common import (
     ACTIONS,
     MlHandlers,
-    json_body,
-    json_response,
     not_found,
     workspace_route,
 )
@@ -40,6 +38,9 @@ KEY_TYPES = ("Primary", "Secondary")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _ACTION = f"{ACTIONS}/serverlessEndpoints"
 _TYPE = "workspaces/serverlessEndpoints"
+# Schema roles (api_schemas): the endpoint resource and its keys.
+ENDPOINT = "serverlessEndpoint"
+KEYS = "endpointKeys"
 
 
 def new_key() -> str:
@@ -55,7 +56,7 @@ class ServerlessEndpoints(MlHandlers):
         return found
 
     async def put_endpoint(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        body = await json_body(request)
+        body = await self.request_body(request, "serverlessEndpoint")
         name = params["name"]
         if not ENDPOINT_NAME.fullmatch(name):
             raise user_error(
@@ -128,8 +129,12 @@ class ServerlessEndpoints(MlHandlers):
             state, action="create", resource_type=lifecycle.ENDPOINTS, target=endpoint, location=endpoint.location
         )
         state.commit()
-        return json_response(
-            endpoint_json(state, endpoint), 201, self._lro_headers(request, operation, with_location=False)
+        return self.respond(
+            request,
+            ENDPOINT,
+            endpoint_json(state, endpoint),
+            201,
+            self._lro_headers(request, operation, with_location=False),
         )
 
     def _require_offer(self, workspace: WorkspaceSpec, model: CatalogModel) -> MarketplaceSubscription | None:
@@ -183,10 +188,14 @@ class ServerlessEndpoints(MlHandlers):
         state.commit()
         if pending is not None:
             # A repeated create while the first is running joins it: same operation, same answer.
-            return json_response(
-                endpoint_json(state, endpoint), 201, self._lro_headers(request, pending, with_location=False)
+            return self.respond(
+                request,
+                ENDPOINT,
+                endpoint_json(state, endpoint),
+                201,
+                self._lro_headers(request, pending, with_location=False),
             )
-        return json_response(endpoint_json(state, endpoint), 200)
+        return self.respond(request, ENDPOINT, endpoint_json(state, endpoint))
 
     def _check_endpoint_name_free(self, name: str, workspace: WorkspaceSpec) -> None:
         for other in self.state.endpoints.values():
@@ -218,7 +227,9 @@ class ServerlessEndpoints(MlHandlers):
     async def get_endpoint(self, request: web.Request, params: dict[str, str]) -> web.Response:
         with self.state.lock:
             lifecycle.settle(self.state)
-            return json_response(endpoint_json(self.state, self._endpoint(self.workspace(params), params)))
+            return self.respond(
+                request, ENDPOINT, endpoint_json(self.state, self._endpoint(self.workspace(params), params))
+            )
 
     async def list_endpoints(self, request: web.Request, params: dict[str, str]) -> web.Response:
         with self.state.lock:
@@ -230,7 +241,7 @@ class ServerlessEndpoints(MlHandlers):
                 for (owner, _), endpoint in sorted(self.state.endpoints.items())
                 if owner == key
             ]
-        return json_response(page(request, items, self.state.scenario.page_size))
+        return self.respond(request, f"{ENDPOINT}List", page(request, items, self.state.scenario.page_size))
 
     async def delete_endpoint(self, request: web.Request, params: dict[str, str]) -> web.Response:
         state = self.state
@@ -260,10 +271,10 @@ class ServerlessEndpoints(MlHandlers):
     async def list_keys(self, request: web.Request, params: dict[str, str]) -> web.Response:
         with self.state.lock:
             lifecycle.settle(self.state)
-            return json_response(keys_json(self._endpoint(self.workspace(params), params)))
+            return self.respond(request, KEYS, keys_json(self._endpoint(self.workspace(params), params)))
 
     async def regenerate_keys(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        body = await json_body(request)
+        body = await self.request_body(request, "regenerateKeysRequest")
         key_type = body.get("keyType")
         if key_type not in KEY_TYPES:
             raise user_error(400, f"keyType '{key_type}' is invalid; use Primary or Secondary.", "InvalidKeyType")
@@ -275,7 +286,7 @@ class ServerlessEndpoints(MlHandlers):
             if not state.scenario.timings.regenerate_keys_async:
                 lifecycle.set_key(endpoint, key_type, key_value or new_key())
                 state.commit()
-                return json_response(keys_json(endpoint))
+                return self.respond(request, KEYS, keys_json(endpoint))
             # The new key is chosen now and takes effect when the operation completes.
             operation = lro.start_operation(
                 state,

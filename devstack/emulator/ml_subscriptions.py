@@ -16,7 +16,13 @@ from devstack.emulator.catalog import CatalogModel
 from devstack.emulator.errors import ArmError, request_id_headers, user_error
 from devstack.emulator.middleware import PRINCIPAL_KEY
 from devstack.emulator.ml_bodies import subscription_json, system_data, touched
-from devstack.emulator.ml_common import ACTIONS, MlHandlers, json_body, json_response, not_found, workspace_route
+from devstack.emulator.ml_common import (
+    ACTIONS,
+    SUBSCRIPTION_API_VERSIONS,
+    MlHandlers,
+    not_found,
+    workspace_route,
+)
 from devstack.emulator.paging import page
 from devstack.emulator.resources import MarketplaceSubscription, workspace_key
 from devstack.emulator.scenario import WorkspaceSpec
@@ -24,6 +30,7 @@ from devstack.emulator.scenario import WorkspaceSpec
 SUBSCRIPTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$")
 _ACTION = f"{ACTIONS}/marketplaceSubscriptions"
 _TYPE = "workspaces/marketplaceSubscriptions"
+SUBSCRIPTION = "marketplaceSubscription"
 
 
 class MarketplaceSubscriptions(MlHandlers):
@@ -35,7 +42,7 @@ class MarketplaceSubscriptions(MlHandlers):
         return found
 
     async def put_subscription(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        body = await json_body(request)
+        body = await self.request_body(request, SUBSCRIPTION)
         name = params["name"]
         if not SUBSCRIPTION_NAME.fullmatch(name):
             raise user_error(
@@ -94,8 +101,12 @@ class MarketplaceSubscriptions(MlHandlers):
             state, action="create", resource_type=lifecycle.SUBSCRIPTIONS, target=subscription, location=location
         )
         state.commit()
-        return json_response(
-            subscription_json(subscription), 201, self._lro_headers(request, operation, with_location=False)
+        return self.respond(
+            request,
+            SUBSCRIPTION,
+            subscription_json(subscription),
+            201,
+            self._lro_headers(request, operation, with_location=False),
         )
 
     def _resubscribe(
@@ -117,13 +128,17 @@ class MarketplaceSubscriptions(MlHandlers):
                 f"Marketplace subscription '{subscription.name}' is being deleted; retry once the deletion completes.",
             )
         if pending is not None:
-            return json_response(
-                subscription_json(subscription), 201, self._lro_headers(request, pending, with_location=False)
+            return self.respond(
+                request,
+                SUBSCRIPTION,
+                subscription_json(subscription),
+                201,
+                self._lro_headers(request, pending, with_location=False),
             )
         subscription.system_data = touched(subscription.system_data, request[PRINCIPAL_KEY], state.clock())
         if subscription.healthy:
             state.commit()
-            return json_response(subscription_json(subscription), 200)
+            return self.respond(request, SUBSCRIPTION, subscription_json(subscription))
         # Suspended, Unsubscribed or failed: subscribing again buys the offer again.
         workspace = self.workspace(
             {
@@ -137,7 +152,9 @@ class MarketplaceSubscriptions(MlHandlers):
     async def get_subscription(self, request: web.Request, params: dict[str, str]) -> web.Response:
         with self.state.lock:
             lifecycle.settle(self.state)
-            return json_response(subscription_json(self._subscription(self.workspace(params), params)))
+            return self.respond(
+                request, SUBSCRIPTION, subscription_json(self._subscription(self.workspace(params), params))
+            )
 
     async def list_subscriptions(self, request: web.Request, params: dict[str, str]) -> web.Response:
         with self.state.lock:
@@ -149,7 +166,7 @@ class MarketplaceSubscriptions(MlHandlers):
                 for (owner, _), subscription in sorted(self.state.subscriptions.items())
                 if owner == key
             ]
-        return json_response(page(request, items, self.state.scenario.page_size))
+        return self.respond(request, f"{SUBSCRIPTION}List", page(request, items, self.state.scenario.page_size))
 
     async def delete_subscription(self, request: web.Request, params: dict[str, str]) -> web.Response:
         state = self.state
@@ -176,10 +193,12 @@ class MarketplaceSubscriptions(MlHandlers):
         return web.Response(status=202, headers={**request_id_headers(), **headers})
 
     def routes(self) -> list[ArmRoute]:
-        item = "/marketplaceSubscriptions/{name}"
+        item, versions = "/marketplaceSubscriptions/{name}", SUBSCRIPTION_API_VERSIONS
         return [
-            workspace_route("GET", "/marketplaceSubscriptions", self.list_subscriptions, f"{_ACTION}/read", _TYPE),
-            workspace_route("GET", item, self.get_subscription, f"{_ACTION}/read", _TYPE),
-            workspace_route("PUT", item, self.put_subscription, f"{_ACTION}/write", _TYPE),
-            workspace_route("DELETE", item, self.delete_subscription, f"{_ACTION}/delete", _TYPE),
+            workspace_route(
+                "GET", "/marketplaceSubscriptions", self.list_subscriptions, f"{_ACTION}/read", _TYPE, versions=versions
+            ),
+            workspace_route("GET", item, self.get_subscription, f"{_ACTION}/read", _TYPE, versions=versions),
+            workspace_route("PUT", item, self.put_subscription, f"{_ACTION}/write", _TYPE, versions=versions),
+            workspace_route("DELETE", item, self.delete_subscription, f"{_ACTION}/delete", _TYPE, versions=versions),
         ]

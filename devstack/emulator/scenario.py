@@ -65,12 +65,17 @@ class VaultSpec:
         )
 
 
+# ARM's poll delay for accepted operations when a scenario names none: the spec's minimum Retry-After (10..600 s).
+DEFAULT_RETRY_AFTER_MS = 10_000
+
+
 @dataclass(frozen=True)
 class Timings:
     # How long a create or delete stays in progress before it completes by itself; None: only the admin API ends it.
     lro_seconds: float | None = 2.0
-    # The poll delay the emulator advertises (retry-after-ms, Retry-After); the SDK waits 30 s without it.
-    retry_after_ms: int = 500
+    # The poll delay accepted operations advertise: from one second up as Retry-After in whole seconds, as ARM sends
+    # it; below one second (tests only) as retry-after-ms alone. The SDKs wait 30 s without either.
+    retry_after_ms: int = DEFAULT_RETRY_AFTER_MS
     # regenerateKeys answers 200 with the keys, or (true) 202 with operation headers and changes the key when done.
     regenerate_keys_async: bool = False
 
@@ -106,6 +111,9 @@ class Scenario:
     models: list[dict[str, Any]] | None
     timings: Timings
     unhealthy_endpoint_state: str = "Suspended"
+    # False (the default): request bodies must validate against their api-version's schema (schemas/); True relaxes
+    # that, like Azurite's --loose. The service's own rules apply either way.
+    loose: bool = False
     page_size: int = 100
     throttling: ThrottlingSpec = field(default_factory=ThrottlingSpec)
     # The document it came from, so the admin API can show it and reset to it.
@@ -129,6 +137,13 @@ class Scenario:
 
     def principal(self, object_id: str) -> dict[str, Any] | None:
         return next((item for item in self.principals if item["objectId"].lower() == object_id.lower()), None)
+
+
+def positive_milliseconds(value: Any) -> int:
+    milliseconds = int(value)
+    if milliseconds < 1:
+        raise ValueError(f"timings.retryAfterMs must be a positive number of milliseconds, not {value!r}")
+    return milliseconds
 
 
 def _bucket(raw: dict[str, Any] | None, default: BucketSpec) -> BucketSpec:
@@ -200,10 +215,11 @@ def scenario_from_dict(document: dict[str, Any]) -> Scenario:
         models=document.get("models"),
         timings=Timings(
             lro_seconds=timings.get("lroSeconds", Timings.lro_seconds),
-            retry_after_ms=int(timings.get("retryAfterMs", Timings.retry_after_ms)),
+            retry_after_ms=positive_milliseconds(timings.get("retryAfterMs", Timings.retry_after_ms)),
             regenerate_keys_async=bool(timings.get("regenerateKeysAsync", Timings.regenerate_keys_async)),
         ),
         unhealthy_endpoint_state=document.get("unhealthyEndpointState", "Suspended"),
+        loose=bool(document.get("loose", False)),
         page_size=int(document.get("pageSize", 100)),
         throttling=throttling_from_json(document.get("throttling")),
         source=source,

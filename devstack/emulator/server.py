@@ -11,6 +11,7 @@ from aiohttp import web
 from devstack.emulator.admin import register_admin_routes
 from devstack.emulator.arm import ArmRouter, arm_dispatcher, arm_gate_middleware
 from devstack.emulator.authorization import register_authorization_routes
+from devstack.emulator.entra import entra_env, register_entra_routes
 from devstack.emulator.identity import TOKEN_PATH, register_identity_routes
 from devstack.emulator.keyvault import create_vault_app
 from devstack.emulator.middleware import ADMIN_PREFIX, common_middlewares
@@ -35,6 +36,8 @@ def create_arm_app(state: EmulatorState) -> web.Application:
     dispatch = arm_dispatcher(router, machine_learning.location_of)
     app.router.add_route("*", "/subscriptions/{tail:.*}", dispatch)
     app.router.add_route("*", "/providers/{tail:.*}", dispatch)
+    # Entra ID's /{tenant}/... paths, after the ARM routes so that no ARM path is taken for a tenant.
+    register_entra_routes(app, state)
     return app
 
 
@@ -109,4 +112,5 @@ class EmulatorServer:
             if principal is not None:
                 env[f"DEMO_{role.upper()}_OBJECT_ID"] = principal["objectId"]
                 env[f"DEMO_{role.upper()}_CLIENT_ID"] = principal.get("clientId", "")
+        env.update(entra_env(self.arm_url, scenario))
         return env

@@ -53,6 +53,8 @@ class EmulatorState:
         self.operations: dict[str, Operation] = {}
         # Per-scenario stores other emulator parts keep here (e.g. Key Vault secrets), dropped on reload.
         self.extensions: dict[str, Any] = {}
+        # Called with (request, response) for every ARM answer; tests check answers against the schemas with it.
+        self.response_checks: list[Callable[[Any, Any], None]] = []
         # Bumped on every scenario (re)load, so caches derived from the scenario know when to rebuild.
         self.generation = 0
         self.scenario: Scenario

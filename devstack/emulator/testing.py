@@ -119,7 +119,14 @@ class ArmSession:
         self._session = requests.Session()
 
     def request(
-        self, method: str, path: str, *, api_version: str | None = ML_API_VERSION, body: Any = None, **params: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        api_version: str | None = ML_API_VERSION,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        **params: Any,
     ) -> requests.Response:
         query = {**params, **({"api-version": api_version} if api_version else {})}
         token = self._credential.get_token(f"{ARM_AUDIENCE}/.default").token
@@ -129,7 +136,7 @@ class ArmSession:
             url,
             params=query,
             json=body,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={**(headers or {}), "Authorization": f"Bearer {token}"},
             # Explicit: requests lets a REQUESTS_CA_BUNDLE variable override a session's own verify setting.
             verify=self._ca_bundle,
             timeout=10,

@@ -1,7 +1,8 @@
 """ARM-like throttling: token buckets per subscription for reads, writes and deletes.
 
 ARM refills each bucket continuously and answers 429 SubscriptionRequestsThrottled with Retry-After once a bucket is
-empty; every answer carries the remaining count in x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}.
+empty; every answer carries the remaining count in x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}
+(with throttling off as well: the count is kept, it just never runs out into a 429).
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ class Throttle:
             self._buckets.clear()
 
     def take(self, subscription_id: str, method: str, actor: str) -> dict[str, str]:
-        """Spend one token; the rate-limit headers to send, or ArmError(429) when the bucket is empty."""
-        if not self.spec.enabled:
-            return {}
+        """Spend one token; the rate-limit headers to send, or ArmError(429) when the bucket is empty.
+
+        ARM reports the remaining requests on every answer, so the buckets are kept (and reported) with throttling
+        off too; only the 429 needs throttling on."""
         kind = request_kind(method)
         header = f"x-ms-ratelimit-remaining-subscription-{kind}"
         with self._lock:
@@ -57,6 +59,9 @@ class Throttle:
             spec: BucketSpec = getattr(self.spec, kind)
             bucket = self._buckets.setdefault((subscription_id.lower(), kind), _Bucket(spec, float(spec.capacity), now))
             bucket.refill(now)
+            if not self.spec.enabled:
+                bucket.tokens = max(0.0, bucket.tokens - 1.0)
+                return {header: str(int(bucket.tokens))}
             if bucket.tokens < 1.0:
                 wait = math.ceil((1.0 - bucket.tokens) / spec.refill_per_second) if spec.refill_per_second else 3600
                 raise ArmError(

@@ -1,8 +1,14 @@
 """Bearer tokens the emulator issues and checks.
 
-Tokens have the real JWT shape (header.payload.signature) and the claims Azure resource providers read (aud, iss,
-oid, tid, appid, iat, nbf, exp), so clients that peek into them keep working, but they are signed with HMAC-SHA256
-under a per-process secret: only this emulator can mint or verify them.
+Two kinds, because two kinds of party check them:
+
+- Tokens for the Azure services it emulates (ARM, Key Vault, storage), from the managed-identity endpoint or the
+  client-credentials endpoint: the real JWT shape (header.payload.signature) and the claims Azure resource providers
+  read (aud, iss, oid, tid, appid, iat, nbf, exp), so clients that peek into them keep working, but signed with
+  HMAC-SHA256 under a per-process secret: only this emulator mints or verifies them (`TokenService`).
+- Microsoft identity platform (v2.0) access tokens for the applications a scenario registers (the broker's API), from
+  the client-credentials endpoint (`devstack.emulator.entra`): RS256 under a per-process RSA key published as a JWKS,
+  so a third party (the local host's Easy Auth) validates them as App Service validates Entra ID's (`SigningKey`).
 """
 
 from __future__ import annotations
@@ -12,11 +18,17 @@ import binascii
 import hashlib
 import hmac
 import json
+import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from devstack.emulator.errors import ArmError
 
@@ -207,3 +219,110 @@ class TokenService:
             messages[rejected.reason],
             headers={"WWW-Authenticate": keyvault_challenge(self.tenant_id)},
         )
+
+
+# --- Microsoft identity platform (v2.0) tokens, RS256 -----------------------------------------------------------------
+
+# Entra ID's access tokens live 60-90 minutes; a fixed hour keeps tests predictable.
+ENTRA_LIFETIME_SECONDS = 3600
+_RSA_BITS = 2048
+
+
+def _uint_b64(value: int) -> str:
+    return _b64encode(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+class SigningKey:
+    """An RSA key that signs RS256 JWTs, with its public half as a JWK whose kid is its RFC 7638 thumbprint."""
+
+    def __init__(self, private_key: rsa.RSAPrivateKey, *, kid: str | None = None) -> None:
+        self._private_key = private_key
+        numbers = private_key.public_key().public_numbers()
+        self._public_jwk = {"e": _uint_b64(numbers.e), "kty": "RSA", "n": _uint_b64(numbers.n)}
+        thumbprint = hashlib.sha256(json.dumps(self._public_jwk, separators=(",", ":"), sort_keys=True).encode())
+        self.kid = kid or _b64encode(thumbprint.digest())
+
+    @classmethod
+    def generate(cls, *, kid: str | None = None) -> SigningKey:
+        return cls(rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS), kid=kid)
+
+    def jwk(self, **extra: str) -> dict[str, str]:
+        """The public key as a JWKS entry (as Entra ID publishes them: kty, use, kid, n, e, plus `extra`)."""
+        return {"kty": "RSA", "use": "sig", "kid": self.kid, "alg": "RS256", **self._public_jwk, **extra}
+
+    def sign(self, claims: Mapping[str, Any], *, header: Mapping[str, Any] | None = None) -> str:
+        """A compact JWS of `claims`: header {typ, alg RS256, kid} (plus `header`), signed with this key."""
+        protected = {"typ": "JWT", "alg": "RS256", "kid": self.kid, **(header or {})}
+        encoded_header = _b64encode(json.dumps(protected, separators=(",", ":")).encode())
+        payload = _b64encode(json.dumps(dict(claims), separators=(",", ":")).encode())
+        signing_input = f"{encoded_header}.{payload}".encode("ascii")
+        signature = self._private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return f"{encoded_header}.{payload}.{_b64encode(signature)}"
+
+
+_process_key: SigningKey | None = None
+_process_key_lock = threading.Lock()
+
+
+def entra_signing_key() -> SigningKey:
+    """This process's signing key, made on first use: tokens outlive scenario reloads, never a restart."""
+    global _process_key  # noqa: PLW0603 - one key per process, made lazily (RSA generation takes tens of ms)
+    with _process_key_lock:
+        if _process_key is None:
+            _process_key = SigningKey.generate()
+        return _process_key
+
+
+def entra_issuer(authority: str, tenant_id: str) -> str:
+    """The v2.0 issuer of a tenant under an authority, as Entra ID's: `{authority}/{tenant}/v2.0`."""
+    return f"{authority.rstrip('/')}/{tenant_id}/v2.0"
+
+
+@dataclass(frozen=True)
+class EntraTokenRequest:
+    """What a v2.0 access token says: who (principal), for which application (audience), via which client."""
+
+    issuer: str
+    audience: str
+    principal: Principal
+    roles: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+def entra_access_token(
+    request: EntraTokenRequest,
+    *,
+    key: SigningKey | None = None,
+    lifetime_seconds: int = ENTRA_LIFETIME_SECONDS,
+    clock: Callable[[], float] = time.time,
+) -> tuple[str, int]:
+    """A v2.0 access token (RS256) and its expiry (epoch seconds).
+
+    Claims as Entra ID's v2.0 access tokens carry them: aud (the application's client id), iss, iat, nbf, exp, azp
+    (the caller's client id), azpacr 1 (client secret), idtyp, oid, sub, tid, uti, ver 2.0; name (the display name;
+    Entra ID omits it from app-only tokens, the emulator keeps it so Easy Auth has a name to pass on); roles and
+    groups only when the principal has any.
+    """
+    now = int(clock())
+    principal = request.principal
+    claims: dict[str, Any] = {
+        "aud": request.audience,
+        "iss": request.issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime_seconds,
+        "azp": principal.client_id,
+        "azpacr": "1",
+        "idtyp": "app" if principal.principal_type in _APP_PRINCIPAL_TYPES else "user",
+        "name": principal.display_name,
+        "oid": principal.object_id,
+        "sub": principal.object_id,
+        "tid": principal.tenant_id,
+        "uti": secrets.token_urlsafe(16),
+        "ver": "2.0",
+    }
+    if request.roles:
+        claims["roles"] = list(request.roles)
+    if request.groups:
+        claims["groups"] = list(request.groups)
+    return (key or entra_signing_key()).sign(claims), claims["exp"]

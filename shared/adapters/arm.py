@@ -10,6 +10,8 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from azure.core.configuration import Configuration
@@ -150,17 +152,40 @@ def _json(response: HttpResponse) -> dict[str, Any]:
 
 
 def _retry_after(response: HttpResponse) -> float | None:
+    """The poll or retry delay ARM asks for, in seconds: `retry-after-ms` / `x-ms-retry-after-ms` (milliseconds,
+    the finer grain, so they win), else `Retry-After` (whole seconds as ARM sends it on 201/202 and 429, or an
+    HTTP date). None when absent or not positive (ARM means "use your default" then)."""
     headers = response.headers
-    for name, scale in (("retry-after-ms", 1000), ("x-ms-retry-after-ms", 1000), ("Retry-After", 1)):
-        value = headers.get(name)
-        if value:
-            try:
-                seconds = float(value) / scale
-            except ValueError:
-                continue
-            if seconds > 0:
-                return seconds
-    return None
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        seconds = _number(headers.get(name), scale=1000)
+        if seconds is not None:
+            return seconds
+    value = headers.get("Retry-After")
+    seconds = _number(value, scale=1)
+    if seconds is None and value:
+        seconds = _seconds_until(value)
+    return seconds
+
+
+def _number(value: str | None, *, scale: int) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value) / scale
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def _seconds_until(http_date: str) -> float | None:
+    try:
+        moment = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = (moment - datetime.now(UTC)).total_seconds()
+    return seconds if seconds > 0 else None
 
 
 def _error_from(response: HttpResponse) -> AzureCallError:

@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.adapters.arm import ArmClient
+from shared.adapters.machine_learning import ML_API_VERSION
 from shared.azure_errors import AzureCallError
 from shared.ports import WorkspaceConnection
 
-CONNECTIONS_API_VERSION = "2024-10-01"
+# The api-version of the other Machine Learning calls (shared/adapters/machine_learning.py says why this one).
+CONNECTIONS_API_VERSION = ML_API_VERSION
 
 
 class WorkspaceConnectionsAdapter:
@@ -24,15 +26,7 @@ class WorkspaceConnectionsAdapter:
     def put_api_key_connection(
         self, workspace_id: str, name: str, *, category: str, target: str, key: str, metadata: Mapping[str, str]
     ) -> WorkspaceConnection:
-        body = {
-            "properties": {
-                "category": category,
-                "target": target,
-                "authType": "ApiKey",
-                "credentials": {"key": key},
-                "metadata": dict(metadata),
-            }
-        }
+        body = api_key_connection_body(category=category, target=target, key=key, metadata=metadata)
         accepted = self._arm.begin_put(_path(workspace_id, name), CONNECTIONS_API_VERSION, body)
         # The connections API answers PUT synchronously (200 with the resource); read it back if it did not.
         return _connection(accepted.resource) if accepted.resource else self._require(workspace_id, name)
@@ -54,6 +48,20 @@ class WorkspaceConnectionsAdapter:
         if found is None:
             raise AzureCallError(404, "ConnectionNotFound", f"Connection '{name}' is missing right after its PUT.")
         return found
+
+
+def api_key_connection_body(*, category: str, target: str, key: str, metadata: Mapping[str, str]) -> dict[str, Any]:
+    """An ApiKey connection PUT at CONNECTIONS_API_VERSION (`category` is one of the API's ConnectionCategory values,
+    Serverless for an endpoint)."""
+    return {
+        "properties": {
+            "category": category,
+            "target": target,
+            "authType": "ApiKey",
+            "credentials": {"key": key},
+            "metadata": dict(metadata),
+        }
+    }
 
 
 def _path(workspace_id: str, name: str) -> str:

@@ -15,8 +15,12 @@ from shared.adapters.arm import AcceptedOperation, ArmClient
 from shared.azure_errors import AzureCallError
 from shared.ports import Endpoint, EndpointKeys, MarketplaceSubscription, Operation, OperationProgress, Workspace
 
-ML_API_VERSION = "2024-01-01-preview"
-WORKSPACE_API_VERSION = "2024-10-01-preview"
+# The newest stable api-version (azure-rest-api-specs, .../MachineLearningServices/stable/2026-07-01/openapi.json): it
+# has every property the broker reads or writes (endpointState, marketplaceSubscriptionId, contentSafety,
+# inferenceEndpoint, authMode; marketplaceSubscriptionStatus, marketplacePlan). 2024-01-01-preview, which azure-ai-ml
+# still sends, has no contentSafety and rejects unknown properties. docs/architecture.md, "Azure access", says more.
+ML_API_VERSION = "2026-07-01"
+WORKSPACE_API_VERSION = ML_API_VERSION
 
 
 class MachineLearningAdapter:
@@ -48,16 +52,7 @@ class MachineLearningAdapter:
         content_safety: str,
         tags: Mapping[str, str],
     ) -> Operation | None:
-        body = {
-            "location": location,
-            "sku": {"name": "Consumption"},
-            "tags": dict(tags),
-            "properties": {
-                "authMode": "Key",
-                "contentSafety": {"contentSafetyStatus": content_safety},
-                "modelSettings": {"modelId": model_id},
-            },
-        }
+        body = endpoint_body(model_id=model_id, location=location, content_safety=content_safety, tags=tags)
         return _operation(self._arm.begin_put(_endpoint_path(workspace_id, name), ML_API_VERSION, body))
 
     def begin_delete_endpoint(self, workspace_id: str, name: str) -> Operation | None:
@@ -72,7 +67,7 @@ class MachineLearningAdapter:
 
     def regenerate_key(self, workspace_id: str, name: str, key_type: str) -> Operation | None:
         path = f"{_endpoint_path(workspace_id, name)}/regenerateKeys"
-        return _operation(self._arm.post(path, ML_API_VERSION, {"keyType": key_type.capitalize()}))
+        return _operation(self._arm.post(path, ML_API_VERSION, regenerate_keys_body(key_type)))
 
     def get_subscription(self, workspace_id: str, name: str) -> MarketplaceSubscription | None:
         try:
@@ -88,7 +83,7 @@ class MachineLearningAdapter:
         return [_subscription_from_rest(item) for item in self._arm.list(path, ML_API_VERSION)]
 
     def begin_create_subscription(self, workspace_id: str, name: str, *, model_id: str) -> Operation | None:
-        body = {"properties": {"modelId": model_id}}
+        body = subscription_body(model_id)
         return _operation(self._arm.begin_put(_subscription_path(workspace_id, name), ML_API_VERSION, body))
 
     def begin_delete_subscription(self, workspace_id: str, name: str) -> Operation | None:
@@ -104,6 +99,30 @@ class MachineLearningAdapter:
             error_message=error.get("message"),
             retry_after=status.retry_after,
         )
+
+
+def endpoint_body(*, model_id: str, location: str, content_safety: str, tags: Mapping[str, str]) -> dict[str, Any]:
+    """A serverless endpoint PUT at ML_API_VERSION: authMode is required there (Key is the only mode serverless
+    deployments support with keys), contentSafety.contentSafetyStatus is Enabled or Disabled."""
+    return {
+        "location": location,
+        "sku": {"name": "Consumption"},
+        "tags": dict(tags),
+        "properties": {
+            "authMode": "Key",
+            "contentSafety": {"contentSafetyStatus": content_safety},
+            "modelSettings": {"modelId": model_id},
+        },
+    }
+
+
+def subscription_body(model_id: str) -> dict[str, Any]:
+    return {"properties": {"modelId": model_id}}
+
+
+def regenerate_keys_body(key_type: str) -> dict[str, str]:
+    """`primary`/`secondary` as the API's KeyType enum (Primary, Secondary)."""
+    return {"keyType": key_type.capitalize()}
 
 
 def _endpoint_path(workspace_id: str, name: str) -> str:

@@ -8,14 +8,19 @@ from azure.identity import ManagedIdentityCredential
 
 from devstack.emulator.testing import EmulatorHandle, running_emulator
 
+from .schema_checks import record_contract
+
 # Operations finish in 0.2 s and clients poll every 50 ms, so SDK pollers return quickly.
 FAST_TIMINGS = {"lroSeconds": 0.2, "retryAfterMs": 50}
 
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorHandle]:
+    """The emulator, strict (the default); every Machine Learning answer it gives is checked against its schema."""
     with running_emulator(timings=FAST_TIMINGS) as handle:
+        contract = record_contract(handle)
         yield handle
+    assert contract.violations == []
 
 
 @pytest.fixture

@@ -99,10 +99,15 @@ def test_faults_reach_the_identity_endpoint_and_the_vaults_too(emulator, emulato
     assert {rule["hits"] for rule in emulator.admin.call("GET", "/faults")} == {1}
 
 
-def test_throttling_is_off_by_default(emulator):
-    response = emulator.arm().request("GET", list_path(emulator))
+def test_throttling_is_off_by_default_yet_answers_report_the_remaining_requests(emulator):
+    arm = emulator.arm()
+    reads = [arm.request("GET", list_path(emulator)) for _ in range(3)]
+    missing = arm.request("GET", f"{list_path(emulator)}/absent")
 
-    assert not [name for name in response.headers if name.lower().startswith("x-ms-ratelimit")]
+    assert [answer.status_code for answer in reads] == [200, 200, 200]
+    remaining = [int(answer.headers["x-ms-ratelimit-remaining-subscription-reads"]) for answer in [*reads, missing]]
+    assert all(0 <= count <= 249 for count in remaining)
+    assert missing.status_code == 404
 
 
 def test_throttling_empties_a_read_bucket_per_subscription(emulator):

@@ -1,10 +1,12 @@
-"""Contract tests: every Machine Learning response against the official examples (keys, types, status codes,
-headers) and enum values against the documented sets.
+"""Contract tests: every Machine Learning answer against the schema of its api-version (derived from the official
+OpenAPI, devstack/emulator/schemas/), and against the official examples (keys, types, status codes, headers).
 
-The examples are copies in devstack/emulator/data/arm-examples (checked identical to ../shared when it is there).
-Differences the emulator is allowed are listed per comparison: `optional` keys it may omit (e.g. the retired
-2024-01-01-preview `offer`/`capacityReservation` shape, identity it never sets) and `extra` keys the example lacks
-but the api-version's schema has (e.g. `modelSettings`, which azure-ai-ml sends for 2024-01-01-preview).
+Schema checks run on every answer the `emulator` fixture gives (tests/emulator/schema_checks.py, registered in
+conftest); the tests here drive each route at each api-version it serves, through each state, and assert the checks
+saw them. The example comparisons allow listed differences: `optional` keys the emulator may omit (e.g. the retired
+2024-01-01-preview `offer`/`capacityReservation` shape, identity it never sets) and `extra` keys the example lacks but
+the api-version's schema has (e.g. `modelSettings`, which azure-ai-ml sends for 2024-01-01-preview). The examples are
+copies in devstack/emulator/data/arm-examples (checked identical to ../shared when it is there).
 """
 
 import json
@@ -13,12 +15,17 @@ from typing import Any
 
 import pytest
 
+from devstack.emulator.api_schemas import SCHEMA_DIR, answer_role, catalog
 from devstack.emulator.testing import running_emulator
+
+from .schema_checks import record_contract
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "devstack" / "emulator" / "data" / "arm-examples"
 SHARED_EXAMPLES = REPO / ".." / "shared" / "reference" / "arm-examples"
 PREVIEW = "2024-01-01-preview"
+STABLE = "2026-07-01"
+ENDPOINT_VERSIONS = (PREVIEW, "2025-12-01", STABLE)
 DEEPSEEK = "azureml://registries/azureml-deepseek/models/DeepSeek-R1"
 COHERE = "azureml://registries/azureml-cohere/models/Cohere-command-r-08-2024"
 
@@ -48,7 +55,6 @@ RETIRED_PREVIEW_SHAPE = {"properties.offer", "properties.capacityReservation"}
 # In the 2024-01-01-preview schema and sent by azure-ai-ml, missing from that version's stale examples (README note 4).
 PREVIEW_SCHEMA_EXTRAS = {
     "properties.modelSettings",
-    "properties.contentSafety",
     "properties.endpointState",
     "properties.marketplaceSubscriptionId",
 }
@@ -170,29 +176,47 @@ def test_the_example_copies_match_the_shared_reference():
         assert copy.read_bytes() == (SHARED_EXAMPLES / copy.relative_to(EXAMPLES)).read_bytes(), copy
 
 
+def endpoint_put(model: str, version: str, **extra) -> dict:
+    """A PUT valid at `version`: what azure-ai-ml sends for 2024-01-01-preview, plus authMode (required) and
+    contentSafety from 2025-12-01 on."""
+    properties: dict[str, Any] = {"modelSettings": {"modelId": model}}
+    if version != PREVIEW:
+        properties |= {"authMode": "Key", "contentSafety": {"contentSafetyStatus": "Enabled"}}
+    return {"properties": properties, "sku": {"name": "Consumption"}, "location": "eastus2", **extra}
+
+
 @pytest.fixture
-def deployed(emulator):
-    """A subscribed partner endpoint and a sold-directly one, both created through raw PUTs and completed."""
+def contract(emulator):
+    """The schema checks the `emulator` fixture registered (it asserts no violations when the test ends)."""
+    return emulator.state.response_checks[0]
+
+
+@pytest.fixture(params=[PREVIEW, "2025-12-01"])
+def deployed(request, emulator):
+    """A subscribed partner endpoint and a sold-directly one, created through raw PUTs at the parameter's
+    api-version and completed."""
+    version = request.param
     arm, workspace = emulator.arm(), emulator.workspace_path()
     responses = {
+        "version": version,
         "subscription_put": arm.request(
-            "PUT", f"{workspace}/marketplaceSubscriptions/cohere-sub", body={"properties": {"modelId": COHERE}}
+            "PUT",
+            f"{workspace}/marketplaceSubscriptions/cohere-sub",
+            api_version=version,
+            body={"properties": {"modelId": COHERE}},
         ),
     }
     emulator.admin.complete_operations()
     for name, model in (("direct-ep", DEEPSEEK), ("partner-ep", COHERE)):
-        body = {
-            "properties": {"modelSettings": {"modelId": model}},
-            "sku": {"name": "Consumption"},
-            "location": "eastus2",
-        }
-        responses[f"{name}_put"] = arm.request("PUT", f"{workspace}/serverlessEndpoints/{name}", body=body)
+        responses[f"{name}_put"] = arm.request(
+            "PUT", f"{workspace}/serverlessEndpoints/{name}", api_version=version, body=endpoint_put(model, version)
+        )
     emulator.admin.complete_operations()
     return responses
 
 
-@pytest.mark.parametrize("version", [PREVIEW, "2025-12-01"])
-def test_endpoint_responses_match_the_examples(emulator, deployed, version):
+def test_endpoint_responses_match_the_examples(emulator, deployed):
+    version = deployed["version"]
     arm, endpoints = emulator.arm(), f"{emulator.workspace_path()}/serverlessEndpoints"
     folder = f"{PREVIEW}/ServerlessEndpoint" if version == PREVIEW else "ServerlessEndpoint"
 
@@ -206,7 +230,7 @@ def test_endpoint_responses_match_the_examples(emulator, deployed, version):
             "PUT",
             f"{endpoints}/{name}",
             api_version=version,
-            body={"properties": {"modelSettings": {"modelId": COHERE if partner else DEEPSEEK}}, "location": "eastus2"},
+            body=endpoint_put(COHERE if partner else DEEPSEEK, version),
         )
         assert repeat.status_code == 200
         assert_matches(repeat, f"{folder}/createOrUpdate.json", **tolerances)
@@ -231,25 +255,191 @@ def test_paged_lists_carry_a_string_next_link():
     with running_emulator(
         pageSize=1, workspaces=[{**group, "name": "demo-project", "location": "eastus2"}]
     ) as emulator:
+        contract = record_contract(emulator)
         endpoints = f"{emulator.workspace_path()}/serverlessEndpoints"
         for index, model in enumerate(models):
             emulator.arm().request(
-                "PUT",
-                f"{endpoints}/ep-{index}",
-                body={"properties": {"modelSettings": {"modelId": model}}, "location": "eastus2"},
+                "PUT", f"{endpoints}/ep-{index}", api_version=STABLE, body=endpoint_put(model, STABLE)
             )
-        listing = emulator.arm().request("GET", endpoints)
+        listing = emulator.arm().request("GET", endpoints, api_version="2025-12-01")
+        second = emulator.arm().request("GET", listing.json()["nextLink"], api_version=None)
 
     assert isinstance(listing.json()["nextLink"], str)
+    assert [item["name"] for item in listing.json()["value"] + second.json()["value"]] == ["ep-0", "ep-1"]
     assert_matches(listing, "ServerlessEndpoint/list.json", **endpoint_tolerances("2025-12-01", partner=False))
+    assert contract.violations == []
+    assert contract.checked[("2025-12-01", "serverlessEndpointList")] == 2
 
 
-@pytest.mark.parametrize("version", [PREVIEW, "2025-12-01"])
-def test_subscription_responses_match_the_examples_exactly(emulator, deployed, version):
+# -- the schemas ----------------------------------------------------------------------------------------------------
+
+
+def _prose(value: Any) -> list[str]:
+    """Spec prose left in a schema: `description`/`summary` keywords with text (a property may be called that)."""
+    if isinstance(value, dict):
+        found = [text for key, text in value.items() if key in {"description", "summary"} and isinstance(text, str)]
+        return found + [text for item in value.values() for text in _prose(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _prose(item)]
+    return []
+
+
+def test_each_schema_file_names_its_official_source_and_copies_no_prose():
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        source = document["source"]
+        assert source["repository"] == "Azure/azure-rest-api-specs", path.name
+        assert len(source["commit"]) == 40, path.name
+        assert all(item.startswith("specification/") for item in source.get("paths", [source.get("path")])), path
+        assert document["$comment"].startswith("Derived from the official OpenAPI"), path.name
+        assert _prose(document) == [], path.name
+        if "apiVersion" in document:
+            assert path.stem == document["apiVersion"]
+            assert f"/{document['apiVersion']}/" in source["path"]
+
+
+def test_the_served_api_versions_are_those_with_a_schema():
+    schemas = catalog()
+
+    assert schemas.versions("serverlessEndpoint") == (PREVIEW, "2025-12-01", STABLE)
+    assert schemas.versions("marketplaceSubscription") == (PREVIEW, "2025-12-01", STABLE)
+    assert schemas.versions("workspace") == ("2024-10-01-preview", "2025-12-01", STABLE)
+    assert schemas.versions("connection") == ("2024-10-01", STABLE)
+    assert schemas.source(STABLE)["path"].endswith(
+        "Microsoft.MachineLearningServices/MachineLearningServices/stable/2026-07-01/openapi.json"
+    )
+
+
+def test_the_version_schemas_differ_where_the_specs_do():
+    schemas = catalog()
+    with_safety = endpoint_put(DEEPSEEK, STABLE)
+    without_auth_mode = endpoint_put(DEEPSEEK, PREVIEW)
+
+    assert [error.path for error in schemas.request_errors(PREVIEW, "serverlessEndpoint", with_safety)] == [
+        "properties.contentSafety"
+    ]
+    assert schemas.request_errors(STABLE, "serverlessEndpoint", with_safety) == []
+    assert schemas.request_errors(PREVIEW, "serverlessEndpoint", without_auth_mode) == []
+    assert [error.path for error in schemas.request_errors(STABLE, "serverlessEndpoint", without_auth_mode)] == [
+        "properties.authMode"
+    ]
+    pending = {"properties": {"modelId": COHERE, "marketplaceSubscriptionStatus": "PendingFulfillmentStart"}}
+    assert schemas.response_errors(PREVIEW, "marketplaceSubscription", pending) == []
+    assert schemas.response_errors(STABLE, "marketplaceSubscription", pending) != []
+    assert schemas.shape(STABLE, "marketplaceSubscription", pending) == {"properties": {"modelId": COHERE}}
+
+
+@pytest.mark.parametrize("version", ENDPOINT_VERSIONS)
+def test_every_endpoint_and_subscription_answer_is_valid_at_its_api_version(emulator, contract, version):
+    arm, workspace = emulator.arm(), emulator.workspace_path()
+    endpoints, subscriptions = f"{workspace}/serverlessEndpoints", f"{workspace}/marketplaceSubscriptions"
+    emulator.admin.call("PUT", "/timings", {"lroSeconds": None, "regenerateKeysAsync": True})
+
+    subscribing = arm.request(
+        "PUT", f"{subscriptions}/cohere-sub", api_version=version, body={"properties": {"modelId": COHERE}}
+    )
+    pending = arm.request("GET", f"{subscriptions}/cohere-sub", api_version=version).json()["properties"]
+    arm.request("GET", subscribing.headers["Azure-AsyncOperation"], api_version=None)
+    emulator.admin.complete_operations()
+    creating = arm.request("PUT", f"{endpoints}/partner-ep", api_version=version, body=endpoint_put(COHERE, version))
+    arm.request("GET", creating.headers["Azure-AsyncOperation"], api_version=None)
+    emulator.admin.fail_operations(code="InternalServerError", message="boom")
+    arm.request("GET", f"{endpoints}/partner-ep", api_version=version)
+    arm.request("PUT", f"{endpoints}/partner-ep", api_version=version, body=endpoint_put(COHERE, version))
+    emulator.admin.complete_operations()
+    arm.request("GET", f"{endpoints}/partner-ep", api_version=version)
+    arm.request("GET", endpoints, api_version=version)
+    arm.request("GET", subscriptions, api_version=version)
+    arm.request("POST", f"{endpoints}/partner-ep/listKeys", api_version=version)
+    regenerating = arm.request(
+        "POST", f"{endpoints}/partner-ep/regenerateKeys", api_version=version, body={"keyType": "Primary"}
+    )
+    arm.request("GET", regenerating.headers["Azure-AsyncOperation"], api_version=None)
+    emulator.admin.subscription_action("suspend", "demo-project", "cohere-sub")
+    arm.request("GET", f"{endpoints}/partner-ep", api_version=version)
+    arm.request("GET", f"{subscriptions}/cohere-sub", api_version=version)
+    arm.request("DELETE", f"{endpoints}/partner-ep", api_version=version)
+    arm.request("GET", f"{endpoints}/partner-ep", api_version=version)
+    arm.request("DELETE", f"{subscriptions}/cohere-sub", api_version=version)
+    arm.request("GET", f"{endpoints}/absent", api_version=version)
+
+    assert contract.violations == []
+    assert {role for (checked_version, role) in contract.checked if checked_version == version} == {
+        "serverlessEndpoint",
+        "serverlessEndpointList",
+        "endpointKeys",
+        "marketplaceSubscription",
+        "marketplaceSubscriptionList",
+        "operationStatus",
+        "error",
+    }
+    # 2025-12-01 and later have no PendingFulfillmentStart: a subscription being bought shows no status there.
+    assert pending.get("marketplaceSubscriptionStatus") == ("PendingFulfillmentStart" if version == PREVIEW else None)
+
+
+@pytest.mark.parametrize("version", ["2024-10-01-preview", "2025-12-01", STABLE])
+def test_the_workspace_is_valid_at_each_api_version(emulator, contract, version):
+    response = emulator.arm().request("GET", emulator.workspace_path(), api_version=version)
+
+    assert response.status_code == 200
+    assert contract.checked[(version, "workspace")] == 1
+
+
+@pytest.mark.parametrize("version", ["2024-10-01", STABLE])
+def test_every_connection_answer_is_valid_at_its_api_version(emulator, contract, version):
+    arm, connections = emulator.arm(), f"{emulator.workspace_path()}/connections"
+    body = {
+        "properties": {
+            "category": "Serverless",
+            "target": "https://deepseek-r1-abcd.eastus2.models.ai.azure.com",
+            "authType": "ApiKey",
+            "credentials": {"key": "not-a-real-key"},
+            "metadata": {"keyType": "primary"},
+        }
+    }
+
+    assert arm.request("PUT", f"{connections}/deepseek", api_version=version, body=body).status_code == 200
+    arm.request("GET", f"{connections}/deepseek", api_version=version)
+    arm.request("GET", connections, api_version=version)
+    assert arm.request("POST", f"{connections}/deepseek/listsecrets", api_version=version).json()["properties"][
+        "credentials"
+    ] == {"key": "not-a-real-key"}
+    arm.request("DELETE", f"{connections}/deepseek", api_version=version)
+    arm.request("GET", f"{connections}/deepseek", api_version=version)
+
+    assert contract.violations == []
+    assert {role for (checked_version, role) in contract.checked if checked_version == version} == {
+        "connection",
+        "connectionList",
+        "error",
+    }
+
+
+def test_the_checks_catch_an_answer_its_version_does_not_allow(emulator):
+    # An answer shaped for 2026-07-01, claimed for 2024-01-01-preview: contentSafety is not in that schema.
+    body = {
+        "id": "x",
+        "location": "eastus2",
+        "properties": {"authMode": "Key", "contentSafety": {"contentSafetyStatus": "Enabled"}},
+    }
+
+    assert catalog().response_errors(PREVIEW, "serverlessEndpoint", body) == [
+        "properties: Additional properties are not allowed ('contentSafety' was unexpected)"
+    ]
+    assert catalog().response_errors(STABLE, "serverlessEndpoint", body) == []
+    assert answer_role("GET", f"{emulator.workspace_path()}/serverlessEndpoints/ep", 200) == "serverlessEndpoint"
+    assert answer_role("GET", f"{emulator.workspace_path()}/serverlessEndpoints/ep", 404) == "error"
+    assert answer_role("DELETE", f"{emulator.workspace_path()}/serverlessEndpoints/ep", 202) is None
+
+
+def test_subscription_responses_match_the_examples_exactly(emulator, deployed):
+    version = deployed["version"]
     arm, subscriptions = emulator.arm(), f"{emulator.workspace_path()}/marketplaceSubscriptions"
     folder = f"{PREVIEW}/MarketplaceSubscription" if version == PREVIEW else "MarketplaceSubscription"
 
-    assert_matches(deployed["subscription_put"], f"{folder}/createOrUpdate.json")
+    # Being bought, a subscription has no status from 2025-12-01 on (PendingFulfillmentStart is preview-only).
+    pending = set() if version == PREVIEW else {"properties.marketplaceSubscriptionStatus"}
+    assert_matches(deployed["subscription_put"], f"{folder}/createOrUpdate.json", optional=pending)
     assert_matches(arm.request("GET", f"{subscriptions}/cohere-sub", api_version=version), f"{folder}/get.json")
     assert_matches(arm.request("GET", subscriptions, api_version=version), f"{folder}/list.json", optional={"nextLink"})
     repeat = arm.request(

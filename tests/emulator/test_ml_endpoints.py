@@ -10,10 +10,12 @@ from azure.ai.ml.entities import ServerlessEndpoint
 from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from devstack.emulator.testing import running_emulator, wait_until
+from devstack.emulator.testing import ML_API_VERSION, running_emulator, wait_until
 
 DEEPSEEK = "azureml://registries/azureml-deepseek/models/DeepSeek-R1"
 COHERE = "azureml://registries/azureml-cohere/models/Cohere-command-r-08-2024"
+# The newest stable api-version, which has contentSafety (2024-01-01-preview, the SDK's, does not).
+STABLE = "2026-07-01"
 OPERATION_STATUS = re.compile(
     r"^https://127\.0\.0\.1:\d+/subscriptions/[^/]+/resourceGroups/rg-demo/providers/"
     r"Microsoft\.MachineLearningServices/locations/eastus2/mfeOperationsStatus/[^/?]+\?api-version=2024-01-01-preview$"
@@ -30,14 +32,23 @@ def endpoint_body(model_id: str = DEEPSEEK, location: str = "eastus2", **propert
     }
 
 
-def put_endpoint(emulator, name: str, body: dict, workspace: str = "demo-project", principal: str | None = None):
+def put_endpoint(
+    emulator,
+    name: str,
+    body: dict,
+    workspace: str = "demo-project",
+    principal: str | None = None,
+    *,
+    api_version: str = ML_API_VERSION,
+):
     return emulator.arm(principal).request(
-        "PUT", f"{emulator.workspace_path(workspace)}/serverlessEndpoints/{name}", body=body
+        "PUT", f"{emulator.workspace_path(workspace)}/serverlessEndpoints/{name}", body=body, api_version=api_version
     )
 
 
-def get_endpoint(emulator, name: str, workspace: str = "demo-project") -> dict:
-    return emulator.arm().request("GET", f"{emulator.workspace_path(workspace)}/serverlessEndpoints/{name}").json()
+def get_endpoint(emulator, name: str, workspace: str = "demo-project", api_version: str = ML_API_VERSION) -> dict:
+    path = f"{emulator.workspace_path(workspace)}/serverlessEndpoints/{name}"
+    return emulator.arm().request("GET", path, api_version=api_version).json()
 
 
 def test_create_is_a_long_running_operation_the_sdk_can_poll(emulator):
@@ -71,8 +82,9 @@ def test_server_defaults_fill_what_the_sdk_never_sends(emulator, ml_client):
         ServerlessEndpoint(name="DeepSeek-R1-qwerty", model_id=DEEPSEEK)
     ).result()
 
-    body = get_endpoint(emulator, "deepseek-r1-QWERTY")
+    body = get_endpoint(emulator, "deepseek-r1-QWERTY", api_version=STABLE)
 
+    assert "contentSafety" not in get_endpoint(emulator, "deepseek-r1-qwerty")["properties"]
     assert body["name"] == "DeepSeek-R1-qwerty"
     assert body["type"] == "Microsoft.MachineLearningServices/workspaces/serverlessEndpoints"
     assert body["sku"] == {"name": "Consumption"}
@@ -92,10 +104,18 @@ def test_server_defaults_fill_what_the_sdk_never_sends(emulator, ml_client):
 
 def test_a_raw_put_may_choose_auth_mode_and_content_safety(emulator):
     body = endpoint_body(authMode="AAD", contentSafety={"contentSafetyStatus": "Disabled"})
-    created = put_endpoint(emulator, "ep-aad", body).json()["properties"]
+    created = put_endpoint(emulator, "ep-aad", body, api_version=STABLE).json()["properties"]
     assert (created["authMode"], created["contentSafety"]["contentSafetyStatus"]) == ("AAD", "Disabled")
 
-    rejected = put_endpoint(emulator, "ep-bad", endpoint_body(authMode="Password"))
+    rejected = put_endpoint(emulator, "ep-bad", endpoint_body(authMode="Password"), api_version=STABLE)
+    assert rejected.status_code == 400
+    assert rejected.json()["error"]["code"] == "InvalidRequestContent"
+
+
+def test_loose_mode_still_applies_the_services_own_rules():
+    with running_emulator(timings={"lroSeconds": 0.1, "retryAfterMs": 50}, loose=True) as emulator:
+        rejected = put_endpoint(emulator, "ep-bad", endpoint_body(authMode="Password"), api_version=STABLE)
+
     assert rejected.status_code == 400
     assert rejected.json()["error"]["code"] == "UserError"
 
@@ -338,7 +358,7 @@ def test_api_versions_are_checked(emulator):
     unknown = arm.request("GET", path, api_version="2019-01-01")
     workspace_versions = {
         version: arm.request("GET", emulator.workspace_path(), api_version=version).status_code
-        for version in ("2024-10-01-preview", "2025-12-01", "2021-01-01")
+        for version in ("2024-10-01-preview", "2025-12-01", "2026-07-01", "2021-01-01", "2025-04-01")
     }
 
     assert missing.status_code == 400
@@ -346,7 +366,14 @@ def test_api_versions_are_checked(emulator):
     assert unknown.status_code == 400
     assert unknown.json()["error"]["code"] == "NoRegisteredProviderFound"
     assert "API version '2019-01-01' for type 'workspaces/serverlessEndpoints'" in unknown.json()["error"]["message"]
-    assert workspace_versions == {"2024-10-01-preview": 200, "2025-12-01": 200, "2021-01-01": 400}
+    assert workspace_versions == {
+        "2024-10-01-preview": 200,
+        "2025-12-01": 200,
+        "2026-07-01": 200,
+        "2021-01-01": 400,
+        # Published, but the emulator serves only the api-versions it has a schema for.
+        "2025-04-01": 400,
+    }
 
 
 def test_missing_things_answer_404_like_arm(emulator, ml_client):
