@@ -1,12 +1,15 @@
-"""GET /api/health: version and reachability of each dependency (anonymous, for probes and humans)."""
+"""GET /api/health: version, reachability of each dependency and whether callers' identities can be trusted
+(anonymous, for probes and humans): 503 degraded when a dependency fails or the broker runs in Azure without Easy
+Auth, in which case `authentication.detail` says why."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from handlers.http_responses import json_response
+from handlers.principal import header_trust
 from shared.config import Settings
-from shared.health import check_health
+from shared.health import AuthenticationHealth, check_health
 
 blueprint = func.Blueprint()
 
@@ -27,5 +30,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     if settings.key_vault_url:
         vault_url = settings.key_vault_url
         probes["keyVault"] = lambda: KeyVaultAdapter(vault_url, broker_credential()).probe()
-    report = check_health(probes)
+    trust = header_trust()
+    authentication = AuthenticationHealth(trust.trusted, trust.easy_auth, trust.in_azure, trust.detail)
+    report = check_health(probes, authentication=authentication)
     return json_response(report.as_dict(), status_code=200 if report.healthy else 503)

@@ -1,4 +1,5 @@
-"""Health of the broker: its version and whether each dependency answers."""
+"""Health of the broker: its version, whether each dependency answers, and whether its callers' identity can be
+trusted (the principal headers are refused in Azure without App Service authentication)."""
 
 from __future__ import annotations
 
@@ -29,24 +30,55 @@ class DependencyHealth:
 
 
 @dataclass(frozen=True)
-class HealthReport:
-    version: str
-    dependencies: tuple[DependencyHealth, ...]
+class AuthenticationHealth:
+    """Whether the broker can believe who its callers say they are (the principal headers), and why."""
 
-    @property
-    def healthy(self) -> bool:
-        return all(dependency.healthy for dependency in self.dependencies)
+    trusted: bool
+    easy_auth: bool
+    in_azure: bool
+    detail: str
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "status": "ok" if self.trusted else "misconfigured",
+            "easyAuth": "enabled" if self.easy_auth else "disabled",
+            "inAzure": self.in_azure,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    version: str
+    dependencies: tuple[DependencyHealth, ...]
+    authentication: AuthenticationHealth | None = None
+
+    @property
+    def healthy(self) -> bool:
+        trusted = self.authentication is None or self.authentication.trusted
+        return trusted and all(dependency.healthy for dependency in self.dependencies)
+
+    def as_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {
             "status": "healthy" if self.healthy else "degraded",
             "version": self.version,
             "dependencies": {dependency.name: dependency.as_dict() for dependency in self.dependencies},
         }
+        if self.authentication is not None:
+            body["authentication"] = self.authentication.as_dict()
+        return body
 
 
-def check_health(probes: Mapping[str, Probe], *, clock: Callable[[], float] = time.perf_counter) -> HealthReport:
-    """Run every probe; a probe fails by raising, and its exception's type and message become the error."""
+def check_health(
+    probes: Mapping[str, Probe],
+    *,
+    authentication: AuthenticationHealth | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> HealthReport:
+    """Run every probe; a probe fails by raising, and its exception's type and message become the error.
+
+    `authentication` is reported as given; an untrusted one (in Azure without Easy Auth) degrades the report.
+    """
     results = []
     for name, probe in probes.items():
         started = clock()
@@ -56,7 +88,7 @@ def check_health(probes: Mapping[str, Probe], *, clock: Callable[[], float] = ti
             results.append(DependencyHealth(name, False, (clock() - started) * 1000, _describe(error)))
         else:
             results.append(DependencyHealth(name, True, (clock() - started) * 1000))
-    return HealthReport(broker_version(), tuple(results))
+    return HealthReport(broker_version(), tuple(results), authentication)
 
 
 def _describe(error: Exception) -> str:

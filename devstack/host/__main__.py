@@ -1,4 +1,4 @@
-"""`python -m devstack.host [--app-dir DIR] [--port 7071] [--settings FILE] [--no-auth]`."""
+"""`python -m devstack.host [--app-dir DIR] [--port 7071] [--settings FILE] [--no-auth] [--no-easy-auth]`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from devstack.host.easy_auth import APP_SETTING, EasyAuthConfig, EasyAuthConfigError, easy_auth_requested
 from devstack.host.host_config import HostConfigError, load_host_config
 from devstack.host.indexing import FunctionIndexError, import_function_app, index_functions
 from devstack.host.keys import HostKeys
@@ -29,6 +30,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--settings", type=Path, help="settings file (default: local.settings.json, else the sample)")
     parser.add_argument("--no-auth", action="store_true", help="do not require function or master keys")
+    parser.add_argument(
+        "--no-easy-auth",
+        action="store_true",
+        help="no App Service authentication in front of the routes (also DEVSTACK_EASY_AUTH=false)",
+    )
     parser.add_argument(
         "--queue-lease-seconds",
         type=float,
@@ -61,9 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         applied = apply_settings(settings.values, os.environ)
         kept = sorted(set(settings.values) - set(applied))
         log.info("settings from %s; kept from the environment: %s", settings.source, ", ".join(kept) or "none")
+        easy_auth_on = easy_auth_requested(os.environ, disabled_by_flag=arguments.no_easy_auth)
+        if easy_auth_on:
+            # As App Service does when authentication is on; set before the app is imported.
+            os.environ[APP_SETTING] = "True"
         config = load_host_config(app_dir)
         functions = index_functions(import_function_app(app_dir), os.environ)
-    except (SettingsError, HostConfigError, FunctionIndexError) as error:
+        easy_auth = EasyAuthConfig.from_environ(os.environ) if easy_auth_on else None
+    except (SettingsError, HostConfigError, FunctionIndexError, EasyAuthConfigError) as error:
         log.error("cannot start the host: %s", error)
         return 1
     options = HostOptions(
@@ -74,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         enforce_keys=not arguments.no_auth,
         queue_lease=timedelta(seconds=arguments.queue_lease_seconds),
         drain_timeout=arguments.drain_seconds,
+        easy_auth=easy_auth,
     )
     drained = asyncio.run(Host(options, functions).run())
     if not drained:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -12,6 +12,7 @@ import azure.functions as func
 from aiohttp import web
 from multidict import CIMultiDict
 
+from devstack.host.easy_auth import EasyAuth
 from devstack.host.indexing import FunctionSpec, HttpTriggerSpec
 from devstack.host.invocation import InFlight, Invoker
 from devstack.host.keys import AuthLevel, HostKeys, presented_key
@@ -36,8 +37,10 @@ class HttpFront:
         invoker: Invoker,
         in_flight: InFlight,
         admin_invoke: AdminInvoke,
+        easy_auth: EasyAuth | None = None,
     ) -> None:
         self._keys = keys
+        self._easy_auth = easy_auth
         self._enforce_keys = enforce_keys
         self._invoker = invoker
         self._in_flight = in_flight
@@ -59,6 +62,13 @@ class HttpFront:
         path = request.path
         if path.lower() == ADMIN_PREFIX or path.lower().startswith(ADMIN_PREFIX + "/"):
             return await self._admin(request)
+        headers = _joined_headers(request)
+        if self._easy_auth is not None:
+            # App Service authenticates in front of the Functions host: before routes and keys are looked at.
+            decision = await self._easy_auth.decide(path, headers)
+            if not decision.passes:
+                return web.Response(status=decision.status, body=decision.body.encode(), headers=decision.headers)
+            headers = decision.headers
         resolution = self.router.resolve(path, request.method)
         spec = resolution.target
         if spec is None:
@@ -71,7 +81,7 @@ class HttpFront:
         http_request = func.HttpRequest(
             method=request.method,
             url=str(request.url),
-            headers=_joined_headers(request),
+            headers=headers,
             params={key: ",".join(request.query.getall(key)) for key in request.query},
             route_params=resolution.route_params,
             body=await request.read(),
@@ -145,7 +155,7 @@ def to_web_response(value: object) -> web.Response:
     return web.Response(status=value.status_code, body=value.get_body(), headers=headers)
 
 
-def _joined_headers(request: web.Request) -> Mapping[str, str]:
+def _joined_headers(request: web.Request) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
         key = name.lower()

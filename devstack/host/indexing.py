@@ -14,6 +14,7 @@ from typing import Any
 
 import azure.functions as func
 
+from devstack.host.connections import resolve_storage_connection
 from devstack.host.keys import AuthLevel
 from devstack.host.ncrontab import NcrontabSchedule, ScheduleError, parse_ncrontab
 from devstack.host.routing import RouteTemplate, RouteTemplateError
@@ -152,11 +153,8 @@ def _output_specs(
 
 def _connection(binding: Any, environ: Mapping[str, str]) -> str:
     connection = binding.connection or DEFAULT_STORAGE_CONNECTION
-    if not environ.get(connection):
-        raise SettingsError(
-            f"storage connection setting {connection!r} is not defined (identity-based connections are not "
-            "served locally: set it to a connection string)"
-        )
+    # A connection string or an identity-based connection; a ConnectionSettingError (a SettingsError) otherwise.
+    resolve_storage_connection(connection, environ)
     return connection
 
 

@@ -89,6 +89,7 @@ def start_host(
     env: Mapping[str, str],
     port: int = 0,
     auth: bool = True,
+    easy_auth: bool = True,
     log_path: Path | None = None,
     extra_args: Sequence[str] = (),
     startup_timeout: float = 30.0,
@@ -96,7 +97,8 @@ def start_host(
     """Run `python -m devstack.host` for `app_dir` with `env` over this process's environment.
 
     Keys come from `env` when it sets DEVSTACK_HOST_MASTER_KEY / DEVSTACK_HOST_FUNCTION_KEY, else are generated
-    here, so the caller always knows them.
+    here, so the caller always knows them. Easy Auth is on unless `easy_auth=False` (its settings come from `env`,
+    e.g. the emulator's env file).
     """
     port = port or free_port()
     if log_path is None:
@@ -115,6 +117,8 @@ def start_host(
     command = [sys.executable, "-m", "devstack.host", "--app-dir", str(app_dir), "--port", str(port), *extra_args]
     if not auth:
         command.append("--no-auth")
+    if not easy_auth:
+        command.append("--no-easy-auth")
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=child_env, stdout=log, stderr=subprocess.STDOUT)
     host = HostProcess(process, f"http://{LOOPBACK}:{port}", master_key, function_key, log_path, dict(env or {}))

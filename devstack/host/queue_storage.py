@@ -11,8 +11,9 @@ from typing import Any
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.queue.aio import QueueClient, QueueServiceClient
+from azure.storage.queue.aio import QueueClient
 
+from devstack.host.connections import StorageConnections
 from devstack.host.host_config import MessageEncoding
 from devstack.host.indexing import QueueOutputSpec
 
@@ -45,22 +46,20 @@ class MessageCodec:
 
 
 class QueueConnections:
-    """One async client per storage connection setting; queues are created on first use, as the host does."""
+    """One async client per storage connection setting (a connection string or identity-based: see
+    devstack.host.connections); queues are created on first use, as the host does."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        self._services: dict[str, QueueServiceClient] = {}
+        self._storage = StorageConnections(environ)
         self._queues: dict[tuple[str, str], QueueClient] = {}
         self._created: set[tuple[str, str]] = set()
         self._listeners: dict[tuple[str, str], list[asyncio.Event]] = {}
 
     async def queue(self, connection: str, queue_name: str) -> QueueClient:
         """The queue's client, creating the queue if this host has not yet made sure it exists."""
-        key = (self._environ[connection], queue_name)
+        key = (self._storage.key(connection), queue_name)
         if key not in self._queues:
-            if connection not in self._services:
-                self._services[connection] = QueueServiceClient.from_connection_string(self._environ[connection])
-            self._queues[key] = self._services[connection].get_queue_client(queue_name)
+            self._queues[key] = self._storage.queue_service(connection).get_queue_client(queue_name)
         client = self._queues[key]
         if key not in self._created:
             with contextlib.suppress(ResourceExistsError):
@@ -70,15 +69,14 @@ class QueueConnections:
 
     def listen(self, connection: str, queue_name: str, wake: asyncio.Event) -> None:
         """Set `wake` whenever this host writes to the queue, so its listener polls at once (as the host does)."""
-        self._listeners.setdefault((self._environ[connection], queue_name), []).append(wake)
+        self._listeners.setdefault((self._storage.key(connection), queue_name), []).append(wake)
 
     def notify(self, connection: str, queue_name: str) -> None:
-        for wake in self._listeners.get((self._environ[connection], queue_name), []):
+        for wake in self._listeners.get((self._storage.key(connection), queue_name), []):
             wake.set()
 
     async def close(self) -> None:
-        for service in self._services.values():
-            await service.close()
+        await self._storage.close()
 
 
 class QueueOutputs:

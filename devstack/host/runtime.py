@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from azure.functions.queue import QueueMessage
 
+from devstack.host.easy_auth import EasyAuth, EasyAuthConfig
 from devstack.host.host_config import HostConfig
 from devstack.host.http_front import HttpFront
 from devstack.host.indexing import FunctionSpec, HttpTriggerSpec, QueueTriggerSpec, TimerTriggerSpec
@@ -42,6 +43,8 @@ class HostOptions:
     enforce_keys: bool
     queue_lease: timedelta
     drain_timeout: float
+    # App Service authentication in front of the HTTP routes; None: off (--no-easy-auth).
+    easy_auth: EasyAuthConfig | None = None
 
 
 class Host:
@@ -100,6 +103,7 @@ class Host:
             invoker=self._invoker,
             in_flight=self._in_flight,
             admin_invoke=self._invoke_by_admin,
+            easy_auth=EasyAuth(options.easy_auth, realm=f"{LOOPBACK}:{options.port}") if options.easy_auth else None,
         )
         runner = web.AppRunner(front.application(), access_log=None, shutdown_timeout=RESPONSE_FLUSH_SECONDS)
         await runner.setup()
@@ -170,6 +174,8 @@ class Host:
             lines.append(f"{setting} was not set; generated for this run: {values[setting]}")
         if not self._options.enforce_keys:
             lines.append("keys are not enforced (--no-auth)")
+        easy_auth = self._options.easy_auth
+        lines.append(easy_auth.describe() if easy_auth else "Easy Auth off: principal headers pass as sent")
         log.info("\n".join(lines))
 
 

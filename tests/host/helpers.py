@@ -51,6 +51,9 @@ def call(
 
 @contextmanager
 def running_host(app_dir: Path, *, env: Mapping[str, str], log_dir: Path, **options: Any) -> Iterator[HostProcess]:
+    """The host for a sample app; without Easy Auth unless `easy_auth=True` (test_easy_auth.py tests it, the other
+    host rules are tested without it, as `--no-easy-auth` is for)."""
+    options.setdefault("easy_auth", False)
     log_dir.mkdir(parents=True, exist_ok=True)
     host = start_host(app_dir, env=env, log_path=log_dir / "host.log", **options)
     try:

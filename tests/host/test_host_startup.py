@@ -52,7 +52,10 @@ def test_the_port_comes_from_the_settings_file_named_on_the_command_line(tmp_pat
     port = free_port()
     settings = tmp_path / "elsewhere.json"
     settings.write_text(json.dumps({"Values": {"DEVSTACK_HOST_MASTER_KEY": "m"}, "Host": {"LocalHttpPort": port}}))
-    command = [sys.executable, "-m", "devstack.host", "--app-dir", str(app_dir), "--settings", str(settings)]
+    command = [
+        *(sys.executable, "-m", "devstack.host", "--app-dir", str(app_dir), "--settings", str(settings)),
+        "--no-easy-auth",
+    ]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, timeout=15)

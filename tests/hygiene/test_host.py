@@ -1,5 +1,6 @@
 """The hygiene functions in the local Functions host: the timer run on demand through the admin endpoint, then read
-back over HTTP with a function key, all against the emulator and Azurite."""
+back over HTTP with a function key and, through the host's Easy Auth, a bearer token from the emulator, all against
+the emulator and Azurite."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devstack.demo_tokens import bearer_token
 from devstack.emulator.testing import wait_until
 from devstack.host.process import REPO_ROOT, HostProcess, start_host
 
@@ -20,15 +22,18 @@ pytestmark = pytest.mark.integration
 NEVER = "0 0 0 1 Jan *"
 
 
-def call(url: str, method: str = "GET", *, key: str, body: Any = None) -> tuple[int, Any]:
+def call(url: str, method: str = "GET", *, key: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, method=method, data=data, headers={"x-functions-key": key})
+    headers = {"x-functions-key": key, **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             text = response.read()
             return response.status, json.loads(text) if text else None
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        text = error.read()
+        # Easy Auth's 401 is plain text, the broker's problems are JSON.
+        return error.code, json.loads(text) if error.headers.get_content_type().endswith("json") else text
 
 
 @pytest.fixture
@@ -50,15 +55,21 @@ def host(deployed: EmulatedBroker, tmp_path) -> HostProcess:
 
 
 def test_the_timer_runs_on_demand_and_its_findings_are_served(deployed: EmulatedBroker, host: HostProcess):
+    token = bearer_token("reader", deployed.emulator.env)
     deployed.emulator.admin.subscription_action("delete", "demo-project", "llama-sub")
-    assert call(f"{host.url}/api/hygiene/report", key=host.function_key)[0] == 404
+    assert call(f"{host.url}/api/hygiene/report", key=host.function_key)[0] == 401, "Easy Auth wants a token"
+    assert call(f"{host.url}/api/hygiene/report", key=host.function_key, token=token)[0] == 404
 
     started = call(f"{host.url}/admin/functions/hygiene_scan", "POST", key=host.master_key, body={"input": ""})
     _, report = wait_until(
-        lambda: (reply := call(f"{host.url}/api/hygiene/report", key=host.function_key))[0] == 200 and reply,
+        lambda: (
+            (reply := call(f"{host.url}/api/hygiene/report", key=host.function_key, token=token))[0] == 200 and reply
+        ),
         timeout=30,
     )
-    _, findings = call(f"{host.url}/api/hygiene/findings?rule=endpoint-unhealthy&state=open", key=host.function_key)
+    _, findings = call(
+        f"{host.url}/api/hygiene/findings?rule=endpoint-unhealthy&state=open", key=host.function_key, token=token
+    )
 
     assert started[0] == 202
     # The West Europe project is scanned too: the broker's Key Vault secrets name it.

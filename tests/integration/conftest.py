@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from azure.identity import ClientSecretCredential
 from azure.storage.queue import QueueClient
 
 from devstack.emulator.testing import EmulatorHandle, running_emulator
@@ -24,9 +26,25 @@ TERMINAL = {"Succeeded", "Failed", "Rejected", "Deleted"}
 
 
 def principal_headers(object_id: str) -> dict[str, str]:
-    """The headers Easy Auth puts in front of the app for a signed-in caller."""
+    """The headers Easy Auth puts in front of the app for a signed-in caller, built by hand: what a forger sends
+    (the local host's Easy Auth drops them, as App Service does)."""
     principal = {"auth_typ": "aad", "claims": [{"typ": OBJECT_ID_CLAIM, "val": object_id}], "name_typ": "name"}
     return {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(principal).encode()).decode()}
+
+
+def client_credential(emulator: EmulatorHandle, object_id: str) -> ClientSecretCredential:
+    """azure-identity's ClientSecretCredential for a scenario principal, signing in at the emulator's Entra ID."""
+    principal = emulator.state.scenario.principal(object_id)
+    if principal is None or not principal.get("clientSecret"):
+        raise LookupError(f"principal {object_id} has no client id and secret in the scenario")
+    return ClientSecretCredential(
+        emulator.env["AZURE_TENANT_ID"],
+        principal["clientId"],
+        principal["clientSecret"],
+        authority=emulator.env["EMULATOR_AUTHORITY"],
+        disable_instance_discovery=True,
+        connection_verify=emulator.ca_bundle,
+    )
 
 
 @dataclass
@@ -34,6 +52,8 @@ class Broker:
     host: HostProcess
     emulator: EmulatorHandle
     storage: str
+    _credentials: dict[str, ClientSecretCredential] = field(default_factory=dict, repr=False)
+    _credentials_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def events_queue(self) -> str:
@@ -50,10 +70,20 @@ class Broker:
     def workspace_id(self, name: str = "demo-project") -> str:
         return self.emulator.workspace_path(name)
 
+    def token(self, object_id: str) -> str:
+        """A bearer token for the broker's API as `object_id`, from the emulator's token endpoint (azure-identity)."""
+        with self._credentials_lock:
+            credential = self._credentials.get(object_id)
+            if credential is None:
+                credential = self._credentials[object_id] = client_credential(self.emulator, object_id)
+        return credential.get_token(self.emulator.env["BROKER_API_SCOPE"]).token
+
     def call(self, method: str, path: str, *, caller: str | None = None, **kwargs: Any) -> requests.Response:
+        """Call the broker through Easy Auth with the function key and a bearer token for `caller` (the reader when
+        None: reads need someone signed in, and do not look at who). An Authorization header in `headers` wins."""
         headers = {"x-functions-key": self.host.function_key, **kwargs.pop("headers", {})}
-        if caller:
-            headers.update(principal_headers(caller))
+        if not any(name.lower() == "authorization" for name in headers):
+            headers["Authorization"] = f"Bearer {self.token(caller or self.reader)}"
         return requests.request(method, f"{self.host.url}{path}", headers=headers, timeout=60, **kwargs)
 
     def run(self, run_id: str) -> dict[str, Any]:
