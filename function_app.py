@@ -10,6 +10,7 @@ from handlers.lifecycle import blueprint as lifecycle_blueprint
 from handlers.models import blueprint as models_blueprint
 from handlers.openapi import blueprint as openapi_blueprint
 from handlers.runs import blueprint as runs_blueprint
+from handlers.watchdog import blueprint as watchdog_blueprint
 from handlers.worker import blueprint as worker_blueprint
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -22,3 +23,4 @@ app.register_functions(intake_blueprint)
 app.register_functions(worker_blueprint)
 app.register_functions(lifecycle_blueprint)
 app.register_functions(hygiene_blueprint)
+app.register_functions(watchdog_blueprint)

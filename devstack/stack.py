@@ -3,7 +3,11 @@
 `python -m devstack.stack [--state-dir DIR] [--fresh]`. Everything lives in the state folder (`.devstack/`, or
 `--state-dir` / `DEVSTACK_DIR`):
 
-- `run.env`: what scripts and humans need to reach the broker (URL, keys, storage, emulator variables);
+- `run.env`: what scripts and humans need to reach the broker (URL, keys, the app's identity-based storage settings,
+  emulator variables), quoted so `set -a; source .devstack/run.env; set +a` is safe;
+- `ca-bundle.pem`: the emulator's CA (which signs Azurite's certificate too) plus the system roots, what
+  `REQUESTS_CA_BUNDLE` names; `host.settings.json`: local.settings.json (or the sample) without storage connection
+  strings, which the host reads;
 - `azurite/`: Azurite's queues and tables; `emulator-state.json`: the emulator's Machine Learning resources;
 - `stack.json`: the ports and host keys, reused on every start so run.env and stored URLs stay valid;
 - `stack.log` (what the stack did: starts, crashes, restarts), `host.log` (`host.previous.log`: the one before the
@@ -13,6 +17,11 @@ A service that exits on its own is started again on the same port, with back-off
 once everything has stayed up for a minute). The host restarts with either dependency (its storage clients and
 emulator tokens die with them) and when `local.settings.json` changes. `--fresh` deletes the stored queues, tables
 and emulator resources first; ports and keys stay.
+
+Storage is identity-based, as in Azure: Azurite serves HTTPS with the emulator's certificate and accepts bearer tokens
+(`--oauth basic`), and the app gets `AzureWebJobsStorage__queueServiceUri`, `__tableServiceUri`,
+`__credential=managedidentity` and `__clientId` (the broker identity) and no connection string, so it and the
+host's queue triggers sign in through the emulator's managed-identity endpoint.
 """
 
 from __future__ import annotations
@@ -26,16 +35,20 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devstack.azurite import REPO_ROOT, Azurite, start_azurite
+from devstack.ca_bundle import write_ca_bundle
+from devstack.emulator.tls import TlsFiles, ensure_tls_files
 from devstack.envfile import read_env_file, write_env_file
 from devstack.host.keys import FUNCTION_KEY_SETTING, MASTER_KEY_SETTING
 from devstack.host.process import HostProcess, HostStartError, start_host
@@ -48,6 +61,24 @@ POLL_SECONDS = 0.5
 # The settings files the host reads (local.settings.json, else the sample); a change restarts it.
 SETTINGS_FILES = (REPO_ROOT / "local.settings.json", REPO_ROOT / "local.settings.sample.json")
 EMULATOR_REQUIRED = ("AZURE_RESOURCE_MANAGER_URL", "EMULATOR_ADMIN_URL", "REQUESTS_CA_BUNDLE")
+STORAGE_CONNECTION = "AzureWebJobsStorage"
+CA_BUNDLE_SETTING = "REQUESTS_CA_BUNDLE"
+# Marks of a storage connection string (account key, SAS, or Azurite's shortcut): kept away from the app.
+CONNECTION_STRING_MARKS = ("accountkey=", "sharedaccesssignature=", "usedevelopmentstorage=")
+RUN_ENV_SECTIONS = (
+    ("the broker", ("BROKER_URL", "BROKER_FUNCTION_KEY", "BROKER_MASTER_KEY")),
+    (
+        "the app's storage: identity-based as in Azure, no connection string (tokens from IDENTITY_ENDPOINT)",
+        tuple(
+            f"{STORAGE_CONNECTION}__{name}" for name in ("queueServiceUri", "tableServiceUri", "credential", "clientId")
+        ),
+    ),
+    (
+        "the emulator's managed-identity endpoint, and the CA bundle that trusts it and Azurite",
+        ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", CA_BUNDLE_SETTING),
+    ),
+    ("the emulator (ARM, Key Vault, Entra ID) and the demo principals", None),
+)
 
 log = logging.getLogger("devstack.stack")
 
@@ -73,6 +104,8 @@ class Layout:
     previous_host_log = property(lambda self: self.root / "host.previous.log")
     emulator_log = property(lambda self: self.root / "emulator.log")
     tls = property(lambda self: self.root / "tls")
+    ca_bundle = property(lambda self: self.root / "ca-bundle.pem")
+    host_settings = property(lambda self: self.root / "host.settings.json")
 
     def shown(self, path: Path) -> str:
         """`path` relative to the repository when it is inside it, as the banner shows it."""
@@ -195,6 +228,8 @@ class Stack:
         self.azurite: Azurite | None = None
         self.emulator: subprocess.Popen[bytes] | None = None
         self.emulator_env: dict[str, str] = {}
+        self.tls: TlsFiles | None = None
+        self.broker_client_id: str | None = None
         self.host: HostProcess | None = None
         self.run_env: dict[str, str] = {}
         self.restarts = 0
@@ -211,6 +246,9 @@ class Stack:
             for path in (self.layout.emulator_state, self.layout.emulator_state.with_suffix(".json.tmp")):
                 path.unlink(missing_ok=True)
             log.info("fresh start: removed the stored queues, tables and emulator resources")
+        if os.environ.pop(STORAGE_CONNECTION, None) is not None:
+            # Typically exported by an older run.env: the host would hand it to the app.
+            log.warning("ignoring %s from the environment: the app's storage is identity-based", STORAGE_CONNECTION)
         if port_in_use(self.host_port):
             raise StackError(f"port {self.host_port} is in use; stop what holds it or set BROKER_PORT")
         self.settings.resolve()
@@ -233,14 +271,20 @@ class Stack:
         print(self._banner(), flush=True)
 
     def _start_azurite(self) -> None:
+        # The emulator's CA and server certificate (made here if this is the first start; the emulator reuses them).
+        self.tls = ensure_tls_files(self.layout.tls)
         self.azurite = start_azurite(
             queue_port=self.settings["queuePort"],
             table_port=self.settings["tablePort"],
             log_dir=self.layout.root,
             location=self.layout.azurite,
+            tls=self.tls,
+            oauth=True,
         )
         self._write_pids()
-        log.info("Azurite on queue port %s, table port %s", self.azurite.queue_port, self.azurite.table_port)
+        log.info(
+            "Azurite (HTTPS, OAuth) on queue port %s, table port %s", self.azurite.queue_port, self.azurite.table_port
+        )
 
     def _start_emulator(self) -> None:
         env_file = self.layout.emulator_env
@@ -273,7 +317,11 @@ class Stack:
                 self._stop_emulator()
                 raise RuntimeError(f"the emulator did not start; see {self.layout.emulator_log}")
             time.sleep(0.1)
-        self.emulator_env = env
+        # One bundle for everything local: the emulator's CA (Azurite's certificate chains to it too) and the roots
+        # the machine already trusts, so a shell that exports it can still reach the internet.
+        bundle = write_ca_bundle(self.layout.ca_bundle, [Path(env[CA_BUNDLE_SETTING])])
+        self.emulator_env = {**env, CA_BUNDLE_SETTING: str(bundle)}
+        self.broker_client_id = env.get("DEMO_BROKER_CLIENT_ID") or _broker_client_id(env)
         self._write_pids()
         log.info("emulator at %s", env["AZURE_RESOURCE_MANAGER_URL"])
 
@@ -283,14 +331,34 @@ class Stack:
             os.replace(self.layout.host_log, self.layout.previous_host_log)
         env = {
             **self.emulator_env,
-            "AzureWebJobsStorage": self.azurite.connection_string,
+            **self._storage_settings(),
             MASTER_KEY_SETTING: self.settings["masterKey"],
             FUNCTION_KEY_SETTING: self.settings["functionKey"],
         }
         self._settings_seen = _settings_snapshot()
-        self.host = start_host(REPO_ROOT, env=env, port=self.host_port, log_path=self.layout.host_log)
+        settings_file = write_host_settings(self.layout.host_settings)
+        self.host = start_host(
+            REPO_ROOT,
+            env=env,
+            port=self.host_port,
+            log_path=self.layout.host_log,
+            extra_args=["--settings", str(settings_file)],
+        )
         self._write_pids()
         log.info("host at %s (pid %s)", self.host.url, self.host.process.pid)
+
+    def _storage_settings(self) -> dict[str, str]:
+        """The app's storage connection, identity-based as infra/ sets it in Azure: service URIs and a user-assigned
+        managed identity (the emulator's broker identity, by client id), and no connection string."""
+        assert self.azurite is not None
+        settings = {
+            f"{STORAGE_CONNECTION}__queueServiceUri": self.azurite.queue_service_uri,
+            f"{STORAGE_CONNECTION}__tableServiceUri": self.azurite.table_service_uri,
+            f"{STORAGE_CONNECTION}__credential": "managedidentity",
+        }
+        if self.broker_client_id:
+            settings[f"{STORAGE_CONNECTION}__clientId"] = self.broker_client_id
+        return settings
 
     # -- supervising ------------------------------------------------------------------------------------------------
 
@@ -448,12 +516,12 @@ class Stack:
             "BROKER_URL": self.host.url,
             "BROKER_FUNCTION_KEY": self.host.function_key,
             "BROKER_MASTER_KEY": self.host.master_key,
+            **self._storage_settings(),
             **self.emulator_env,
-            "AzureWebJobsStorage": self.azurite.connection_string,
         }
         changed = [name for name, value in run_env.items() if self.run_env and self.run_env.get(name) != value]
         self.run_env = run_env
-        write_env_file(self.layout.run_env, run_env)
+        write_env_file(self.layout.run_env, run_env, sections=RUN_ENV_SECTIONS)
         return changed
 
     def _banner(self) -> str:
@@ -463,7 +531,10 @@ class Stack:
                 "",
                 f"Broker running at {url} (Ctrl-C stops everything)",
                 f"  function key: {self.run_env['BROKER_FUNCTION_KEY']}",
-                f"  settings:     {self.layout.shown(self.layout.run_env)} (source it in your shell)",
+                f"  settings:     {self.layout.shown(self.layout.run_env)} "
+                f"(set -a; source {self.layout.shown(self.layout.run_env)}; set +a)",
+                "  storage:      identity-based (Azurite over HTTPS with OAuth, tokens from the emulator); "
+                "no connection string",
                 f"  state:        {self.layout.shown(self.layout.root)}/ (kept across restarts; "
                 "`make run FRESH=1` starts clean)",
                 f"  log:          {self.layout.shown(self.layout.stack_log)} (a crashed host is restarted)",
@@ -471,6 +542,59 @@ class Stack:
                 "",
             ]
         )
+
+
+def is_connection_string(value: str) -> bool:
+    lowered = value.lower()
+    return any(mark in lowered for mark in CONNECTION_STRING_MARKS)
+
+
+def write_host_settings(path: Path, sources: tuple[Path, ...] = SETTINGS_FILES) -> Path:
+    """The first of `sources` that exists (local.settings.json, else the sample) without storage connection strings,
+    as the host's settings file: `make run` gives the app identity-based storage only, as Azure does, and the
+    committed sample carries Azurite's connection string for tests that use one."""
+    document: dict[str, Any] = {"IsEncrypted": False, "Values": {}}
+    for source in sources:
+        if source.is_file():
+            try:
+                document = json.loads(source.read_text(encoding="utf-8"))
+            except ValueError as error:
+                # A RuntimeError, as a host that cannot start: reported, and retried once the file changes.
+                raise RuntimeError(f"{source} is not valid JSON: {error}") from None
+            break
+    values = document.get("Values") or {}
+    dropped = sorted(
+        name
+        for name, value in values.items()
+        if name == STORAGE_CONNECTION or (isinstance(value, str) and is_connection_string(value))
+    )
+    if dropped:
+        log.info("not giving the app %s from the settings file: storage is identity-based", ", ".join(dropped))
+    document["Values"] = {name: value for name, value in values.items() if name not in dropped}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def _broker_client_id(emulator_env: dict[str, str]) -> str | None:
+    """The broker identity's client id, from the emulator's scenario, so the app names its user-assigned identity
+    (`__clientId`) as infra/ does; None when the scenario has none (the endpoint then answers as the broker)."""
+    context = ssl.create_default_context(cafile=emulator_env[CA_BUNDLE_SETTING])
+    try:
+        with urllib.request.urlopen(
+            f"{emulator_env['EMULATOR_ADMIN_URL']}/scenario", context=context, timeout=10
+        ) as answer:
+            scenario = json.load(answer)
+    except (OSError, ValueError) as error:
+        log.warning("could not read the emulator's scenario (%s); storage uses the default identity", error)
+        return None
+    broker = emulator_env.get("DEMO_BROKER_OBJECT_ID") or scenario.get("brokerPrincipalId")
+    for principal in scenario.get("principals") or ():
+        if principal.get("objectId") == broker and principal.get("clientId"):
+            return str(principal["clientId"])
+    return None
 
 
 def _settings_snapshot() -> tuple[float | None, ...]:

@@ -6,12 +6,10 @@ imported inside each function so that importing function_app (every cold start) 
 
 from __future__ import annotations
 
-import json
-
 import azure.functions as func
 from pydantic import ValidationError
 
-from handlers.http_responses import json_response, problem_response, problems_on_crash
+from handlers.http_responses import json_object_body, json_response, problem_response, problems_on_crash
 from handlers.listing import choice_filter, model_filter, page_size, paged_response, query_parameters, workspace_filter
 from handlers.principal import UnauthenticatedError, caller_object_id
 from handlers.submissions import CHALLENGE, submission_response
@@ -40,7 +38,7 @@ def submit_deployment(req: func.HttpRequest) -> func.HttpResponse:
         caller = caller_object_id(req.headers)
     except UnauthenticatedError as error:
         return problem_response(error.problem, headers=CHALLENGE)
-    parsed = _deployment_request(req.get_body())
+    parsed = _deployment_request(req)
     if isinstance(parsed, Problem):
         return problem_response(parsed)
     idempotency_key = req.headers.get(IDEMPOTENCY_KEY_HEADER)
@@ -114,13 +112,10 @@ def repair_deployment(req: func.HttpRequest) -> func.HttpResponse:
     return submission_response(req, submission)
 
 
-def _deployment_request(body: bytes) -> DeploymentRequest | Problem:
-    if not body.strip():
-        return Problem.validation([{"field": "(body)", "message": "The body is empty; send a JSON object."}])
-    try:
-        document = json.loads(body)
-    except ValueError as error:  # invalid JSON and bytes that are not UTF-8 alike
-        return Problem.validation([{"field": "(body)", "message": f"The body is not valid JSON: {error}."}])
+def _deployment_request(req: func.HttpRequest) -> DeploymentRequest | Problem:
+    document = json_object_body(req)
+    if isinstance(document, Problem):
+        return document
     try:
         return DeploymentRequest.from_wire(document)
     except ValidationError as error:

@@ -8,13 +8,12 @@ that importing function_app loads no Azure SDK.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import azure.functions as func
 from pydantic import ValidationError
 
-from handlers.http_responses import json_response, problem_response, problems_on_crash
+from handlers.http_responses import json_object_body, json_response, problem_response, problems_on_crash
 from handlers.principal import UnauthenticatedError, caller_object_id
 from handlers.submissions import CHALLENGE, deployment_url, run_url, submission_response
 from shared.problems import NOT_FOUND, Problem
@@ -59,7 +58,7 @@ def rotate_deployment_keys(req: func.HttpRequest) -> func.HttpResponse:
         caller = caller_object_id(req.headers)
     except UnauthenticatedError as error:
         return problem_response(error.problem, headers=CHALLENGE)
-    parsed = _rotate_request(req.get_body())
+    parsed = _rotate_request(req)
     if isinstance(parsed, Problem):
         return problem_response(parsed)
 
@@ -91,13 +90,10 @@ def rotate_expiring_keys(timer: func.TimerRequest) -> None:
     )
 
 
-def _rotate_request(body: bytes) -> RotateKeysRequest | Problem:
-    try:
-        document = json.loads(body) if body.strip() else None
-    except ValueError as error:
-        return Problem.validation([{"field": "(body)", "message": f"The body is not valid JSON: {error}."}])
-    if document is None:
-        return Problem.validation([{"field": "(body)", "message": 'Send {"keyType": "primary" | "secondary"}.'}])
+def _rotate_request(req: func.HttpRequest) -> RotateKeysRequest | Problem:
+    document = json_object_body(req)
+    if isinstance(document, Problem):
+        return document
     try:
         return RotateKeysRequest.from_wire(document)
     except ValidationError as error:

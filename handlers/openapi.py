@@ -23,7 +23,15 @@ from handlers.runs import DEFAULT_PAGE_SIZE as RUN_PAGE_SIZE
 from handlers.runs import MAX_PAGE_SIZE as MAX_RUN_PAGE_SIZE
 from handlers.submissions import RESOURCE_LOCATION
 from shared.deployment import Deployment
-from shared.problems import AZURE_UNAVAILABLE, CATALOG, CONTENT_TYPE, INTERNAL, UNAUTHORIZED
+from shared.problems import (
+    AZURE_UNAVAILABLE,
+    CATALOG,
+    CONTENT_TYPE,
+    INTERNAL,
+    PAYLOAD_TOO_LARGE,
+    UNAUTHORIZED,
+    UNSUPPORTED_MEDIA_TYPE,
+)
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, RotateKeysRequest
 from shared.runs import RunRecord
 from shared.version import broker_version
@@ -106,6 +114,8 @@ def _paths() -> dict[str, Any]:
                     ),
                     **_problem_responses(
                         "validation-failed",
+                        "payload-too-large",
+                        "unsupported-media-type",
                         "endpoint-name-invalid",
                         "unauthorized",
                         "requester-forbidden",
@@ -261,6 +271,8 @@ def _paths() -> dict[str, Any]:
                     **_with_headers(
                         _problem_responses(
                             "validation-failed",
+                            "payload-too-large",
+                            "unsupported-media-type",
                             "unauthorized",
                             "requester-forbidden",
                             "not-found",
@@ -566,8 +578,14 @@ _RETRY_AFTER = {
 _CHALLENGE = {
     "WWW-Authenticate": {"description": "The Bearer challenge (RFC 9110)", "schema": {"type": "string"}},
 }
-# Statuses no run ever records: no caller, or the broker or Azure failing.
-_UNRECORDED_STATUSES = {UNAUTHORIZED.status, INTERNAL.status, AZURE_UNAVAILABLE.status}
+# Statuses no run ever records: no caller, a body refused before it is read, or the broker or Azure failing.
+_UNRECORDED_STATUSES = {
+    UNAUTHORIZED.status,
+    PAYLOAD_TOO_LARGE.status,
+    UNSUPPORTED_MEDIA_TYPE.status,
+    INTERNAL.status,
+    AZURE_UNAVAILABLE.status,
+}
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -153,6 +153,10 @@ var brokerSettings = {
   BROKER_ALLOW_UNCATALOGUED_MODELS: 'false'
   BROKER_PERMISSION_STRICTNESS: permissionStrictness
   BROKER_POLL_SECONDS: '5'
+  // The watchdog re-enqueues the step of a run silent for 60 s, looking every 30 s: a run a crashed host left behind
+  // finishes within 2 minutes of a host being back (README, "Recovery without the lease").
+  WATCHDOG_SCHEDULE: '*/30 * * * * *'
+  WATCHDOG_STALL_SECONDS: '60'
   BROKER_CROSS_REGION_HUBS: join(map(items(crossRegionHubs), hub => '${hub.key}=${hub.value}'), ',')
   KEY_ROTATION_SCHEDULE: keyRotationSchedule
   KEY_VALIDITY_DAYS: '90'

@@ -10,25 +10,90 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PUBLIC_ARM_URL = "https://management.azure.com"
+# How long a run's chain of steps may be silent before the watchdog re-enqueues its step (shared/watchdog.py).
+DEFAULT_WATCHDOG_STALL_SECONDS = 60.0
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
+STORAGE_CONNECTION = "AzureWebJobsStorage"
+# The public cloud's storage endpoints, for `<connection>__accountName`.
+_ACCOUNT_ENDPOINTS = {
+    "queue": "https://{account}.queue.core.windows.net",
+    "table": "https://{account}.table.core.windows.net",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageCredentialSettings:
+    """How an identity-based connection signs in: the Functions host's `<connection>__credential`, `__clientId`,
+    `__managedIdentityResourceId`, `__managedIdentityObjectId`, `__tenantId` and `__clientSecret` properties.
+
+    All unset (the default): the app's own credential chain (`DefaultAzureCredential`).
+    """
+
+    credential: str | None = None
+    client_id: str | None = None
+    managed_identity_resource_id: str | None = None
+    managed_identity_object_id: str | None = None
+    tenant_id: str | None = None
+    client_secret: str | None = None
+
+    @property
+    def managed_identity(self) -> bool:
+        return (self.credential or "").lower() == "managedidentity"
+
+
 @dataclass(frozen=True, kw_only=True)
 class StorageSettings:
-    """Where queues and tables live: a connection string locally, identity-based URIs in Azure."""
+    """Where queues and tables live, read as the Functions host reads a storage connection: the setting itself is a
+    connection string (Azurite's, in tests); else `<connection>__queueServiceUri` / `__tableServiceUri` (or
+    `__accountName`) with a token credential, which is what Azure and `make run` use (identity-based, no keys)."""
 
     connection_string: str | None
     queue_service_uri: str | None
     table_service_uri: str | None
+    credential: StorageCredentialSettings = StorageCredentialSettings()
+
+    @property
+    def identity_based(self) -> bool:
+        return not self.connection_string and bool(self.queue_service_uri or self.table_service_uri)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> StorageSettings:
+    def from_env(cls, env: Mapping[str, str], connection: str = STORAGE_CONNECTION) -> StorageSettings:
+        # Property names are matched ignoring case, as the host's configuration does (`__QueueServiceUri` works too).
+        section = _section(env, connection)
+        account = section.get("accountname")
+
+        def service_uri(service: str) -> str | None:
+            explicit = section.get(f"{service}serviceuri")
+            if explicit:
+                return explicit
+            return _ACCOUNT_ENDPOINTS[service].format(account=account) if account else None
+
         return cls(
-            connection_string=env.get("AzureWebJobsStorage") or None,
-            queue_service_uri=env.get("AzureWebJobsStorage__queueServiceUri") or None,
-            table_service_uri=env.get("AzureWebJobsStorage__tableServiceUri") or None,
+            connection_string=env.get(connection) or None,
+            queue_service_uri=service_uri("queue"),
+            table_service_uri=service_uri("table"),
+            credential=StorageCredentialSettings(
+                credential=section.get("credential"),
+                client_id=section.get("clientid"),
+                managed_identity_resource_id=section.get("managedidentityresourceid"),
+                managed_identity_object_id=section.get("managedidentityobjectid"),
+                tenant_id=section.get("tenantid"),
+                client_secret=section.get("clientsecret"),
+            ),
         )
+
+
+def _section(env: Mapping[str, str], connection: str) -> dict[str, str]:
+    """The non-empty `<connection>__<property>` settings, by lower-cased property name."""
+    prefix = f"{connection}__".lower()
+    return {
+        name[len(prefix) :].lower(): value.strip()
+        for name, value in env.items()
+        if name.lower().startswith(prefix) and value and value.strip()
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +115,7 @@ class Settings:
     allow_uncatalogued_models: bool
     permission_strictness: str
     poll_seconds: float
+    watchdog_stall_seconds: float = DEFAULT_WATCHDOG_STALL_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,7 +138,22 @@ class Settings:
             allow_uncatalogued_models=_flag(env, "BROKER_ALLOW_UNCATALOGUED_MODELS", default=False),
             permission_strictness=env.get("BROKER_PERMISSION_STRICTNESS", ""),
             poll_seconds=float(env.get("BROKER_POLL_SECONDS") or 5),
+            watchdog_stall_seconds=_seconds(env, "WATCHDOG_STALL_SECONDS", default=DEFAULT_WATCHDOG_STALL_SECONDS),
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, *, default: float) -> float:
+    """A positive number of seconds."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}='{env[name]}' is not a positive number of seconds.")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:

@@ -8,6 +8,7 @@ never key values; no builder takes a free-form payload that could smuggle one in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -207,6 +208,15 @@ def key_rotation_event(
     return _envelope(kind, event_id=event_id, subject=run.id, time=time, source=source, data=data)
 
 
+# A rejected event for a malformed message echoes what the message held, so it is bounded to fit any queue message
+# (Azure's 64 KiB, base64 included: 16 KiB of JSON becomes under 22 KiB) and a webhook body. Budgets are in
+# serialised characters (json.dumps escapes everything beyond ASCII, so characters are bytes).
+MAX_REJECTED_EVENT_BYTES = 16 * 1024
+_ECHO_BUDGETS = {"messageId": 256, "ticket": 1024, "code": 128, "message": 4096, "field": 128, "detail": 768}
+MAX_ECHOED_DETAILS = 8
+TRUNCATED = "…"
+
+
 def malformed_request_rejected_event(
     *,
     message_id: str,
@@ -217,21 +227,56 @@ def malformed_request_rejected_event(
     details: Sequence[Mapping[str, str]] = (),
     source: str = DEFAULT_SOURCE,
 ) -> dict[str, Any]:
-    """The rejected event for a queue message that never became a run (subject = the queue message id)."""
+    """The rejected event for a queue message that never became a run (subject = the queue message id).
+
+    Every echoed value is cut (ending in "…") to its budget and at most MAX_ECHOED_DETAILS details are kept (the
+    last saying how many were left out), so the event never exceeds MAX_REJECTED_EVENT_BYTES serialised, whatever
+    the message held.
+    """
+    subject = _clipped(message_id, "messageId")
+    kept = [
+        {
+            "field": _clipped(str(item.get("field", "")), "field"),
+            "message": _clipped(str(item.get("message", "")), "detail"),
+        }
+        for item in list(details)[:MAX_ECHOED_DETAILS]
+    ]
+    if len(details) > MAX_ECHOED_DETAILS:
+        left_out = len(details) - MAX_ECHOED_DETAILS + 1
+        kept[-1] = {"field": "(more)", "message": f"{left_out} more errors left out."}
     data = {
         "runId": None,
-        "ticket": ticket,
+        "ticket": _clipped(ticket, "ticket"),
         "status": RunStatus.REJECTED.value,
-        "error": {"code": code, "message": message, "details": [dict(item) for item in details]},
+        "error": {"code": _clipped(code, "code"), "message": _clipped(message, "message"), "details": kept},
     }
-    return _envelope(
+    event = _envelope(
         EventKind.REJECTED,
-        event_id=f"message-{message_id}/{EventKind.REJECTED.value}",
-        subject=message_id,
+        event_id=f"message-{subject}/{EventKind.REJECTED.value}",
+        subject=subject,
         time=time,
         source=source,
         data=data,
     )
+    # The budgets keep it within the bound; this keeps the promise should a budget or the envelope ever grow.
+    while len(json.dumps(event)) > MAX_REJECTED_EVENT_BYTES and data["error"]["details"]:
+        data["error"]["details"].pop()
+    return event
+
+
+def _clipped(text: str, budget: str) -> str:
+    """`text`, cut so that its JSON form (escapes counted) takes at most its budget's characters."""
+    limit = _ECHO_BUDGETS[budget]
+    if len(text) * 12 + 2 <= limit or len(json.dumps(text)) <= limit:  # 12: an escaped astral character
+        return text
+    low, high = 0, min(len(text), limit)  # the longest prefix that fits, found by halving
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(json.dumps(text[:middle] + TRUNCATED)) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + TRUNCATED
 
 
 def _envelope(

@@ -1,4 +1,7 @@
-"""Storage queues: JSON messages, base64-encoded as host.json's messageEncoding expects, maybe delayed."""
+"""Storage queues: JSON messages, base64-encoded as host.json's messageEncoding expects, maybe delayed.
+
+The client comes from `shared.adapters.storage`: a connection string, or identity-based as in Azure.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from shared.adapters.identity import broker_credential
+from shared.adapters.storage import queue_client
 from shared.config import StorageSettings
 
 MAX_VISIBILITY_DELAY_SECONDS = 7 * 24 * 3600
@@ -24,14 +27,7 @@ class JsonQueue:
 
     @classmethod
     def open(cls, settings: StorageSettings, queue_name: str) -> JsonQueue:
-        encoding = {"message_encode_policy": TextBase64EncodePolicy()}
-        if settings.connection_string:
-            client = QueueClient.from_connection_string(settings.connection_string, queue_name, **encoding)
-        elif settings.queue_service_uri:
-            credential = broker_credential()
-            client = QueueClient(settings.queue_service_uri, queue_name, credential=credential, **encoding)
-        else:
-            raise ValueError("Set AzureWebJobsStorage or AzureWebJobsStorage__queueServiceUri for queues.")
+        client = queue_client(settings, queue_name, message_encode_policy=TextBase64EncodePolicy())
         with contextlib.suppress(ResourceExistsError):
             client.create_queue()
         return cls(client)

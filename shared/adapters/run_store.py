@@ -2,10 +2,15 @@
 
 - A deployment row per (workspace, model) holds the Deployment resource; its `status.currentRunId`, changed only
   with ETag concurrency, is the single-flight claim that lets one run at a time write to Azure.
-- A run row per operation (deploy, repair, delete).
+- A run row per operation (deploy, repair, delete); its `InFlight` column ("true" while the run has not ended or a
+  key rotation on it has not) is what the watchdog queries.
 - An idempotency row maps (caller, Idempotency-Key) to the answer the first request got (a run or a deployment)
   and the fingerprint of that request, so a retried POST gets the same answer and a reused key is caught.
 - A ticket row per (ticket, run) makes `?ticket=` find every request, joiners included.
+- A poison row per malformed request message (keyed by its queue message id) is the claim that copies it to the
+  poison queue once, however often it is delivered.
+- An undelivered row per message the broker could not send (partition `undelivered`: the message itself, where it
+  was going and why it failed), for an operator to query and resend rather than a retry that never ends.
 Claims are rows whose creation either succeeds or fails with a conflict: Table Storage is the arbiter.
 """
 
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +30,10 @@ RUNS = "run"
 DEPLOYMENTS = "deployment"
 IDEMPOTENCY = "idempotency"
 TICKETS = "ticket"
+POISON = "poison"
+UNDELIVERED = "undelivered"
 MAX_UPDATE_ATTEMPTS = 8
+IN_FLIGHT = "InFlight"
 
 
 class DocumentTablePort(Protocol):
@@ -120,6 +128,11 @@ class RunStore:
         page = self._table.query(RUNS, equals, page_size=page_size, continuation_token=continuation_token)
         return RunPage([RunRecord.from_storage_dict(doc) for doc in page.documents], page.continuation_token)
 
+    def list_in_flight(self, *, page_size: int = 100, continuation_token: str | None = None) -> RunPage:
+        """Runs a chain of work messages should be carrying (RunRecord.in_flight): the watchdog's sweep."""
+        page = self._table.query(RUNS, {IN_FLIGHT: "true"}, page_size=page_size, continuation_token=continuation_token)
+        return RunPage([RunRecord.from_storage_dict(doc) for doc in page.documents], page.continuation_token)
+
     def index_ticket(self, ticket: str | None, *, run_id: str, deployment_id: str | None) -> None:
         """Make `ticket` find `run_id` (idempotent)."""
         if not ticket:
@@ -128,6 +141,36 @@ class RunStore:
         index = _present(Ticket=ticket, RunId=run_id, DeploymentId=deployment_id)
         with contextlib.suppress(RecordExistsError):
             self._table.create(TICKETS, f"{_digest(ticket)}-{run_id}", document, index)
+
+    # -- malformed messages and what could not be sent -----------------------------------------------------------
+
+    def claim_poison(self, message_id: str, details: Mapping[str, Any] | None = None) -> bool:
+        """Claim the poison copy of request message `message_id`: True for the delivery that made the claim (it
+        copies the message), False when an earlier delivery made it. `details` are kept on the claim for operators."""
+        document = {"messageId": message_id, **(details or {})}
+        try:
+            self._table.create(POISON, _digest(message_id), document, {})
+        except RecordExistsError:
+            return False
+        return True
+
+    def release_poison(self, message_id: str) -> None:
+        """Give the claim up (its copy failed), so the next delivery copies the message."""
+        self._table.delete(POISON, _digest(message_id))
+
+    def record_undelivered(self, kind: str, key: str, document: Mapping[str, Any]) -> None:
+        """Keep a message that could not be sent (`kind`: what it is, e.g. `event`; `key`: its id) in partition
+        `undelivered`, for an operator to find (PartitionKey eq 'undelivered') and resend. Idempotent per key."""
+        with contextlib.suppress(RecordExistsError):
+            self._table.create(
+                UNDELIVERED, f"{kind}-{_digest(key)}", {"kind": kind, "key": key, **document}, {"Kind": kind}
+            )
+
+    def list_undelivered(self, *, kind: str | None = None, page_size: int = 50, continuation_token: str | None = None):
+        """The undelivered rows (of `kind`), a page at a time."""
+        return self._table.query(
+            UNDELIVERED, _present(Kind=kind), page_size=page_size, continuation_token=continuation_token
+        )
 
     # -- deployments -----------------------------------------------------------------------------------------------
 
@@ -244,6 +287,7 @@ def _run_index(run: RunRecord) -> dict[str, str]:
         "Operation": run.operation,
         "DeploymentId": run.deployment_id or "",
         "CreatedAt": run.created_at.isoformat(),
+        IN_FLIGHT: "true" if run.in_flight else "false",
     }
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, UpdateMode
 
-from shared.adapters.identity import broker_credential
+from shared.adapters.storage import table_service_client
 from shared.azure_errors import RecordChangedError, RecordExistsError
 from shared.config import StorageSettings
 
@@ -39,12 +39,7 @@ class DocumentTable:
 
     @classmethod
     def open(cls, settings: StorageSettings, table_name: str) -> DocumentTable:
-        if settings.connection_string:
-            service = TableServiceClient.from_connection_string(settings.connection_string)
-        elif settings.table_service_uri:
-            service = TableServiceClient(settings.table_service_uri, credential=broker_credential())
-        else:
-            raise ValueError("Set AzureWebJobsStorage or AzureWebJobsStorage__tableServiceUri for Table Storage.")
+        service = table_service_client(settings)
         service.create_table_if_not_exists(table_name)
         return cls(service.get_table_client(table_name))
 

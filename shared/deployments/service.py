@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Collection
@@ -61,10 +62,15 @@ from shared.requests import DeploymentRequest, QueueDeploymentRequest, validatio
 from shared.run_outcomes import Submission, announce, join_in_flight, problem_of, rejected
 from shared.runs import CrossRegion, EndpointInfo, RunOperation, RunRecord, RunStatus
 from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
+from shared.wire import QUEUE_LIMITS, WireError, decoded_text, read_json_object, top_level_string
 
 LOGGER = logging.getLogger(__name__)
 # Concurrent requests for one deployment settle within a few rounds; more means something keeps rewriting it.
 MAX_RECONCILE_ROUNDS = 16
+# What a base64-encoded queue message (64 KiB) holds: the poison copy of a message that arrived on one always fits.
+MAX_POISON_COPY_BYTES = 48 * 1024
+_LOGGED_DETAIL = 1000
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class IdempotencyConflictError(Exception):
@@ -422,19 +428,30 @@ class DeploymentService:
 
     # -- queue and worker ------------------------------------------------------------------------------------------
 
-    def intake_message(self, body: str, *, message_id: str) -> Submission | None:
-        """A `deployment-requests` message; a malformed one is poisoned at once, with a rejected event."""
+    def intake_message(self, body: bytes | str, *, message_id: str) -> Submission | None:
+        """A `deployment-requests` message, as the bytes that arrived (or their text). One that breaks a limit of
+        shared/wire.py or is not a valid request is poisoned (see _poison) and None returned; nothing such a message
+        holds makes this raise."""
         try:
-            message = QueueDeploymentRequest.from_wire(json.loads(body))
-        except (json.JSONDecodeError, ValidationError) as error:
-            self._poison(body, message_id, error)
+            document = read_json_object(body, QUEUE_LIMITS)
+        except WireError as error:
+            refusal = _Refusal(error.problem_type.slug, error.message, [error.as_error()], limit=error.limit)
+            self._poison(body, message_id, refusal, ticket=top_level_string(body, "ticket"))
+            return None
+        try:
+            message = QueueDeploymentRequest.from_wire(document)
+        except ValidationError as error:
+            errors = validation_problems(error)
+            detail = "The request message is not valid: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+            self._poison(body, message_id, _Refusal("validation-failed", detail, errors), ticket=_ticket_of(document))
             return None
         # The same message delivered twice, or re-sent verbatim, must not make a second run.
-        key = "message:" + hashlib.sha256(body.strip().encode()).hexdigest()
+        key = "message:" + hashlib.sha256(decoded_text(body).strip().encode()).hexdigest()
         if message.type == "delete" and self._lifecycle is not None:
             return self._lifecycle.intake_delete(message, idempotency_key=key)
         if message.type != "deploy":
-            self._poison(body, message_id, None, detail=f"Request type '{message.type}' is not supported yet.")
+            refusal = _Refusal("validation-failed", f"Request type '{message.type}' is not supported yet.", [])
+            self._poison(body, message_id, refusal, ticket=message.ticket)
             return None
         return self.submit(
             message.deployment_request(), caller=message.requested_by, idempotency_key=key, ticket=message.ticket
@@ -464,27 +481,101 @@ class DeploymentService:
             }
         return answer
 
-    def _poison(self, body: str, message_id: str, error: Exception | None, *, detail: str | None = None) -> None:
-        self._queues.requests_poison.send_raw(body)
-        ticket = _readable_ticket(body)
-        if isinstance(error, ValidationError):
-            errors = validation_problems(error)
-            message = "The request message is not valid: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        else:
-            errors = []
-            message = detail or "The request message is not JSON."
-        LOGGER.warning("deployment request message %s poisoned: %s", message_id, message)
-        if ticket:
-            self._queues.events.send(
-                malformed_request_rejected_event(
-                    message_id=message_id,
-                    ticket=ticket,
-                    code="validation-failed",
-                    message=message,
-                    time=self._clock(),
-                    details=errors,
-                )
+    def _poison(self, raw: bytes | str, message_id: str, refusal: _Refusal, *, ticket: str | None) -> None:
+        """Copy a malformed message to the poison queue once however often it is delivered, and tell its ticket.
+
+        Decided before copying: the delivery that claims the copy in the run store (a row keyed by the queue
+        message id) copies it, and a redelivery finds the claim and copies and sends nothing. A copy that fails
+        gives the claim back and raises, so the host's retry copies it; a crash between the claim and the copy
+        loses the copy rather than making two. Once the message is copied nothing raises: the rejected event
+        (bounded to fit a queue message) goes out when a ticket is readable, or is recorded as undelivered.
+        """
+        LOGGER.warning("deployment request message %s poisoned: %s", message_id, refusal.message[:_LOGGED_DETAIL])
+        copy = _poison_copy(raw)
+        received = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+        # What an operator needs to match the claim with the copy (and with the original, should the copy differ).
+        details = {
+            "code": refusal.code,
+            "limit": refusal.limit,
+            "bytes": len(received),
+            "sha256": hashlib.sha256(received).hexdigest(),
+            "copyTruncated": copy.truncated,
+            "at": self._clock().isoformat(),
+        }
+        if not self._runs.claim_poison(message_id, details):
+            LOGGER.info(
+                "deployment request message %s was poisoned by an earlier delivery; not copied again", message_id
             )
+            return
+        try:
+            self._queues.requests_poison.send_raw(copy.text)
+        except Exception:
+            self._runs.release_poison(message_id)
+            raise
+        if ticket:
+            self._tell_rejected(message_id, ticket, refusal)
+
+    def _tell_rejected(self, message_id: str, ticket: str, refusal: _Refusal) -> None:
+        """Send the rejected event; one the queue refuses (or that cannot be built) is recorded, never raised."""
+        try:
+            event = malformed_request_rejected_event(
+                message_id=message_id,
+                ticket=ticket,
+                code=refusal.code,
+                message=refusal.message,
+                time=self._clock(),
+                details=refusal.details,
+            )
+        except Exception:  # a message is completed once copied, whatever it held
+            LOGGER.exception("the rejected event for request message %s could not be built", message_id)
+            return
+        try:
+            self._queues.events.send(event)
+        except Exception as error:  # noqa: BLE001 - recorded for an operator rather than retried forever
+            self._record_undelivered(event, error)
+
+    def _record_undelivered(self, event: dict[str, Any], error: Exception) -> None:
+        reason = f"{type(error).__name__}: {str(error)[:_LOGGED_DETAIL]}"
+        LOGGER.error("event %s could not be sent (%s); recorded as undelivered", event["id"], reason)
+        try:
+            self._runs.record_undelivered(
+                "event",
+                event["id"],
+                {"queue": "events", "event": event, "error": reason, "at": self._clock().isoformat()},
+            )
+        except Exception:  # the log line above is then the only record
+            LOGGER.exception("event %s could not be recorded as undelivered either", event["id"])
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Why a request message is poisoned: the problem slug, what is wrong, the fields, and the wire limit broken."""
+
+    code: str
+    message: str
+    details: list[dict[str, str]]
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class _PoisonCopy:
+    text: str
+    truncated: bool
+
+
+def _poison_copy(raw: bytes | str) -> _PoisonCopy:
+    """The poison queue's copy: the message as it arrived when it is UTF-8 text; otherwise with each undecodable
+    byte as U+FFFD (the queue port carries text). Cut, should it be longer, to what a base64 queue message holds."""
+    text = _SURROGATES.sub("\ufffd", raw) if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+    encoded = text.encode("utf-8")
+    if len(encoded) <= MAX_POISON_COPY_BYTES:
+        return _PoisonCopy(text, truncated=False)
+    return _PoisonCopy(encoded[:MAX_POISON_COPY_BYTES].decode("utf-8", errors="ignore"), truncated=True)
+
+
+def _ticket_of(document: dict[str, Any]) -> str | None:
+    ticket = document.get("ticket")
+    return ticket if isinstance(ticket, str) and ticket.strip() else None
 
 
 def _first_status(plan: DeploymentPlan, existing: Endpoint | None, seen: Observation | None) -> tuple[RunStatus, str]:
@@ -548,11 +639,3 @@ def _azure_refusal(error: AzureCallError, request: DeploymentRequest) -> Problem
             azureCode=error.code,
         )
     return None
-
-
-def _readable_ticket(body: str) -> str | None:
-    try:
-        ticket = json.loads(body).get("ticket")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return ticket if isinstance(ticket, str) and ticket.strip() else None

@@ -5,6 +5,11 @@ resumed run and a repair all converge on the same state: a Subscribed subscripti
 endpoint is kept, and a key is written to Key Vault only when the stored value differs. The last step re-reads
 everything (shared/deployments/observe.py) and the run succeeds only when Azure reports every condition True.
 Each step records what it saw on the deployment's conditions.
+
+A step moves its run on only while its message's chain still carries the run (the step token, shared/engine.py): the
+status change is written only if the run's token is still the message's, and only the step that wrote it queues the
+next step, under the new token. A chain the watchdog replaced, or a duplicate delivery, therefore never queues a
+second chain, and never announces the run's end a second time.
 """
 
 from __future__ import annotations
@@ -17,7 +22,18 @@ from shared.catalog import ModelCatalog
 from shared.cross_region import EndpointNotReadyError, connect
 from shared.deployment import Condition, ConditionType, Deployment, condition
 from shared.deployments.observe import DEFAULT_HEALTHY_STATES, PROVISIONING_IN_PROGRESS, observe
-from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, StepFailedError, StepQueue, WorkItem
+from shared.engine import (
+    DEPLOY_STEPS,
+    PROVISION,
+    RESUME_STEP,
+    STORE_KEYS,
+    SUBSCRIBE,
+    VERIFY,
+    StepFailedError,
+    StepQueue,
+    WorkItem,
+)
+from shared.engine import STEP_STATUS as ENGINE_STEP_STATUS
 from shared.events import outcome_events
 from shared.key_secrets import KEY_TYPES, RUN_TAG, store_key
 from shared.ownership import ownership_tags
@@ -38,13 +54,8 @@ from shared.telemetry import BROKER_TELEMETRY, OUTCOME, BrokerTelemetry, StepOut
 LOGGER = logging.getLogger(__name__)
 SUBSCRIBED = "subscribed"
 SUCCEEDED = "succeeded"
-STEP_STATUS = {
-    SUBSCRIBE: RunStatus.SUBSCRIBING,
-    PROVISION: RunStatus.PROVISIONING,
-    STORE_KEYS: RunStatus.STORING_KEYS,
-    VERIFY: RunStatus.VERIFYING,
-}
-FIRST_STEP = {status: step for step, status in STEP_STATUS.items()}
+STEP_STATUS = {step: ENGINE_STEP_STATUS[step] for step in DEPLOY_STEPS}
+FIRST_STEP = {status: RESUME_STEP[status] for status in STEP_STATUS.values()}
 
 
 class Workflow:
@@ -83,30 +94,26 @@ class Workflow:
         }
 
     def start(self, run: RunRecord) -> None:
-        """Queue the first step for a run that intake moved past Validating."""
-        self._steps.send(WorkItem(run.id, FIRST_STEP[run.status]))
+        """Queue the first step for a run that intake moved past Validating (and stored)."""
+        self._steps.send(WorkItem(run.id, FIRST_STEP[run.status], step_token=run.step_token))
 
     def advance(self, item: WorkItem) -> None:
         with self._telemetry.step_span(item.run_id, item.step) as span:
             span.set_attribute(OUTCOME, self._advance(item))
 
     def _advance(self, item: WorkItem) -> StepOutcome:
-        stored = self._runs.get(item.run_id)
-        if stored is None:
-            LOGGER.warning("work item for unknown run %s dropped", item.run_id)
-            return StepOutcome.DROPPED
-        run: RunRecord = stored.run
-        if run.status is not STEP_STATUS[item.step]:
-            # A duplicate or stale delivery: the run already moved past (or never reached) this step.
-            LOGGER.info("run %s is %s; %s message dropped", run.id, run.status, item.step)
+        run = self._steps.admit(self._runs, item, now=self._clock())
+        if run is None:
             return StepOutcome.DROPPED
         if not self._still_current(run):
-            self._fail(run, "RunSuperseded", "Another run took over this deployment; this run writes nothing more.")
+            self._fail(
+                run, item, "RunSuperseded", "Another run took over this deployment; this run writes nothing more."
+            )
             return StepOutcome.DROPPED
         plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         handler = self._handlers[item.step]
         return self._steps.run(
-            item, lambda: handler(run, plan, item), lambda code, message: self._fail(run, code, message)
+            item, lambda: handler(run, plan, item), lambda code, message: self._fail(run, item, code, message)
         )
 
     def _still_current(self, run: RunRecord) -> bool:
@@ -129,9 +136,14 @@ class Workflow:
                     ConditionType.SUBSCRIPTION_READY, "True", "Subscribed", f"'{name}' is Subscribed.", at=self._clock()
                 ),
             )
-            self._move(run.id, RunStatus.PROVISIONING, f"Marketplace subscription '{name}' is Subscribed")
-            self._steps.send(item.next(PROVISION))
+            self._move_on(item, RunStatus.PROVISIONING, PROVISION, f"Marketplace subscription '{name}' is Subscribed")
             return StepOutcome.ADVANCED
+        state = (subscription.provisioning_state or "").lower() if subscription else ""
+        if state in PROVISIONING_IN_PROGRESS and not item.operation_url:
+            # Being created by this run's earlier chain (one the watchdog replaced, so its operation URL went with it):
+            # look again later rather than subscribing a second time.
+            self._steps.send(item, delay_seconds=self._steps.timings.poll_seconds)
+            return StepOutcome.WAITING
         if item.operation_url:
             status = subscription.status if subscription else "missing"
             raise StepFailedError(
@@ -160,8 +172,7 @@ class Workflow:
                         at=self._clock(),
                     ),
                 )
-                self._move(run.id, RunStatus.STORING_KEYS, f"endpoint '{endpoint.name}' is provisioned")
-                self._steps.send(item.next(STORE_KEYS))
+                self._move_on(item, RunStatus.STORING_KEYS, STORE_KEYS, f"endpoint '{endpoint.name}' is provisioned")
                 return StepOutcome.ADVANCED
             if state in PROVISIONING_IN_PROGRESS:
                 self._steps.send(item, delay_seconds=self._steps.timings.poll_seconds)
@@ -210,8 +221,9 @@ class Workflow:
             )
             return moved.with_changes(at=moved.updated_at, cross_region=cross_region) if cross_region else moved
 
-        self._runs.update(run.id, stored)
-        self._steps.send(item.next(VERIFY))
+        moved, made = self._fenced(item, stored)
+        if made:
+            self._steps.send(item.next(VERIFY, step_token=moved.step_token))
         return StepOutcome.ADVANCED
 
     def _verify(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
@@ -245,17 +257,14 @@ class Workflow:
                     done, at=self._clock(), conditions=seen.conditions, keys_written=keys_written
                 ),
             )
-        finished = self._runs.update(
-            run.id,
-            lambda current: (
-                current
-                if current.is_terminal
-                else current.transition(
-                    RunStatus.SUCCEEDED, at=self._clock(), detail="Azure reports every condition True", endpoint=info
-                )
+        finished, made = self._fenced(
+            item,
+            lambda current: current.transition(
+                RunStatus.SUCCEEDED, at=self._clock(), detail="Azure reports every condition True", endpoint=info
             ),
         )
-        self._announce(finished)
+        if made:
+            self._announce(finished)
         return StepOutcome.ADVANCED
 
     def _connect(self, run: RunRecord, endpoint: Endpoint, keys: EndpointKeys) -> CrossRegion | None:
@@ -314,22 +323,41 @@ class Workflow:
 
         self._runs.update_deployment(run.deployment_id, noted)
 
-    def _move(self, run_id: str, status: RunStatus, detail: str) -> None:
-        self._runs.update(run_id, lambda current: current.transition(status, at=self._clock(), detail=detail))
+    def _fenced(self, item: WorkItem, change: Callable[[RunRecord], RunRecord]) -> tuple[RunRecord, bool]:
+        """Apply the status change `change` to `item`'s run while `item`'s chain still carries it (same step token,
+        still at the step): the run as stored, and whether this call changed it (False when another chain, or an
+        earlier delivery, moved it first)."""
+        made = False
 
-    def _fail(self, run: RunRecord, code: str, message: str) -> None:
+        def fenced(current: RunRecord) -> RunRecord:
+            nonlocal made
+            made = current.step_token == item.step_token and current.status is STEP_STATUS[item.step]
+            return change(current) if made else current
+
+        stored = self._runs.update(item.run_id, fenced)
+        if not made:
+            LOGGER.info("run %s: this %s chain no longer carries the run; nothing written", item.run_id, item.step)
+        return stored, made
+
+    def _move_on(self, item: WorkItem, status: RunStatus, step: str, detail: str) -> None:
+        """Move the run to `status` and queue `step`, under the token the move gave it."""
+        moved, made = self._fenced(item, lambda current: current.transition(status, at=self._clock(), detail=detail))
+        if made:
+            self._steps.send(item.next(step, step_token=moved.step_token))
+
+    def _fail(self, run: RunRecord, item: WorkItem, code: str, message: str) -> None:
         error = RunError(code=code, message=message)
-        failed = self._runs.update(
-            run.id,
-            lambda current: (
-                current if current.is_terminal else current.transition(RunStatus.FAILED, at=self._clock(), error=error)
-            ),
+        failed, made = self._fenced(
+            item, lambda current: current.transition(RunStatus.FAILED, at=self._clock(), error=error)
         )
+        # The deployment hears of the run's end either way (a no-op unless the run ended and is still its current
+        # run); only the chain whose write ended the run announces it.
         if run.deployment_id:
             self._runs.update_deployment(
                 run.deployment_id, lambda current: current.run_finished(failed, at=self._clock())
             )
-        self._announce(failed)
+        if made:
+            self._announce(failed)
 
     def _announce(self, run: RunRecord) -> None:
         for event in outcome_events(run, time=self._clock()):

@@ -191,23 +191,24 @@ class KeyRotator(LifecycleOperation):
             # Another rotation may have started since `run` was read: then this one does not.
             if rotation_problem(current) is not None:
                 return current
-            return current.with_changes(at=self._clock(), key_rotations=(*current.key_rotations, rotation))
+            # A rotation is a new chain of steps on the run: a message left from an earlier one no longer counts.
+            added = current.with_changes(at=self._clock(), key_rotations=(*current.key_rotations, rotation))
+            return added.rechained(at=added.updated_at)
 
         updated = self._runs.update(run.id, add)
         if updated.pending_rotation is None or updated.pending_rotation.id != rotation.id:
             return RotationOutcome(updated, None, rotation_problem(updated))
-        self._steps.send(WorkItem(run.id, ROTATE_KEY))
+        self._steps.send(WorkItem(run.id, ROTATE_KEY, step_token=updated.step_token))
         return RotationOutcome(updated, rotation, None)
 
     # -- the rotate-key step ---------------------------------------------------------------------------------------
 
     def advance(self, item: WorkItem) -> None:
-        stored = self._runs.get(item.run_id)
-        rotation = stored.run.pending_rotation if stored else None
-        if stored is None or rotation is None:
-            LOGGER.info("run %s has no rotation in progress; %s message dropped", item.run_id, item.step)
+        # Only a message of the run's current chain, while a rotation is in progress, goes on (shared/engine.py).
+        run = self._steps.admit(self._runs, item, now=self._clock())
+        rotation = run.pending_rotation if run else None
+        if run is None or rotation is None:
             return
-        run: RunRecord = stored.run
         plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         self._steps.run(
             item,

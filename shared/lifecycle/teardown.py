@@ -179,7 +179,7 @@ class Teardown(LifecycleOperation):
         except RecordExistsError:
             LOGGER.info("delete run %s was stored by an earlier attempt", started.id)
         self._events.send(accepted_event(started, time=self._clock()))
-        self._steps.send(WorkItem(started.id, DELETE_ENDPOINT))
+        self._steps.send(WorkItem(started.id, DELETE_ENDPOINT, step_token=started.step_token))
         return Submission("created", run=started, deployment=saved)
 
     def _already_deleted(self, run: RunRecord, stored: Any) -> Submission:
@@ -268,11 +268,10 @@ class Teardown(LifecycleOperation):
     # -- steps -----------------------------------------------------------------------------------------------------
 
     def advance(self, item: WorkItem) -> None:
-        stored = self._runs.get(item.run_id)
-        if stored is None or stored.run.status is not RunStatus.DELETING:
-            LOGGER.info("run %s is not being deleted; %s message dropped", item.run_id, item.step)
+        # Only a message of the run's current chain goes on (shared/engine.py); any other is dropped.
+        run = self._steps.admit(self._runs, item, now=self._clock())
+        if run is None:
             return
-        run: RunRecord = stored.run
         plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         step = self._delete_endpoint if item.step == DELETE_ENDPOINT else self._delete_subscription
         self._steps.run(item, lambda: step(run, plan, item), lambda code, message: self._fail(run, plan, code, message))

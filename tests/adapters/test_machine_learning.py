@@ -1,7 +1,11 @@
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
+from devstack.emulator.testing import running_emulator
+from shared.adapters.arm import ArmClient, _retry_after
 from shared.adapters.machine_learning import MachineLearningAdapter
 from shared.azure_errors import AzureCallError
 from shared.ports import Operation
@@ -95,3 +99,45 @@ def test_a_throttled_call_surfaces_as_transient_with_its_retry_after(ml, workspa
 
     assert raised.value.transient
     assert raised.value.retry_after == 1
+
+
+def test_the_poll_delay_comes_from_retry_after_ms_for_sub_second_timings(ml, workspace):
+    operation = ml.begin_create_endpoint(
+        workspace, "phi-ep", model_id=PHI, location="eastus2", content_safety="Enabled", tags={}
+    )
+
+    assert operation.retry_after == 0.1
+    assert ml.get_operation(operation).retry_after in {0.1, None}
+
+
+def test_the_poll_delay_comes_from_whole_second_retry_after_as_arm_sends_it(monkeypatch):
+    with running_emulator(timings={"lroSeconds": None, "retryAfterMs": 2000}) as emulator:
+        for name, value in emulator.env.items():
+            monkeypatch.setenv(name, value)
+        ml = MachineLearningAdapter(ArmClient(emulator.arm_url, emulator.credential()))
+        workspace = emulator.workspace_path("demo-project")
+        operation = ml.begin_create_endpoint(
+            workspace, "phi-ep", model_id=PHI, location="eastus2", content_safety="Enabled", tags={}
+        )
+        progress = ml.get_operation(operation)
+        deleting = ml.begin_delete_endpoint(workspace, "phi-ep")
+
+    assert (operation.retry_after, progress.retry_after, deleting.retry_after) == (2.0, 2.0, 2.0)
+    assert not progress.done
+
+
+class _Answer:
+    def __init__(self, **headers: str) -> None:
+        self.headers = headers
+
+
+def test_retry_after_forms_arm_may_send():
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+
+    assert _retry_after(_Answer(**{"Retry-After": "12"})) == 12
+    assert _retry_after(_Answer(**{"retry-after-ms": "250", "Retry-After": "1"})) == 0.25
+    assert _retry_after(_Answer(**{"x-ms-retry-after-ms": "1500"})) == 1.5
+    assert 25 < _retry_after(_Answer(**{"Retry-After": soon})) <= 30
+    assert _retry_after(_Answer(**{"Retry-After": "0"})) is None
+    assert _retry_after(_Answer(**{"Retry-After": "soon"})) is None
+    assert _retry_after(_Answer()) is None

@@ -12,6 +12,7 @@ run repository runs `action` just before the next `operation`, which is how test
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
@@ -188,6 +189,13 @@ class FakeMachineLearning(_Recorder):
     def remove_subscription(self, workspace_id: str, name: str) -> None:
         """The Marketplace subscription deleted out of band (in the portal): no ARM call of the broker's is logged."""
         del self.subscriptions[_key(workspace_id, name)]
+
+    def finish_operations(self) -> None:
+        """Azure finishes every operation in flight, whether or not anyone polls it (a lost chain's, say)."""
+        for pending in self._operations.values():
+            if not pending.done:
+                pending.done = True
+                pending.finish(pending.error is None)
 
     # MachineLearningPort.
 
@@ -669,3 +677,36 @@ class FakeConnections:
 
     def delete_connection(self, workspace_id: str, name: str) -> None:
         self.connections.pop((workspace_id.lower(), name.lower()), None)
+
+
+# Azure Storage's own limit on a queue message, for tests of what the broker does when a queue refuses one.
+
+AZURE_QUEUE_MESSAGE_BYTES = 64 * 1024
+
+
+class QueueRefusedError(Exception):
+    """What sending raises when the queue will not take a message (Azure answers 400 MessageTooLarge, say)."""
+
+
+def limit_like_azure(queue: FakeQueue, *, refuse_all: bool = False) -> list[str]:
+    """Make `queue` refuse, as Azure Storage does, a message whose base64 text (the host's messageEncoding) is over
+    64 KiB, or with `refuse_all` every message; returns the list the refused texts are added to."""
+    refused: list[str] = []
+    send, send_raw = queue.send, queue.send_raw
+
+    def check(text: str) -> None:
+        if refuse_all or len(base64.b64encode(text.encode())) > AZURE_QUEUE_MESSAGE_BYTES:
+            refused.append(text)
+            raise QueueRefusedError(f"MessageTooLarge: {len(text)} characters")
+
+    def limited_send(message: Mapping[str, Any], *, delay_seconds: float = 0) -> None:
+        check(json.dumps(message))
+        send(message, delay_seconds=delay_seconds)
+
+    def limited_send_raw(text: str) -> None:
+        check(text)
+        send_raw(text)
+
+    queue.send = limited_send  # type: ignore[method-assign]
+    queue.send_raw = limited_send_raw  # type: ignore[method-assign]
+    return refused

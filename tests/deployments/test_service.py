@@ -5,7 +5,9 @@ deployment as it already is ("ready"), a repair run ("repair"), or a refusal; pl
 crash windows intake heals, the queue intake, reads and availability.
 """
 
+import base64
 import json
+import logging
 from dataclasses import replace
 
 import pytest
@@ -15,11 +17,12 @@ from shared.deployment import ConditionType, Deployment, DeploymentRequester, Ph
 from shared.deployments.preflight import spec_for
 from shared.deployments.service import IdempotencyConflictError
 from shared.engine import CLAIM_SETTLE_SECONDS, PROVISION, STORE_KEYS, SUBSCRIBE
-from shared.events import EVENT_TYPE_PREFIX
+from shared.events import EVENT_TYPE_PREFIX, MAX_REJECTED_EVENT_BYTES
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.plan import plan_for
 from shared.runs import RunError, RunRecord, RunStatus
 
+from .fakes import AZURE_QUEUE_MESSAGE_BYTES, limit_like_azure
 from .scenario import (
     AI_DEVELOPER_BLOCK,
     CATALOG,
@@ -97,7 +100,7 @@ def test_a_marketplace_request_makes_the_deployment_and_its_first_run(world):
     assert run.steps[-1].detail == CATALOG.classify(MARKETPLACE_MODEL).explanation
     expected = plan(deployment_request)
     assert (run.endpoint.name, run.endpoint.id) == (expected.endpoint_name, expected.endpoint_id)
-    assert world.work.bodies == [{"run_id": run.id, "step": SUBSCRIBE, "attempt": 0}]
+    assert world.work.bodies == [{"run_id": run.id, "step": SUBSCRIBE, "attempt": 0, "step_token": run.step_token}]
 
     assert world.deployment() == deployment
     assert run.deployment_id == deployment.id
@@ -119,7 +122,7 @@ def test_a_model_sold_directly_starts_provisioning(world):
     run = world.submit(DIRECT_MODEL).run
 
     assert run.status is RunStatus.PROVISIONING
-    assert world.work.bodies == [{"run_id": run.id, "step": PROVISION, "attempt": 0}]
+    assert world.work.bodies == [{"run_id": run.id, "step": PROVISION, "attempt": 0, "step_token": run.step_token}]
 
 
 def test_a_ticket_given_by_the_intake_overrides_the_requests(world):
@@ -137,7 +140,7 @@ def test_an_endpoint_the_broker_made_before_has_its_keys_stored_rather_than_made
 
     assert run.status is RunStatus.STORING_KEYS
     assert run.steps[-1].detail == f"endpoint '{name}' exists; storing its keys"
-    assert world.work.bodies == [{"run_id": run.id, "step": STORE_KEYS, "attempt": 0}]
+    assert world.work.bodies == [{"run_id": run.id, "step": STORE_KEYS, "attempt": 0, "step_token": run.step_token}]
     world.drain()
     assert world.run(run.id).status is RunStatus.SUCCEEDED
     assert world.ml.calls_to("begin_create_endpoint") == []
@@ -660,7 +663,7 @@ def test_a_key_whose_first_attempt_claimed_the_deployment_but_stored_no_run_take
 
     assert (submission.answer, submission.run.id) == ("created", "run-0001")
     assert world.waiting.slept == 0  # its own claim: nothing to wait for
-    assert world.work.bodies == [{"run_id": "run-0001", "step": PROVISION, "attempt": 0}]
+    assert world.work.bodies == [{"run_id": "run-0001", "step": PROVISION, "attempt": 0, "step_token": 2}]
     assert world.event_types() == ["accepted"]
 
 
@@ -747,7 +750,7 @@ def test_a_claim_whose_run_never_appears_is_taken_over_after_the_settle_window(w
     deployment = world.deployment()
     assert (deployment.status.phase, deployment.status.current_run_id) == (Phase.PROVISIONING, "run-0002")
     assert [item.run_id for item in deployment.requests] == ["run-0001", "run-0002"]
-    assert world.work.bodies == [{"run_id": "run-0002", "step": PROVISION, "attempt": 0}]
+    assert world.work.bodies == [{"run_id": "run-0002", "step": PROVISION, "attempt": 0, "step_token": 2}]
     world.drain()
     assert world.deployment().status.phase is Phase.READY
 
@@ -843,8 +846,8 @@ def test_a_queue_request_that_preflight_refuses_is_announced_with_its_ticket(wor
     assert (event["subject"], event["data"]["ticket"]) == (submission.run.id, "INC-1")
 
 
-def test_a_message_that_is_not_json_is_poisoned_without_an_event(world, caplog):
-    body = '{"ticket": "INC-1", '
+def test_a_message_that_is_not_json_and_names_no_ticket_is_poisoned_without_an_event(world, caplog):
+    body = '{"workspaceId": "w", '
 
     assert world.service.intake_message(body, message_id="m-1") is None
 
@@ -887,6 +890,234 @@ def test_a_message_missing_its_ticket_is_poisoned_without_an_event(world):
     assert world.service.intake_message(body, message_id="m-1") is None
 
     assert world.poison.raw == [body]
+    assert world.events.sent == []
+
+
+# Malformed messages: read within bounds, poisoned once however often delivered, answered whenever a ticket is readable.
+
+
+def poison_claims(world):
+    return [json.loads(document) for document in world.runs.table.documents("poison")]
+
+
+def undelivered(world):
+    return world.runs.list_undelivered(kind="event").documents
+
+
+def rejected_events(world):
+    return events_of(world, "rejected")
+
+
+def fits_a_queue_message(event) -> bool:
+    return len(base64.b64encode(json.dumps(event).encode())) <= AZURE_QUEUE_MESSAGE_BYTES
+
+
+def test_a_malformed_message_delivered_again_is_copied_and_answered_once(world):
+    body = queue_body(workspaceId="not-a-workspace", ticket="INC-3")
+
+    for _ in range(6):  # the host's first delivery and five redeliveries, all with the same message id
+        assert world.service.intake_message(body, message_id="m-30") is None
+
+    assert world.poison.raw == [body]
+    (event,) = rejected_events(world)
+    assert (event["id"], event["data"]["ticket"]) == ("message-m-30/rejected", "INC-3")
+    (claim,) = poison_claims(world)
+    assert (claim["messageId"], claim["code"], claim["bytes"]) == ("m-30", "validation-failed", len(body))
+
+
+def test_each_malformed_message_is_copied_once_even_when_two_have_the_same_body(world):
+    body = '{"ticket": "INC-4", '
+
+    world.service.intake_message(body, message_id="m-31")
+    world.service.intake_message(body, message_id="m-32")
+
+    assert world.poison.raw == [body, body]
+    assert [event["subject"] for event in rejected_events(world)] == ["m-31", "m-32"]
+
+
+def test_a_message_nested_thousands_deep_is_poisoned_at_once_and_its_ticket_told_the_limit(world):
+    body = '{"ticket": "INC-5", "tags": ' + "[" * 2000 + "]" * 2000 + "}"
+
+    assert world.service.intake_message(body, message_id="m-33") is None
+
+    assert world.poison.raw == [body]
+    (event,) = rejected_events(world)
+    error = event["data"]["error"]
+    assert (event["data"]["ticket"], error["code"]) == ("INC-5", "validation-failed")
+    assert "more than 32 deep" in error["message"]
+    assert poison_claims(world)[0]["limit"] == "depth"
+    assert world.runs.all_runs == []
+
+
+def test_a_message_near_the_queue_limit_is_copied_once_and_its_rejected_event_is_truncated_to_fit(world):
+    limit_like_azure(world.events)
+    limit_like_azure(world.poison)
+    huge = "x" * (47 * 1024)  # the largest body a base64 queue message of 64 KiB can carry is 48 KiB
+    body = queue_body(ticket="INC-6", requestedBy=huge)
+
+    for _ in range(2):
+        assert world.service.intake_message(body, message_id="m-34") is None
+
+    assert world.poison.raw == [body]
+    (event,) = rejected_events(world)
+    assert event["data"]["ticket"] == "INC-6"
+    assert "string of 48,128 characters at requestedBy" in event["data"]["error"]["message"]
+    assert len(json.dumps(event)) <= MAX_REJECTED_EVENT_BYTES
+    assert fits_a_queue_message(event)
+    assert undelivered(world) == []
+
+
+def test_a_message_whose_invalid_values_are_echoed_gets_a_rejected_event_within_the_bound(world):
+    limit_like_azure(world.events)
+    value = "\U0001f600" * 2000  # 8,000 bytes of UTF-8; each escaped as 12 characters in the event's JSON
+    body = json.dumps(
+        {"ticket": "INC-7", "requestedBy": value, "workspaceId": value, "modelId": value, "endpointName": value},
+        ensure_ascii=False,
+    )
+
+    assert world.service.intake_message(body, message_id="m-35") is None
+
+    (event,) = rejected_events(world)
+    assert len(json.dumps(event)) <= MAX_REJECTED_EVENT_BYTES
+    assert event["data"]["error"]["message"].endswith("…")
+    assert {item["field"] for item in event["data"]["error"]["details"]} <= {
+        "requestedBy",
+        "workspaceId",
+        "modelId",
+        "endpointName",
+    }
+
+
+def test_a_valid_looking_message_with_a_huge_ticket_is_told_under_its_ticket_cut_short(world):
+    ticket = "INC-" + "9" * 40_000
+    body = queue_body(ticket=ticket)
+
+    assert world.service.intake_message(body, message_id="m-36") is None
+
+    assert world.poison.raw == [body]
+    (event,) = rejected_events(world)
+    echoed = event["data"]["ticket"]
+    assert echoed.startswith("INC-999")
+    assert echoed.endswith("…")
+    assert len(echoed) < 1024
+    assert "at ticket" in event["data"]["error"]["message"]
+    assert len(json.dumps(event)) <= MAX_REJECTED_EVENT_BYTES
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "words"),
+    [
+        ('{"ticket": "INC-8", "ticket": "INC-9"}', "duplicate-key", "'ticket' more than once"),
+        (b'{"ticket": "INC-8", "tags": {"owner": "Zo\xeb"}}', "encoding", "is not UTF-8"),
+        ('{"ticket": "INC-8"}'.encode("utf-16"), "encoding", "UTF-16LE"),
+        ('{"ticket": "INC-8", "x": NaN}', "json-syntax", "NaN is not a JSON value"),
+        ('{"ticket": "INC-8", "x": 1', "json-syntax", "is not JSON"),
+    ],
+)
+def test_a_message_breaking_a_wire_rule_is_poisoned_and_told_which(world, body, limit, words):
+    answer = world.service.intake_message(body, message_id="m-37")
+
+    assert answer is None
+    assert len(world.poison.raw) == 1
+    assert poison_claims(world)[0]["limit"] == limit
+    events = rejected_events(world)
+    if limit == "encoding" and body.startswith(b"\xff\xfe"):
+        assert events == [], "no ticket can be read from UTF-16 text"
+        return
+    (event,) = events
+    assert event["data"]["ticket"] == "INC-8"
+    assert words in event["data"]["error"]["message"]
+    assert event["data"]["error"]["details"][0]["message"] == event["data"]["error"]["message"]
+
+
+def test_a_message_over_the_queue_limit_is_poisoned_as_too_large(world):
+    body = queue_body(ticket="INC-10") + " " * (64 * 1024)
+
+    assert world.service.intake_message(body, message_id="m-38") is None
+
+    (event,) = rejected_events(world)
+    assert (event["data"]["ticket"], event["data"]["error"]["code"]) == ("INC-10", "payload-too-large")
+    assert "the limit is 65,536 bytes" in event["data"]["error"]["message"]
+    (copy,) = world.poison.raw
+    assert len(copy.encode()) == 48 * 1024, "cut to what a base64 queue message holds"
+    assert poison_claims(world)[0]["copyTruncated"] is True
+
+
+def test_bytes_that_are_not_utf8_are_copied_with_replacement_characters_and_the_original_digest(world):
+    raw = b'{"ticket": "INC-11", "tags": {"owner": "Zo\xeb"}}'
+
+    assert world.service.intake_message(raw, message_id="m-39") is None
+
+    assert world.poison.raw == ['{"ticket": "INC-11", "tags": {"owner": "Zo\ufffd"}}']
+    claim = poison_claims(world)[0]
+    assert (claim["bytes"], claim["copyTruncated"]) == (len(raw), False)
+    assert claim["sha256"] == __import__("hashlib").sha256(raw).hexdigest()
+    assert rejected_events(world)[0]["data"]["ticket"] == "INC-11"
+
+
+def test_a_message_with_a_utf8_byte_order_mark_is_a_request_like_the_same_message_without(world):
+    first = world.service.intake_message(b"\xef\xbb\xbf" + queue_body().encode(), message_id="m-40")
+    again = world.service.intake_message(queue_body().encode(), message_id="m-41")
+
+    assert first.answer == "created"
+    assert (again.answer, again.run) == ("replayed", first.run)
+    assert world.poison.raw == []
+
+
+def test_a_rejected_event_the_queue_refuses_is_recorded_and_the_message_completed(world, caplog):
+    limit_like_azure(world.events, refuse_all=True)
+    body = queue_body(workspaceId="not-a-workspace", ticket="INC-12")
+
+    with caplog.at_level(logging.ERROR):
+        assert world.service.intake_message(body, message_id="m-42") is None
+        assert world.service.intake_message(body, message_id="m-42") is None  # a redelivery: nothing more
+
+    assert world.poison.raw == [body]
+    assert world.events.sent == []
+    (record,) = undelivered(world)
+    assert (record["kind"], record["key"], record["queue"]) == ("event", "message-m-42/rejected", "events")
+    assert record["event"]["data"]["ticket"] == "INC-12"
+    assert record["error"].startswith("QueueRefusedError: MessageTooLarge")
+    assert "message-m-42/rejected could not be sent" in caplog.text
+
+
+def test_an_event_that_cannot_be_recorded_either_is_logged_and_the_message_still_completed(world, caplog):
+    limit_like_azure(world.events, refuse_all=True)
+
+    def table_down(*_args, **_kwargs):
+        raise ConnectionError("table storage unreachable")
+
+    world.runs.record_undelivered = table_down
+    body = queue_body(workspaceId="not-a-workspace", ticket="INC-13")
+
+    assert world.service.intake_message(body, message_id="m-43") is None
+
+    assert world.poison.raw == [body]
+    assert "message-m-43/rejected could not be recorded as undelivered either" in caplog.text
+
+
+def test_a_poison_copy_that_fails_gives_the_claim_back_so_the_retry_copies_it(world):
+    body = queue_body(workspaceId="not-a-workspace", ticket="INC-14")
+    refused = limit_like_azure(world.poison, refuse_all=True)
+
+    with pytest.raises(Exception, match="MessageTooLarge"):
+        world.service.intake_message(body, message_id="m-44")
+    assert (refused, poison_claims(world), world.events.sent) == ([body], [], [])
+
+    world.poison.send_raw = type(world.poison).send_raw.__get__(world.poison)  # the queue answers again
+    assert world.service.intake_message(body, message_id="m-44") is None
+
+    assert world.poison.raw == [body]
+    assert len(rejected_events(world)) == 1
+
+
+def test_a_delivery_that_died_after_claiming_the_copy_is_not_copied_twice(world):
+    body = queue_body(workspaceId="not-a-workspace", ticket="INC-15")
+    world.runs.claim_poison("m-45")  # the first delivery's worker died right after its claim
+
+    assert world.service.intake_message(body, message_id="m-45") is None
+
+    assert world.poison.raw == []
     assert world.events.sent == []
 
 

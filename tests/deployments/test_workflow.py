@@ -201,7 +201,7 @@ def test_a_subscribed_subscription_is_reused(world):
 
     assert status_of(world, run.id) is RunStatus.PROVISIONING
     assert world.ml.call_names == ["get_subscription"]
-    assert world.work.bodies == [{"run_id": run.id, "step": PROVISION, "attempt": 0}]
+    assert world.work.bodies == [{"run_id": run.id, "step": PROVISION, "attempt": 0, "step_token": run.step_token + 1}]
     world.drain()
     assert status_of(world, run.id) is RunStatus.SUCCEEDED
     assert world.ml.calls_to("begin_create_subscription") == []
@@ -274,7 +274,7 @@ def test_a_creating_endpoint_found_without_an_operation_is_watched_not_created_a
 
     message = world.step()
 
-    assert message.body == {"run_id": run.id, "step": PROVISION, "attempt": 0}
+    assert message.body == {"run_id": run.id, "step": PROVISION, "attempt": 0, "step_token": run.step_token}
     assert world.work.sent[-1].body == message.body
     assert world.work.sent[-1].delay_seconds == StepTimings().poll_seconds
     assert world.ml.calls_to("begin_create_endpoint") == []
@@ -397,7 +397,10 @@ def test_verification_looks_again_while_the_endpoint_is_settling(world):
 
     assert status_of(world, run.id) is RunStatus.VERIFYING
     assert [(m.body, m.delay_seconds) for m in world.work.sent] == [
-        ({"run_id": run.id, "step": VERIFY, "attempt": 2}, StepTimings().poll_seconds)
+        (
+            {"run_id": run.id, "step": VERIFY, "attempt": 2, "step_token": world.run(run.id).step_token},
+            StepTimings().poll_seconds,
+        )
     ]
     assert conditions(world)[ConditionType.HEALTHY] == ("False", "EndpointReinstating")
     assert world.event_types() == ["accepted"]
@@ -502,7 +505,7 @@ def test_a_throttled_call_is_retried_after_azures_retry_after(world):
     world.step()
 
     (retry,) = world.work.sent
-    assert retry.body == {"run_id": run.id, "step": PROVISION, "attempt": 1}
+    assert retry.body == {"run_id": run.id, "step": PROVISION, "attempt": 1, "step_token": run.step_token}
     assert retry.delay_seconds == 17
     assert status_of(world, run.id) is RunStatus.PROVISIONING
     assert world.event_types() == ["accepted"]
@@ -516,7 +519,7 @@ def test_a_transient_error_without_retry_after_backs_off_exponentially(world, at
     world.work.sent.clear()
     world.ml.fail_next("get_endpoint", AzureCallError(503, "ServiceUnavailable", "Busy."))
 
-    world.deliver(WorkItem(run.id, PROVISION, attempt=attempt))
+    world.deliver(WorkItem(run.id, PROVISION, attempt=attempt, step_token=run.step_token))
 
     assert world.work.sent[0].body["attempt"] == attempt + 1
     assert world.work.sent[0].delay_seconds == delay

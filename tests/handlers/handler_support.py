@@ -274,12 +274,12 @@ class FakeDeploymentService:
 
     # -- queue and worker ------------------------------------------------------------------------------------------
 
-    def intake_message(self, body: str, *, message_id: str) -> Submission | None:
+    def intake_message(self, body: bytes | str, *, message_id: str) -> Submission | None:
         self._record("intake_message", body=body, message_id=message_id)
         try:
             document = json.loads(body)
             request = DeploymentRequest.from_wire({k: v for k, v in document.items() if k != "requestedBy"})
-        except ValueError:
+        except ValueError:  # JSON, UTF-8 and validation errors alike: the real service poisons the message
             return None
         return self._submit(
             request, caller=document["requestedBy"], idempotency_key=None, ticket=document.get("ticket")
@@ -327,17 +327,23 @@ def http_request(
     *,
     body: object = None,
     raw_body: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str | None] | None = None,
     params: Mapping[str, str] | None = None,
     route_params: Mapping[str, str] | None = None,
 ) -> func.HttpRequest:
-    """A request as the host builds it: absolute URL with its query string, and the query already parsed."""
+    """A request as the host builds it: absolute URL with its query string, and the query already parsed. A body
+    goes with `Content-Type: application/json`, as an HTTP client sends JSON, unless `headers` names another one
+    (`Content-Type: None` sends none)."""
     query = f"?{urlencode(params)}" if params else ""
     data = raw_body if raw_body is not None else (b"" if body is None else json.dumps(body).encode())
+    sent = dict(headers or {})
+    if data and not any(name.lower() == "content-type" for name in sent):
+        sent["Content-Type"] = "application/json"
+    sent = {name: value for name, value in sent.items() if value is not None}
     return func.HttpRequest(
         method,
         f"{ORIGIN}{path}{query}",
-        headers=dict(headers or {}),
+        headers=sent,
         params=dict(params or {}),
         route_params=dict(route_params or {}),
         body=data,

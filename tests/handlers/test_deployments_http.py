@@ -173,9 +173,9 @@ def test_a_caller_without_identity_headers_gets_401_and_nothing_is_submitted(ser
     ("raw_body", "message"),
     [
         (b"", "The body is empty"),
-        (b"{'workspaceId': 1}", "The body is not valid JSON"),
-        (b"\xff\xfe", "The body is not valid JSON"),
-        (b"[1, 2]", "The body must be a JSON object."),
+        (b"{'workspaceId': 1}", "The body is not JSON: Expecting property name"),
+        (b"\xff\xfe", "The body is UTF-16LE"),
+        (b"[1, 2]", "The body must be a JSON object, not an array."),
     ],
 )
 def test_a_body_that_is_not_a_json_object_is_a_400(service, raw_body, message):

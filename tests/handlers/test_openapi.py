@@ -172,10 +172,17 @@ def test_every_operation_is_described_with_its_statuses_and_headers():
     def statuses(path: str, method: str) -> set[str]:
         return set(operations[(f"{ROUTE_PREFIX}{path}", method)]["responses"])
 
-    assert statuses("/deployments", "post") == {"200", "202", "400", "401", "403", "404", "409", "422", "500", "503"}
+    assert statuses("/deployments", "post") == {
+        *("200", "202", "400", "401", "403", "404", "409", "413", "415", "422", "500", "503")
+    }
     assert statuses("/deployments/{deploymentId}", "delete") >= {"200", "202", "404", "409", "503"}
     assert statuses("/deployments/{deploymentId}/repair", "post") >= {"200", "202", "404", "409", "503"}
-    assert statuses("/deployments/{deploymentId}/rotate-keys", "post") >= {"202", "404", "409", "503"}
+    assert statuses("/deployments/{deploymentId}/rotate-keys", "post") >= {"202", "404", "409", "413", "415", "503"}
+    for path in ("/deployments", "/deployments/{deploymentId}/rotate-keys"):  # each POST that takes a body
+        responses = operations[(f"{ROUTE_PREFIX}{path}", "post")]["responses"]
+        assert responses["413"]["description"].startswith("payload-too-large: ")
+        assert responses["415"]["description"].startswith("unsupported-media-type: ")
+        assert "headers" not in responses["413"], "no run records a body refused before it is read"
     assert statuses("/deployments/{deploymentId}", "get") == statuses("/runs/{runId}", "get") == {"200", "404", "500"}
     for path, method in [
         ("/deployments", "post"),

@@ -29,13 +29,13 @@ def test_the_worker_listens_on_the_configured_work_queue():
     assert trigger.connection == "AzureWebJobsStorage"
 
 
-def test_a_request_message_is_handed_to_the_service_as_text_with_its_id(service, caplog):
-    text = json.dumps(MESSAGE, ensure_ascii=False) + " "
+def test_a_request_message_is_handed_to_the_service_as_the_bytes_that_arrived_with_its_id(service, caplog):
+    raw = (json.dumps(MESSAGE, ensure_ascii=False) + " ").encode()
 
     with caplog.at_level(logging.INFO, logger="handlers.intake"):
-        intake_request(queue_message(text.encode(), message_id="m-17"))
+        intake_request(queue_message(raw, message_id="m-17"))
 
-    assert service.calls[0] == ("intake_message", {"body": text, "message_id": "m-17"})
+    assert service.calls[0] == ("intake_message", {"body": raw, "message_id": "m-17"})
     run = service.runs["run-1"]
     assert (run.ticket, run.caller, run.status) == ("CHG-7", CALLER, RunStatus.PROVISIONING)
     assert "Request message m-17 answered (created) by run-1." in caplog.text
@@ -65,12 +65,12 @@ def test_a_message_for_a_deployment_in_flight_is_logged_as_joining_its_run(servi
     assert [joiner.ticket for joiner in service.runs["run-1"].joined] == ["CHG-8"]
 
 
-def test_non_ascii_text_survives_the_decoding(service):
+def test_non_ascii_text_survives_the_trip(service):
     text = json.dumps({**MESSAGE, "tags": {"owner": "Zoë"}}, ensure_ascii=False)
 
     intake_request(queue_message(text.encode()))
 
-    assert service.calls[0][1]["body"] == text
+    assert service.calls[0][1]["body"].decode() == text
     assert service.runs["run-1"].request.tags == {"owner": "Zoë"}
 
 
@@ -89,11 +89,12 @@ def test_a_failing_service_fails_the_invocation_so_the_host_retries(service):
         intake_request(queue_message(json.dumps(MESSAGE).encode()))
 
 
-def test_a_body_that_is_not_utf8_fails_the_invocation_and_reaches_no_service(service):
-    with pytest.raises(UnicodeDecodeError):
-        intake_request(queue_message(b"\xff\xfe{}"))
+def test_a_body_that_is_not_utf8_reaches_the_service_to_be_poisoned_and_the_invocation_succeeds(service, caplog):
+    with caplog.at_level(logging.INFO, logger="handlers.intake"):
+        intake_request(queue_message(b"\xff\xfe{}", message_id="m-21"))
 
-    assert service.calls == []
+    assert service.calls == [("intake_message", {"body": b"\xff\xfe{}", "message_id": "m-21"})]
+    assert "m-21 was malformed" in caplog.text
 
 
 def test_a_work_message_is_one_worker_step(service):
