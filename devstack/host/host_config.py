@@ -66,10 +66,15 @@ class QueueOptions:
         )
 
 
+# Without functionTimeout, Flex Consumption (the plan infra/ deploys) allows 30 minutes; "-1" means no limit.
+DEFAULT_FUNCTION_TIMEOUT = timedelta(minutes=30)
+
+
 @dataclass(frozen=True, kw_only=True)
 class HostConfig:
     route_prefix: str = DEFAULT_ROUTE_PREFIX
     queues: QueueOptions = field(default_factory=QueueOptions)
+    function_timeout: timedelta | None = DEFAULT_FUNCTION_TIMEOUT
 
 
 def load_host_config(app_dir: Path) -> HostConfig:
@@ -83,7 +88,15 @@ def load_host_config(app_dir: Path) -> HostConfig:
     return HostConfig(
         route_prefix=str(http.get("routeprefix", DEFAULT_ROUTE_PREFIX)).strip("/"),
         queues=QueueOptions.from_section(extensions.get("queues", {})),
+        function_timeout=_function_timeout(document.get("functiontimeout")),
     )
+
+
+def _function_timeout(value: object) -> timedelta | None:
+    if value is None:
+        return DEFAULT_FUNCTION_TIMEOUT
+    text = str(value).strip()
+    return None if text == "-1" else parse_timespan(text)
 
 
 def parse_timespan(text: str) -> timedelta:

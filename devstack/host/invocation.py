@@ -1,5 +1,6 @@
 """One invocation as the worker runs it: bind the arguments, run sync code in the thread pool and async code on
-the loop, write output bindings only once the function has succeeded, and log one JSON line."""
+the loop, write output bindings only once the function has succeeded, fail it past host.json's functionTimeout, and
+log one JSON line."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -74,11 +75,18 @@ class InFlight:
         return True
 
 
+class FunctionTimeoutError(TimeoutError):
+    """The invocation ran past host.json's functionTimeout; like the real host, it fails and writes no outputs."""
+
+
 class Invoker:
-    def __init__(self, *, app_dir: Path, executor: Executor, outputs: OutputWriter) -> None:
+    def __init__(
+        self, *, app_dir: Path, executor: Executor, outputs: OutputWriter, timeout: timedelta | None = None
+    ) -> None:
         self._app_dir = str(app_dir)
         self._executor = executor
         self._outputs = outputs
+        self._timeout = timeout
 
     async def invoke(
         self,
@@ -107,7 +115,7 @@ class Invoker:
             arguments[spec.context_parameter] = context
         started = time.perf_counter()
         try:
-            returned = await self._run(spec, context, arguments)
+            returned = await self._bounded(self._run(spec, context, arguments), spec, context)
             result = returned if spec.http_output == RETURN_BINDING else (http_out.get() if http_out else None)
             if convert_result is not None:
                 result = convert_result(result)
@@ -122,6 +130,18 @@ class Invoker:
         _log_invocation(spec, outcome, (time.perf_counter() - started) * 1000, log_fields or {})
         return outcome
 
+    async def _bounded(self, running: Awaitable[Any], spec: FunctionSpec, context: InvocationContext) -> Any:
+        if self._timeout is None:
+            return await running
+        try:
+            return await asyncio.wait_for(running, self._timeout.total_seconds())
+        except TimeoutError as error:
+            # A thread cannot be stopped from outside: a sync function's thread runs on, but its result is dropped.
+            raise FunctionTimeoutError(
+                f"Timeout value of {_timespan(self._timeout)} exceeded by function 'Functions.{spec.name}' "
+                f"(Id: '{context.invocation_id}'). Initiating cancellation."
+            ) from error
+
     async def _run(self, spec: FunctionSpec, context: InvocationContext, arguments: dict[str, Any]) -> Any:
         if spec.is_async:
             return await spec.user_function(**arguments)
@@ -132,6 +152,11 @@ class Invoker:
 
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, contextvars.copy_context().run, call)
+
+
+def _timespan(value: timedelta) -> str:
+    total = int(value.total_seconds())
+    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 def _log_invocation(

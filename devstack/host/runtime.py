@@ -61,7 +61,10 @@ class Host:
         self._connections = QueueConnections(os.environ)
         codec = MessageCodec(options.config.queues.message_encoding)
         self._invoker = Invoker(
-            app_dir=options.app_dir, executor=self._executor, outputs=QueueOutputs(self._connections, codec)
+            app_dir=options.app_dir,
+            executor=self._executor,
+            outputs=QueueOutputs(self._connections, codec),
+            timeout=options.config.function_timeout,
         )
         self._listeners = [
             QueueListener(

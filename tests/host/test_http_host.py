@@ -25,11 +25,12 @@ def host(azurite, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def variant_host(azurite, tmp_path_factory):
-    """The same app with an empty routePrefix, a local.settings.json next to the sample, and --no-auth."""
+    """The same app with an empty routePrefix, a one-second functionTimeout, a local.settings.json next to the
+    sample, and --no-auth."""
     app_dir = copy_app(
         "http_app",
         tmp_path_factory.mktemp("variant"),
-        host_json={"version": "2.0", "extensions": {"http": {"routePrefix": ""}}},
+        host_json={"version": "2.0", "functionTimeout": "00:00:01", "extensions": {"http": {"routePrefix": ""}}},
     )
     (app_dir / "local.settings.json").write_text(
         json.dumps({"IsEncrypted": False, "Values": {"GREETING": "from-local-settings", "ORDERS_QUEUE": "unused"}})
@@ -167,6 +168,18 @@ def test_a_failing_function_is_a_bare_500_logged_with_its_error_but_not_its_body
     assert record["outcome"] == "Failed"
     assert record["error"] == {"type": "ValueError", "message": "deliberate failure"}
     assert "secret-body-text" not in host.log_text()
+
+
+def test_an_invocation_past_function_timeout_fails_and_a_quick_one_does_not(variant_host):
+    late = call(f"{variant_host.url}/slow?seconds=3")
+    quick = call(f"{variant_host.url}/slow?seconds=0")
+
+    assert (late.status, quick.status) == (500, 200)
+    [record] = variant_host.wait_for_invocations(
+        lambda record: record["function"] == "slow" and record["outcome"] == "Failed"
+    )
+    assert record["error"]["type"] == "FunctionTimeoutError"
+    assert "Timeout value of 00:00:01 exceeded by function 'Functions.slow'" in record["error"]["message"]
 
 
 def test_a_result_the_worker_cannot_convert_fails_the_invocation(host):

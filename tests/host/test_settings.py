@@ -74,6 +74,15 @@ def test_host_json_defaults(tmp_path):
     assert queues.visibility_timeout == timedelta(0)
     # Core Tools' development default; 1 minute in Azure.
     assert queues.max_polling_interval == timedelta(seconds=2)
+    # Flex Consumption's default, the plan infra/ deploys.
+    assert config.function_timeout == timedelta(minutes=30)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("00:05:00", timedelta(minutes=5)), ("-1", None)])
+def test_function_timeout_comes_from_host_json_and_minus_one_means_none(tmp_path, value, expected):
+    _write(tmp_path / "host.json", {"version": "2.0", "functionTimeout": value})
+
+    assert load_host_config(tmp_path).function_timeout == expected
 
 
 def test_host_json_values_with_keys_in_any_case(tmp_path):

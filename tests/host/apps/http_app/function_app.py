@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 
 import azure.functions as func
 
@@ -122,3 +123,9 @@ def place_order(req: func.HttpRequest, order: func.Out[str]) -> func.HttpRespons
     if req.params.get("fail"):
         raise RuntimeError("failed after setting the output")
     return func.HttpResponse(status_code=202)
+
+
+@app.route(route="slow", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def slow(req: func.HttpRequest) -> func.HttpResponse:
+    time.sleep(float(req.params.get("seconds", "0")))
+    return _json({"slept": req.params.get("seconds", "0")})
