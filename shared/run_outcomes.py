@@ -4,6 +4,7 @@ and checking the requester's permission."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -137,3 +138,20 @@ def join_in_flight(
         runs.answer_idempotency_key(caller, idempotency_key, run_id=current.id)
     events.send(accepted_event(joined, time=at, requester=position))
     return Submission("joined", run=joined, deployment=deployment)
+
+
+def update_once(
+    runs: RunRepositoryPort, run_id: str, change: Callable[[RunRecord], RunRecord | None]
+) -> tuple[RunRecord, bool]:
+    """Apply `change` to the run unless it returns None for the latest record (the change was made already, by a
+    duplicate delivery or another chain): the run as stored, and whether this call made the change. Only the call
+    that made an ending announces it, so two copies of one step never send two end events."""
+    made = False
+
+    def once(current: RunRecord) -> RunRecord:
+        nonlocal made
+        changed = change(current)
+        made = changed is not None
+        return current if changed is None else changed
+
+    return runs.update(run_id, once), made

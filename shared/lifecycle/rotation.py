@@ -44,7 +44,7 @@ from shared.ports import (
 from shared.problems import Problem
 from shared.redaction import default_registry
 from shared.required_permissions import REQUESTER_ROTATE_ACTION
-from shared.run_outcomes import requester_problem
+from shared.run_outcomes import requester_problem, update_once
 from shared.runs import KeyRotation, RunError, RunRecord, RunStatus, SecretIds
 
 LOGGER = logging.getLogger(__name__)
@@ -226,12 +226,9 @@ class KeyRotator(LifecycleOperation):
         if rotation.status == "Pending":
             self._move_connection_off(run, plan, rotation.key_type)
             operation = self._ml.regenerate_key(workspace_id, name, rotation.key_type)
-            self._update(
-                run.id,
-                rotation.id,
-                status="Regenerating",
-                operation_url=operation.url if operation else None,
-            )
+            regenerating = self._regenerating(run.id, rotation.id, operation.url if operation else None)
+            if not regenerating:
+                return  # another delivery of this step regenerated the key meanwhile and carries the rotation on
             if operation is not None:
                 self._steps.wait(item, operation)
                 return
@@ -278,14 +275,18 @@ class KeyRotator(LifecycleOperation):
         )
         self._finish(run.id, rotation.id, secret_id=stored.id, expires_on=key_expiry(now, self._policy.validity_days))
 
-    def _update(self, run_id: str, rotation_id: str, **changes: object) -> RunRecord:
-        def change(current: RunRecord) -> RunRecord:
-            rotations = tuple(
-                _changed(item, **changes) if item.id == rotation_id else item for item in current.key_rotations
-            )
+    def _regenerating(self, run_id: str, rotation_id: str, operation_url: str | None) -> bool:
+        """Record that the key is being regenerated, if the rotation is still Pending; whether this call did."""
+
+        def change(current: RunRecord) -> RunRecord | None:
+            rotation = next(item for item in current.key_rotations if item.id == rotation_id)
+            if rotation.status != "Pending":
+                return None
+            moved = _changed(rotation, status="Regenerating", operation_url=operation_url)
+            rotations = tuple(moved if item.id == rotation_id else item for item in current.key_rotations)
             return current.with_changes(at=self._clock(), key_rotations=rotations)
 
-        return self._runs.update(run_id, change)
+        return update_once(self._runs, run_id, change)[1]
 
     def _finish(
         self,
@@ -296,10 +297,10 @@ class KeyRotator(LifecycleOperation):
         expires_on: datetime | None = None,
         error: RunError | None = None,
     ) -> None:
-        def change(current: RunRecord) -> RunRecord:
+        def change(current: RunRecord) -> RunRecord | None:
             rotation = next(item for item in current.key_rotations if item.id == rotation_id)
             if not rotation.in_progress:
-                return current
+                return None
             done = _changed(
                 rotation,
                 status="Failed" if error else "Rotated",
@@ -315,7 +316,9 @@ class KeyRotator(LifecycleOperation):
                 ids = SecretIds.model_validate({**ids.model_dump(), rotation.key_type: secret_id})
             return current.with_changes(at=self._clock(), key_rotations=rotations, secret_ids=ids)
 
-        finished = self._runs.update(run_id, change)
+        finished, made = update_once(self._runs, run_id, change)
+        if not made:
+            return  # another delivery of this step finished the rotation and announced it
         if finished.deployment_id and finished.secret_ids is not None:
             ids = finished.secret_ids
 

@@ -14,7 +14,7 @@ Every check happens before anything is deleted: the requester's permission, an e
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared.azure_errors import RecordChangedError, RecordExistsError
@@ -31,7 +31,15 @@ from shared.ports import Endpoint, MarketplaceSubscription
 from shared.problems import Problem
 from shared.requests import DeploymentRequest
 from shared.required_permissions import REQUESTER_DELETE_ACTION
-from shared.run_outcomes import Submission, announce, join_in_flight, problem_of, rejected, requester_problem
+from shared.run_outcomes import (
+    Submission,
+    announce,
+    join_in_flight,
+    problem_of,
+    rejected,
+    requester_problem,
+    update_once,
+)
 from shared.runs import CrossRegion, EndpointInfo, RunError, RunRecord, RunStatus
 
 LOGGER = logging.getLogger(__name__)
@@ -338,30 +346,22 @@ class Teardown(LifecycleOperation):
             self._runs.update_deployment(
                 run.deployment_id, lambda current: current.run_finished(done, at=self._clock())
             )
-        finished = self._runs.update(
-            run.id,
-            lambda current: (
-                current
-                if current.is_terminal
-                else current.transition(RunStatus.DELETED, at=self._clock(), detail=detail)
-            ),
-        )
-        announce(self._events, finished, self._clock())
+        self._end(run, lambda current: current.transition(RunStatus.DELETED, at=self._clock(), detail=detail))
 
     def _fail(self, run: RunRecord, plan: DeploymentPlan, code: str, message: str) -> None:
-        failed = self._runs.update(
-            run.id,
-            lambda current: (
-                current
-                if current.is_terminal
-                else current.transition(RunStatus.FAILED, at=self._clock(), error=RunError(code=code, message=message))
-            ),
-        )
+        error = RunError(code=code, message=message)
+        failed = self._end(run, lambda current: current.transition(RunStatus.FAILED, at=self._clock(), error=error))
         if run.deployment_id:
             self._runs.update_deployment(
                 run.deployment_id, lambda current: current.run_finished(failed, at=self._clock())
             )
-        announce(self._events, failed, self._clock())
+
+    def _end(self, run: RunRecord, ending: Callable[[RunRecord], RunRecord]) -> RunRecord:
+        """End the run; only the call that ended it announces the end."""
+        ended, made = update_once(self._runs, run.id, lambda current: None if current.is_terminal else ending(current))
+        if made:
+            announce(self._events, ended, self._clock())
+        return ended
 
 
 def _busy(deployment: Deployment, current: RunRecord) -> Problem:

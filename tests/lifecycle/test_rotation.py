@@ -325,3 +325,18 @@ def test_a_cross_region_connection_is_moved_to_the_other_key_before_a_key_is_reg
     assert stored.key == keys.secondary
     assert world.run(run.id).cross_region.connection.key_type == "secondary"
     assert world.run(run.id).status is RunStatus.SUCCEEDED
+
+
+def test_two_copies_of_the_rotate_step_running_at_once_store_and_announce_the_rotation_once():
+    world = build()
+    run = world.deploy()
+    world.events.sent.clear()
+    world.lifecycle.rotate(run.deployment_id, "primary", caller=REQUESTER)
+    step = world.work.sent[0]
+    # The copy runs while the first is between regenerating and recording the rotation, as a redelivery would.
+    world.runs.before_next("save", lambda: world.service.advance(step.text))
+
+    world.drain()
+
+    assert [body["type"].rsplit(".", 1)[-1] for body in world.events.bodies] == ["keyrotated"]
+    assert [rotation.status for rotation in world.run(run.id).key_rotations] == ["Rotated"]

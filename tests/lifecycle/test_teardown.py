@@ -436,3 +436,19 @@ def test_the_request_a_delete_run_records_is_the_deployments_spec():
         workspace_id=WORKSPACE_ID, model_id=DIRECT_MODEL, endpoint_name="my-endpoint", tags={"team": "ai"}
     )
     assert submission.run.endpoint.name == "my-endpoint"
+
+
+def test_two_copies_of_the_last_delete_step_running_at_once_announce_the_end_once():
+    world = build()
+    deployed = world.deploy()
+    world.lifecycle.delete(deployed.deployment_id, caller=REQUESTER, delete_subscription=False)
+    world.step_until("delete-endpoint")
+    last = world.work.sent[0]
+    # The copy runs while the first is between its Azure calls and ending the run, as a redelivery after a lost
+    # lease would.
+    world.runs.before_next("save", lambda: world.service.advance(last.text))
+
+    world.drain()
+
+    assert world.event_types().count("deleted") == 1
+    assert world.deployment().status.phase is Phase.DELETED
