@@ -8,8 +8,10 @@
 - `ca-bundle.pem`: the emulator's CA (which signs Azurite's certificate too) plus the system roots, what
   `REQUESTS_CA_BUNDLE` names; `host.settings.json`: local.settings.json (or the sample) without storage connection
   strings, which the host reads;
-- `azurite/`: Azurite's queues and tables; `emulator-state.json`: the emulator's Machine Learning resources;
-- `stack.json`: the ports and host keys, reused on every start so run.env and stored URLs stay valid;
+- `azurite/`: Azurite's queues and tables; `emulator-state.json`: the emulator's Machine Learning resources and Key
+  Vault secrets;
+- `stack.json`: the ports (Azurite's, the emulator's, one per Key Vault) and host keys, reused on every start so
+  run.env and stored URLs stay valid;
 - `stack.log` (what the stack did: starts, crashes, restarts), `host.log` (`host.previous.log`: the one before the
   last restart), `emulator.log`, `azurite-*.log`; `pids.json` while it runs.
 
@@ -48,6 +50,7 @@ from typing import Any
 
 from devstack.azurite import REPO_ROOT, Azurite, start_azurite
 from devstack.ca_bundle import write_ca_bundle
+from devstack.emulator.scenario import DEMO_SCENARIO, load_scenario_document
 from devstack.emulator.tls import TlsFiles, ensure_tls_files
 from devstack.envfile import read_env_file, write_env_file
 from devstack.host.keys import FUNCTION_KEY_SETTING, MASTER_KEY_SETTING
@@ -179,12 +182,14 @@ def _command_line(pid: int) -> str | None:
 
 
 class StackSettings:
-    """Ports and host keys, in stack.json: the first start picks them, later starts reuse them."""
+    """Ports and host keys, in stack.json: the first start picks them, later starts reuse them. Vault ports are kept
+    by vault name under `vaultPorts`."""
 
     PORTS = ("queuePort", "tablePort", "emulatorPort")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, vault_names: tuple[str, ...] = ()) -> None:
         self.path = path
+        self.vault_names = vault_names
         try:
             self.values: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -192,19 +197,12 @@ class StackSettings:
 
     def resolve(self) -> None:
         for name in self.PORTS:
-            remembered = self.values.get(name)
-            if isinstance(remembered, int) and not port_in_use(remembered):
-                continue
-            chosen = free_port()
-            if isinstance(remembered, int):
-                log.warning(
-                    "port %s (%s) is taken by another program; using %s, so run.env changes and work queued "
-                    "against the old address may fail",
-                    remembered,
-                    name,
-                    chosen,
-                )
-            self.values[name] = chosen
+            self.values[name] = _kept_port(self.values.get(name), name)
+        remembered_vaults = self.values.get("vaultPorts")
+        remembered_vaults = remembered_vaults if isinstance(remembered_vaults, dict) else {}
+        self.values["vaultPorts"] = {
+            name: _kept_port(remembered_vaults.get(name), f"vault {name}") for name in self.vault_names
+        }
         # The environment wins (as for the host itself); else the remembered keys; else new ones.
         for name, setting in (("masterKey", MASTER_KEY_SETTING), ("functionKey", FUNCTION_KEY_SETTING)):
             self.values[name] = os.environ.get(setting) or self.values.get(name) or secrets.token_urlsafe(30)
@@ -218,12 +216,33 @@ class StackSettings:
         return self.values[name]
 
 
+def _kept_port(remembered: Any, name: str) -> int:
+    """The remembered port while it is free, else a new one (with a warning when one was remembered)."""
+    if isinstance(remembered, int) and not port_in_use(remembered):
+        return remembered
+    chosen = free_port()
+    if isinstance(remembered, int):
+        log.warning(
+            "port %s (%s) is taken by another program; using %s, so run.env changes and work queued "
+            "against the old address may fail",
+            remembered,
+            name,
+            chosen,
+        )
+    return chosen
+
+
+def _scenario_vaults() -> tuple[str, ...]:
+    """The names of the vaults the emulator's scenario (the demo) declares, each of which gets a kept port."""
+    return tuple(vault["name"] for vault in load_scenario_document(DEMO_SCENARIO).get("vaults", ()))
+
+
 class Stack:
     def __init__(self, layout: Layout, *, host_port: int, stopping: threading.Event) -> None:
         self.layout = layout
         self.host_port = host_port
         self.stopping = stopping
-        self.settings = StackSettings(layout.settings)
+        self.settings = StackSettings(layout.settings, _scenario_vaults())
         self.backoff = Backoff()
         self.azurite: Azurite | None = None
         self.emulator: subprocess.Popen[bytes] | None = None
@@ -302,6 +321,8 @@ class Stack:
             "--tls-dir",
             str(self.layout.tls),
         ]
+        for vault, port in self.settings["vaultPorts"].items():
+            command += ["--vault-port", f"{vault}={port}"]
         with self.layout.emulator_log.open("ab") as output:
             # Its own session: Ctrl-C reaches the stack, which stops it once.
             process = subprocess.Popen(

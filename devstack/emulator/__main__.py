@@ -18,11 +18,26 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TLS_DIR = REPO_ROOT / ".devstack" / "tls"
 
 
+def vault_port(text: str) -> tuple[str, int]:
+    name, separator, port = text.partition("=")
+    if not separator or not name or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected NAME=PORT, got {text!r}")
+    return name, int(port)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devstack.emulator", description=__doc__)
     parser.add_argument("--scenario", type=Path, default=DEMO_SCENARIO, help="scenario JSON (default: demo)")
     parser.add_argument("--host", default=LOOPBACK, help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="ARM/identity/admin port (default 0: a free port)")
+    parser.add_argument(
+        "--vault-port",
+        action="append",
+        default=[],
+        type=vault_port,
+        metavar="NAME=PORT",
+        help="serve the scenario's vault NAME on PORT (repeatable; default: a free port per vault)",
+    )
     parser.add_argument("--env-file", type=Path, help="write KEY=VALUE settings for the Azure SDKs here")
     parser.add_argument("--state-file", type=Path, help="persist resources to this JSON file across restarts")
     parser.add_argument("--tls-dir", type=Path, default=DEFAULT_TLS_DIR, help="CA and server certificate folder")
@@ -43,7 +58,9 @@ def scenario_document(args: argparse.Namespace) -> dict:
 
 async def serve(args: argparse.Namespace) -> None:
     state = EmulatorState(scenario_document(args), state_file=args.state_file)
-    server = EmulatorServer(state, ensure_tls_files(args.tls_dir), host=args.host, port=args.port)
+    server = EmulatorServer(
+        state, ensure_tls_files(args.tls_dir), host=args.host, port=args.port, fixed_vault_ports=dict(args.vault_port)
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -145,11 +145,7 @@ async def _errors_as_envelopes(request: web.Request, handler: Handler) -> web.St
 
 def secret_store(state: EmulatorState, vault: VaultSpec) -> SecretStore:
     """The vault's secrets, kept with the state so that a scenario reload starts every vault empty."""
-    deletion_seconds = float((state.scenario.source.get("timings") or {}).get("keyVaultDeletionSeconds", 0.0))
-    with state.lock:
-        return state.extensions.setdefault(
-            f"keyvault:{vault.resource_id.lower()}", SecretStore(clock=state.clock, deletion_seconds=deletion_seconds)
-        )
+    return state.vault_store(vault.resource_id)
 
 
 class VaultApi:
@@ -159,10 +155,13 @@ class VaultApi:
         self._authorizer = Authorizer(state)
 
     @contextmanager
-    def _store(self) -> Iterator[SecretStore]:
+    def _store(self, *, changes: bool = False) -> Iterator[SecretStore]:
+        """The vault's store under the state lock; `changes=True` saves the state afterwards (unless it failed)."""
         store = secret_store(self._state, self._vault)
         with self._state.lock:
             yield store
+            if changes:
+                self._state.commit()
 
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -189,7 +188,7 @@ class VaultApi:
         if "value" not in body:
             raise bad_parameter("Property 'value' is required.")
         changes = SecretChanges.from_body(body)
-        with self._store() as store:
+        with self._store(changes=True) as store:
             secret, version = store.set(name, body["value"], changes)
             return _response(bundle_json(_base_url(request), secret, version, with_value=True))
 
@@ -208,7 +207,7 @@ class VaultApi:
         name = request.match_info["name"]
         self._require(request, "update/action", name)
         changes = SecretChanges.from_body(await _json_body(request))
-        with self._store() as store:
+        with self._store(changes=True) as store:
             secret, version = store.update(name, request.match_info.get("version"), changes)
             return _response(bundle_json(_base_url(request), secret, version, with_value=False))
 
@@ -238,7 +237,7 @@ class VaultApi:
     async def delete_secret(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self._require(request, "delete", name)
-        with self._store() as store:
+        with self._store(changes=True) as store:
             return _response(deleted_json(_base_url(request), store.delete(name), as_item=False))
 
     async def get_deleted(self, request: web.Request) -> web.Response:
@@ -260,14 +259,14 @@ class VaultApi:
     async def recover(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self._require(request, "recover/action", name)
-        with self._store() as store:
+        with self._store(changes=True) as store:
             secret = store.recover(name)
             return _response(bundle_json(_base_url(request), secret, secret.latest, with_value=False))
 
     async def purge(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self._require(request, "purge/action", name)
-        with self._store() as store:
+        with self._store(changes=True) as store:
             store.purge(name)
         return _response(status=204)
 

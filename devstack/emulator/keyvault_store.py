@@ -3,6 +3,7 @@
 Soft delete is always on, as in every vault created since 2020: a deleted secret keeps its name reserved until it is
 recovered or purged, or its retention runs out. A deletion can be made to take a while (`deletion_seconds`), like
 the real service, during which the name is neither live nor listed as deleted (409 ObjectIsBeingDeleted on set).
+With a state file the stores are saved with the rest of the state (`snapshot()` / `restore()`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from devstack.emulator.errors import ArmError
@@ -145,6 +146,15 @@ class SecretChanges:
         version.updated = now
 
 
+def deletion_seconds(scenario_source: Mapping[str, Any]) -> float:
+    """How long a deletion takes in this scenario (`timings.keyVaultDeletionSeconds`, default at once)."""
+    return float((scenario_source.get("timings") or {}).get("keyVaultDeletionSeconds", 0.0))
+
+
+def _secret_from_json(raw: Mapping[str, Any]) -> StoredSecret:
+    return StoredSecret(raw["name"], [SecretVersion(**version) for version in raw["versions"]])
+
+
 def secret_not_found(name: str) -> KeyVaultError:
     return KeyVaultError(
         404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault. " + _NOT_FOUND_HINT
@@ -161,6 +171,23 @@ class SecretStore:
         self.deletion_seconds = deletion_seconds
         self._live: dict[str, StoredSecret] = {}
         self._deleted: dict[str, DeletedSecret] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every secret with all its versions and attributes, and the soft-deleted ones, as JSON."""
+        return {
+            "secrets": [asdict(secret) for secret in self._live.values()],
+            "deleted": [asdict(deleted) for deleted in self._deleted.values()],
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Load what `snapshot()` wrote, replacing this store's contents."""
+        self._live = {raw["name"].lower(): _secret_from_json(raw) for raw in snapshot.get("secrets", ())}
+        self._deleted = {}
+        for raw in snapshot.get("deleted", ()):
+            secret = _secret_from_json(raw["secret"])
+            self._deleted[secret.name.lower()] = DeletedSecret(
+                secret, raw["deleted_date"], raw["scheduled_purge_date"], raw["completes_at"]
+            )
 
     def set(self, name: str, value: Any, changes: SecretChanges) -> tuple[StoredSecret, SecretVersion]:
         check_secret_name(name)

@@ -54,17 +54,24 @@ class EmulatorServer:
     tls: TlsFiles
     host: str = LOOPBACK
     port: int = 0
+    # Vault name -> the port to bind it to (others get a free port), so a vault's URL can outlive a restart.
+    fixed_vault_ports: dict[str, int] = field(default_factory=dict)
     arm_port: int = 0
     vault_ports: dict[str, int] = field(default_factory=dict)
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     async def start(self) -> None:
+        unknown = sorted(set(self.fixed_vault_ports) - {vault.name for vault in self.state.scenario.vaults})
+        if unknown:
+            raise ValueError(f"no vault named {', '.join(unknown)} in the scenario")
         ssl_context = server_ssl_context(self.tls)
         self.arm_port = await self._serve(create_arm_app(self.state), self.port, ssl_context)
         for vault in self.state.scenario.vaults:
             middlewares = common_middlewares(self.state, f"vault:{vault.name}")
             app = create_vault_app(self.state, vault, middlewares=middlewares)
-            self.vault_ports[vault.name] = await self._serve(app, 0, ssl_context)
+            self.vault_ports[vault.name] = await self._serve(
+                app, self.fixed_vault_ports.get(vault.name, 0), ssl_context
+            )
 
     async def _serve(self, app: web.Application, port: int, ssl_context) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)

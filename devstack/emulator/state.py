@@ -1,8 +1,8 @@
 """Everything the emulator knows: the scenario and the resources created against it, guarded by one lock.
 
 Handlers take `state.lock` (a re-entrant threading lock: the admin API, tests and the event loop may all touch the
-state) around every read-modify-write and never await while holding it. With a state file, the resources survive a
-restart: `commit()` writes them after each change.
+state) around every read-modify-write and never await while holding it. With a state file, the resources and the Key
+Vault secrets survive a restart: `commit()` writes them after each change.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from devstack.emulator.catalog import ModelCatalog
 from devstack.emulator.faults import FaultRules
+from devstack.emulator.keyvault_store import SecretStore, deletion_seconds
 from devstack.emulator.requestlog import RequestLog
 from devstack.emulator.resources import (
     Endpoint,
@@ -31,6 +32,7 @@ from devstack.emulator.throttle import Throttle
 from devstack.emulator.tokens import TokenService
 
 ResourceKey = tuple[WorkspaceKey, str]
+VAULT_PREFIX = "keyvault:"
 
 
 class EmulatorState:
@@ -88,6 +90,14 @@ class EmulatorState:
             self.generation += 1
             self.commit()
 
+    def vault_store(self, vault_id: str) -> SecretStore:
+        """The secrets of the vault with this resource id (made empty on first use)."""
+        with self.lock:
+            return self.extensions.setdefault(
+                VAULT_PREFIX + vault_id.lower(),
+                SecretStore(clock=self.clock, deletion_seconds=deletion_seconds(self.scenario.source)),
+            )
+
     def reset(self) -> None:
         self.load(self.scenario.source)
 
@@ -100,6 +110,11 @@ class EmulatorState:
                 "endpoints": [to_json(item) for item in self.endpoints.values()],
                 "subscriptions": [to_json(item) for item in self.subscriptions.values()],
                 "operations": [to_json(item) for item in self.operations.values()],
+                "keyVaults": {
+                    key.removeprefix(VAULT_PREFIX): store.snapshot()
+                    for key, store in self.extensions.items()
+                    if key.startswith(VAULT_PREFIX)
+                },
             }
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             partial = self.state_file.with_name(self.state_file.name + ".tmp")
@@ -117,3 +132,7 @@ class EmulatorState:
             for raw in snapshot.get("operations", ()):
                 operation = Operation(**raw)
                 self.operations[operation.id] = operation
+            known = {vault.resource_id.lower() for vault in self.scenario.vaults}
+            for vault_id, raw in (snapshot.get("keyVaults") or {}).items():
+                if vault_id in known:  # a vault the scenario no longer has is forgotten
+                    self.vault_store(vault_id).restore(raw)

@@ -182,13 +182,15 @@ def running_emulator(
     scenario: dict[str, Any] | Path | str | None = None,
     *,
     state_file: Path | None = None,
+    vault_ports: dict[str, int] | None = None,
     **overrides: Any,
 ) -> Iterator[EmulatorHandle]:
-    """Start an emulator (demo scenario unless given; overrides are scenario keys such as timings={...})."""
+    """Start an emulator (demo scenario unless given; overrides are scenario keys such as timings={...}; vault_ports
+    binds vaults by name to fixed ports)."""
     document = scenario if isinstance(scenario, dict) else load_scenario_document(scenario)
     state = EmulatorState(merge_overrides(document, overrides), state_file=state_file)
     tls_dir = Path(tempfile.mkdtemp(prefix="emulator-tls-"))
-    server = EmulatorServer(state, ensure_tls_files(tls_dir))
+    server = EmulatorServer(state, ensure_tls_files(tls_dir), fixed_vault_ports=dict(vault_ports or {}))
     loop = asyncio.new_event_loop()
     started = threading.Event()
     failure: list[BaseException] = []

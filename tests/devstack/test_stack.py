@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 from azure.identity import ManagedIdentityCredential
+from azure.keyvault.secrets import KeyVaultSecretIdentifier, SecretClient
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from devstack.ca_bundle import system_ca_file
@@ -64,12 +65,27 @@ class RunEnvStorage:
         # system roots, so exporting it here breaks no other TLS.
         for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE"):
             monkeypatch.setenv(name, env[name])
-        self.credential = ManagedIdentityCredential(client_id=env["AzureWebJobsStorage__clientId"])
+        self.client_id = env["AzureWebJobsStorage__clientId"]
+        self.credential = ManagedIdentityCredential(client_id=self.client_id)
         self.queue_uri = env["AzureWebJobsStorage__queueServiceUri"]
         self.ca_bundle = env["REQUESTS_CA_BUNDLE"]
 
     def queue(self, name: str) -> QueueClient:
         return QueueClient(self.queue_uri, name, credential=self.credential, connection_verify=self.ca_bundle)
+
+    def secrets(self, secret_ids: dict[str, str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """The (id, version, value) of each secret id, read from its vault as the broker identity (a new credential:
+        emulator tokens die with the emulator)."""
+        credential = ManagedIdentityCredential(client_id=self.client_id)
+        read = {}
+        for role, secret_id in secret_ids.items():
+            parsed = KeyVaultSecretIdentifier(secret_id)
+            client = SecretClient(
+                parsed.vault_url, credential, verify_challenge_resource=False, connection_verify=self.ca_bundle
+            )
+            secret = client.get_secret(parsed.name, parsed.version)
+            read[role] = (secret.id, secret.properties.version, secret.value)
+        return read
 
     def service(self) -> QueueServiceClient:
         return QueueServiceClient(self.queue_uri, credential=self.credential, connection_verify=self.ca_bundle)
@@ -154,10 +170,6 @@ def _alive(pid: int) -> bool:
     return state.stdout.strip()[:1] not in ("", "Z")  # a zombie has exited
 
 
-def _without(values: dict[str, str], *names: str) -> dict[str, str]:
-    return {name: value for name, value in values.items() if name not in names}
-
-
 def _ours(pid: int) -> bool:
     command = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False)
     return "devstack" in command.stdout or "azurite" in command.stdout
@@ -201,20 +213,25 @@ def test_backoff_doubles_to_its_cap_and_starts_over_after_a_long_enough_run():
 def test_stack_settings_keep_ports_and_keys_and_replace_a_port_someone_else_took(tmp_path, monkeypatch):
     monkeypatch.delenv("DEVSTACK_HOST_MASTER_KEY", raising=False)
     monkeypatch.delenv("DEVSTACK_HOST_FUNCTION_KEY", raising=False)
-    first = StackSettings(tmp_path / "stack.json")
+    first = StackSettings(tmp_path / "stack.json", ("kv-demo",))
     first.resolve()
 
-    again = StackSettings(tmp_path / "stack.json")
+    again = StackSettings(tmp_path / "stack.json", ("kv-demo",))
     again.resolve()
 
     assert again.values == first.values
+    assert set(first["vaultPorts"]) == {"kv-demo"}
     assert (tmp_path / "stack.json").stat().st_mode & 0o077 == 0
-    with socket.socket() as holder:
+    with socket.socket() as holder, socket.socket() as vault_holder:
         holder.bind(("127.0.0.1", first["queuePort"]))
         holder.listen()
-        moved = StackSettings(tmp_path / "stack.json")
+        vault_holder.bind(("127.0.0.1", first["vaultPorts"]["kv-demo"]))
+        vault_holder.listen()
+        moved = StackSettings(tmp_path / "stack.json", ("kv-demo",))
         moved.resolve()
     assert moved["queuePort"] != first["queuePort"]
+    assert moved["vaultPorts"]["kv-demo"] != first["vaultPorts"]["kv-demo"]
+    assert moved["tablePort"] == first["tablePort"]
     assert moved["masterKey"] == first["masterKey"]
 
 
@@ -308,13 +325,15 @@ def test_a_restarted_stack_still_has_its_runs_findings_and_queued_messages_and_f
     events = storage.queue("deployment-events").peek_messages(max_messages=32)
     event_types = sorted(json.loads(base64.b64decode(event.content))["type"].rsplit(".", 1)[1] for event in events)
     assert event_types == ["accepted", "succeeded"]
+    secrets_before = storage.secrets(run["secretIds"])
     assert stack.stop() == 0
 
     again = start_stack()
 
-    # The old run.env reaches the new stack. The emulator binds its vaults to new ports on every start (and keeps
-    # no secrets across restarts), so only the vault URL moves.
-    assert _without(again.env, "AZURE_KEYVAULT_URL") == _without(stack.env, "AZURE_KEYVAULT_URL")
+    # The old run.env reaches the new stack, vault URL included (its port is kept in stack.json), and the
+    # deployment's key secrets are still in the vault (kept in the emulator's state file).
+    assert again.env == stack.env
+    assert storage.secrets(run["secretIds"]) == secrets_before
     assert "with the state of the last run" in again.text()
     assert again.call("GET", f"/api/runs/{run_id}", env=stack.env).json() == run
     assert again.call("GET", f"/api/deployments/{deployment['id']}", env=stack.env).json() == deployment

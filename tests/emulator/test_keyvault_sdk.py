@@ -1,6 +1,7 @@
 """azure-keyvault-secrets' SecretClient, unchanged, against an emulated vault (challenge auth, RBAC, soft delete)."""
 
 import uuid
+from contextlib import AbstractContextManager as ContextManager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 
-from devstack.emulator.testing import running_emulator
+from devstack.emulator.testing import EmulatorHandle, running_emulator
+from devstack.ports import free_port
 
 # The SDK's delete/recover pollers sleep between polls; the emulator completes both at once.
 FAST = {"_polling_interval": 0.05}
@@ -173,3 +175,58 @@ def test_request_without_token_gets_the_challenge(emulator_env):
     assert response.json() == {
         "error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}
     }
+
+
+def test_a_state_file_keeps_secrets_versions_and_soft_deleted_ones_across_restarts(tmp_path, monkeypatch):
+    state_file = tmp_path / "state.json"
+    vault_ports = {"kv-demo": free_port()}
+
+    def started() -> ContextManager[EmulatorHandle]:
+        return running_emulator(state_file=state_file, vault_ports=vault_ports)
+
+    with started() as emulator:
+        for name, value in emulator.env.items():
+            monkeypatch.setenv(name, value)
+        client = secret_client(emulator.env)
+        first = client.set_secret("api-key", "one", content_type="text/plain", tags={"CredentialId": "primary"})
+        second = client.set_secret("api-key", "two", tags={"CredentialId": "secondary"})
+        client.update_secret_properties("api-key", first.properties.version, enabled=False)
+        client.set_secret("old-key", "gone soon")
+        deleted_before = client.begin_delete_secret("old-key", **FAST).result()
+        vault_url = emulator.vault_url
+
+    with started() as restarted:
+        for name, value in restarted.env.items():
+            monkeypatch.setenv(name, value)
+        assert restarted.vault_url == vault_url
+        client = secret_client(restarted.env)
+        latest = client.get_secret("api-key")
+        versions = {item.version: item for item in client.list_properties_of_secret_versions("api-key")}
+        deleted = client.get_deleted_secret("old-key")
+        client.begin_recover_deleted_secret("old-key", **FAST).wait()
+        recovered = client.get_secret("old-key")
+
+    assert (latest.value, latest.properties.version, latest.properties.tags) == (
+        "two",
+        second.properties.version,
+        {"CredentialId": "secondary"},
+    )
+    assert set(versions) == {first.properties.version, second.properties.version}
+    assert versions[first.properties.version].enabled is False
+    assert versions[first.properties.version].content_type == "text/plain"
+    assert versions[first.properties.version].tags == {"CredentialId": "primary"}
+    assert versions[first.properties.version].created_on == first.properties.created_on
+    assert (deleted.deleted_date, deleted.scheduled_purge_date) == (
+        deleted_before.deleted_date,
+        deleted_before.scheduled_purge_date,
+    )
+    assert recovered.value == "gone soon"
+
+
+def test_without_a_state_file_every_start_has_an_empty_vault(emulator_env):
+    client = secret_client(emulator_env)
+    client.set_secret("api-key", "one")
+
+    with running_emulator() as other:
+        assert other.vault_url != emulator_env["AZURE_KEYVAULT_URL"]
+        assert other.state.extensions == {}
