@@ -96,73 +96,35 @@ def outcome_events(run: RunRecord, *, time: datetime) -> list[dict[str, Any]]:
     return [deployment_event(run, time=time, requester=index) for index in range(len(run.requesters))]
 
 
-def ready_events(
-    deployment: Mapping[str, Any],
-    *,
-    ticket: str | None,
-    request_number: int,
-    time: datetime,
-    source: str = DEFAULT_SOURCE,
-) -> list[dict[str, Any]]:
-    """Accepted and succeeded for a request answered by a deployment that was already Ready (no run was needed).
-
-    `deployment` is the deployment's public form; the events name the run that made it Ready.
-    """
-    return _answered_without_a_run(
-        deployment,
-        EventKind.SUCCEEDED,
-        run_id=deployment["status"].get("currentRunId"),
-        detail="The deployment was already Ready; nothing was changed.",
-        ticket=ticket,
-        request_number=request_number,
-        time=time,
-        source=source,
-    )
+# What a request answered without a run hears: the deployment was already as asked (succeeded, naming the run that
+# made it Ready) or already deleted (naming its delete run).
+_ANSWERED_WITHOUT_A_RUN = {
+    EventKind.SUCCEEDED: ("currentRunId", "deploy", RunStatus.SUCCEEDED, "The deployment was already Ready"),
+    EventKind.DELETED: ("deleteRunId", "delete", RunStatus.DELETED, "The deployment was already deleted"),
+}
 
 
-def already_deleted_events(
-    deployment: Mapping[str, Any],
-    *,
-    ticket: str | None,
-    request_number: int,
-    time: datetime,
-    source: str = DEFAULT_SOURCE,
-) -> list[dict[str, Any]]:
-    """Accepted and deleted for a delete request answered by a deployment already deleted: they name its original
-    delete run."""
-    return _answered_without_a_run(
-        deployment,
-        EventKind.DELETED,
-        run_id=deployment["status"].get("deleteRunId"),
-        detail="The deployment was already deleted; nothing was changed.",
-        ticket=ticket,
-        request_number=request_number,
-        time=time,
-        source=source,
-    )
-
-
-def _answered_without_a_run(
+def answered_without_a_run_events(
     deployment: Mapping[str, Any],
     outcome: EventKind,
     *,
-    run_id: str | None,
-    detail: str,
     ticket: str | None,
     request_number: int,
     time: datetime,
-    source: str,
+    source: str = DEFAULT_SOURCE,
 ) -> list[dict[str, Any]]:
+    """Accepted, then `outcome` (succeeded or deleted), for a request the deployment answered as it already was;
+    `deployment` is its public form. Ids follow the deployment's request count, so each request gets its own."""
+    run_field, operation, status_value, detail = _ANSWERED_WITHOUT_A_RUN[outcome]
     status = deployment["status"]
     endpoint = status.get("endpoint") or {}
     spec = deployment["spec"]
-    deleted = outcome is EventKind.DELETED
     data = {
-        "runId": run_id,
+        "runId": status.get(run_field),
         "deploymentId": deployment["id"],
-        "operation": "delete" if deleted else "deploy",
+        "operation": operation,
         "ticket": ticket,
-        "status": (RunStatus.DELETED if deleted else RunStatus.SUCCEEDED).value,
+        "status": status_value.value,
         "workspaceId": spec["workspaceId"],
         "modelId": spec["modelId"],
         "endpointName": endpoint.get("name"),
@@ -170,7 +132,7 @@ def _answered_without_a_run(
         "scoringUri": endpoint.get("scoringUri"),
         "secretIds": status.get("secretIds"),
         "error": None,
-        "detail": detail,
+        "detail": f"{detail}; nothing was changed.",
     }
     base = f"{deployment['id']}/request-{request_number}"
     return [

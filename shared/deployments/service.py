@@ -46,7 +46,7 @@ from shared.deployments.preflight import (
 )
 from shared.deployments.workflow import SUCCEEDED, Workflow
 from shared.engine import LIFECYCLE_STEPS, WorkItem, settled_run
-from shared.events import accepted_event, malformed_request_rejected_event, ready_events
+from shared.events import EventKind, accepted_event, answered_without_a_run_events, malformed_request_rejected_event
 from shared.model_ids import parse_model_id
 from shared.plan import DeploymentPlan
 from shared.ports import (
@@ -305,8 +305,8 @@ class DeploymentService:
             self._runs.index_ticket(ask.ticket, run_id=saved.status.current_run_id, deployment_id=saved.id)
         if ask.idempotency_key:
             self._runs.answer_idempotency_key(ask.caller, ask.idempotency_key, deployment_id=saved.id)
-        for event in ready_events(
-            saved.to_public_dict(), ticket=ask.ticket, request_number=saved.request_count, time=at
+        for event in answered_without_a_run_events(
+            saved.to_public_dict(), EventKind.SUCCEEDED, ticket=ask.ticket, request_number=saved.request_count, time=at
         ):
             self._queues.events.send(event)
         return Submission("ready", deployment=saved)

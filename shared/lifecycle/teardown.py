@@ -22,7 +22,7 @@ from shared.catalog import ModelCatalog
 from shared.cross_region import connection_name
 from shared.deployment import Deployment, DeploymentRequester, Phase
 from shared.engine import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, WorkItem, settled_run
-from shared.events import accepted_event, already_deleted_events
+from shared.events import EventKind, accepted_event, answered_without_a_run_events
 from shared.lifecycle.steps import LifecycleOperation, LifecyclePorts
 from shared.naming import InvalidNameError
 from shared.ownership import is_broker_managed
@@ -207,8 +207,12 @@ class Teardown(LifecycleOperation):
                 self._runs.answer_idempotency_key(
                     run.caller, run.idempotency_key, run_id=deployment.status.delete_run_id
                 )
-            for event in already_deleted_events(
-                deployment.to_public_dict(), ticket=run.ticket, request_number=deployment.request_count, time=at
+            for event in answered_without_a_run_events(
+                deployment.to_public_dict(),
+                EventKind.DELETED,
+                ticket=run.ticket,
+                request_number=deployment.request_count,
+                time=at,
             ):
                 self._events.send(event)
         return Submission("deleted", run=original.run if original else None, deployment=deployment)

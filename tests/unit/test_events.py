@@ -8,11 +8,11 @@ from shared.events import (
     EVENT_TYPE_PREFIX,
     EventKind,
     accepted_event,
+    answered_without_a_run_events,
     deployment_event,
     event_kind_for,
     malformed_request_rejected_event,
     outcome_events,
-    ready_events,
 )
 from shared.requests import DeploymentRequest
 from shared.runs import EndpointInfo, RunError, RunRecord, RunRequester, RunStatus, SecretIds
@@ -193,7 +193,9 @@ def ready_deployment() -> dict:
 
 
 def test_a_request_answered_by_a_ready_deployment_gets_accepted_then_succeeded_naming_the_run_that_made_it_ready():
-    accepted_now, succeeded_now = ready_events(ready_deployment(), ticket="CHG-9", request_number=4, time=T0)
+    accepted_now, succeeded_now = answered_without_a_run_events(
+        ready_deployment(), EventKind.SUCCEEDED, ticket="CHG-9", request_number=4, time=T0
+    )
 
     assert [accepted_now["type"], succeeded_now["type"]] == [
         EventKind.ACCEPTED.event_type,
@@ -223,8 +225,12 @@ def test_a_request_answered_by_a_ready_deployment_gets_accepted_then_succeeded_n
 
 
 def test_each_request_a_ready_deployment_answers_gets_its_own_event_ids():
-    first = ready_events(ready_deployment(), ticket="CHG-9", request_number=4, time=T0)
-    second = ready_events(ready_deployment(), ticket="CHG-9", request_number=5, time=T0)
+    first = answered_without_a_run_events(
+        ready_deployment(), EventKind.SUCCEEDED, ticket="CHG-9", request_number=4, time=T0
+    )
+    second = answered_without_a_run_events(
+        ready_deployment(), EventKind.SUCCEEDED, ticket="CHG-9", request_number=5, time=T0
+    )
 
     assert not {event["id"] for event in first} & {event["id"] for event in second}
 
