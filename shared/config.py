@@ -157,12 +157,16 @@ def _seconds(env: Mapping[str, str], name: str, *, default: float) -> float:
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    """A boolean setting, spelled as the hygiene settings accept it (true/false, 1/0, yes/no, on/off; any case)."""
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
+    return parse_flag(name, env.get(name) or "", default=default)
+
+
+def parse_flag(name: str, raw: str, *, default: bool) -> bool:
+    """A boolean setting: true/false, 1/0, yes/no or on/off in any case; blank keeps `default`."""
+    value = raw.strip().lower()
+    if not value:
         return default
-    if raw in _TRUE:
+    if value in _TRUE:
         return True
-    if raw in _FALSE:
+    if value in _FALSE:
         return False
-    raise ValueError(f"{name}='{env[name]}' is not a boolean; use true or false.")
+    raise ValueError(f"{name}='{raw.strip()}' is not a boolean; use true or false.")

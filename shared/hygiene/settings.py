@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from shared.config import parse_flag
+
 DEFAULT_FINDINGS_TABLE = "hygienefindings"
 DEFAULT_ALERTS_QUEUE = "hygiene-alerts"
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 class HygieneSettingsError(ValueError):
@@ -108,14 +108,10 @@ class _Reader:
         return frozenset(item.lower() for item in items) if items else default
 
     def flag(self, name: str, default: bool) -> bool:
-        raw = self._raw(name).lower()
-        if not raw:
-            return default
-        if raw in _TRUE:
-            return True
-        if raw in _FALSE:
-            return False
-        raise HygieneSettingsError(f"{name}='{raw}' is not a boolean; use true or false.")
+        try:
+            return parse_flag(name, self._raw(name), default=default)
+        except ValueError as error:
+            raise HygieneSettingsError(str(error)) from error
 
     def number(self, name: str, default: float) -> float:
         raw = self._raw(name)
