@@ -319,7 +319,11 @@ def test_a_restarted_stack_still_has_its_runs_findings_and_queued_messages_and_f
         lambda: stack.call("GET", "/api/hygiene/findings", params={"rule": "endpoint-unhealthy"}).json()["value"],
         what="the endpoint-unhealthy finding",
     )
-    report = stack.call("GET", "/api/hygiene/report").json()
+    # Findings are written before the scan updates deployments and writes its report: wait for the scan's end.
+    report = _until(
+        lambda: (reply := stack.call("GET", "/api/hygiene/report")).status_code == 200 and reply.json(),
+        what="the scan report",
+    )
     deployment = stack.call("GET", f"/api/deployments/{run['deploymentId']}").json()
     assert deployment["status"]["phase"] == "Degraded"
     events = storage.queue("deployment-events").peek_messages(max_messages=32)
