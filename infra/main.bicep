@@ -152,7 +152,11 @@ var brokerSettings = {
   // A model missing from the catalog is refused (model-unknown); the prefix rule decides only when this is 'true'.
   BROKER_ALLOW_UNCATALOGUED_MODELS: 'false'
   BROKER_PERMISSION_STRICTNESS: permissionStrictness
-  BROKER_POLL_SECONDS: '5'
+  BROKER_POLL_SECONDS: '2'
+  BROKER_POLL_AGE_FRACTION: '0.1'
+  BROKER_POLL_MAX_SECONDS: '30'
+  BROKER_ACCESS_CACHE_SECONDS: '120'
+  BROKER_ROLE_DEFINITION_CACHE_SECONDS: '21600'
   // The watchdog re-enqueues the step of a run silent for 60 s, looking every 30 s: a run a crashed host left behind
   // finishes within 2 minutes of a host being back (README, "Recovery without the lease").
   WATCHDOG_SCHEDULE: '*/30 * * * * *'

@@ -12,6 +12,16 @@ from dataclasses import dataclass
 PUBLIC_ARM_URL = "https://management.azure.com"
 # How long a run's chain of steps may be silent before the watchdog re-enqueues its step (shared/watchdog.py).
 DEFAULT_WATCHDOG_STALL_SECONDS = 60.0
+# Long-running operations are polled after max(floor, fraction x the wait's age), at most the ceiling (or after ARM's
+# Retry-After when longer): ~20 polls for a 60 s operation, and a finished one seen within ~10 % of its age.
+DEFAULT_POLL_SECONDS = 2.0
+DEFAULT_POLL_MAX_SECONDS = 30.0
+DEFAULT_POLL_AGE_FRACTION = 0.1
+# How long preflight trusts what it read from Microsoft.Authorization (shared/adapters/authorization.py): access
+# (permissions, role and deny assignments) is the window in which a revoked grant may still pass preflight; ARM
+# still enforces every write. Role definitions change rarely and are kept for hours. 0 keeps nothing.
+DEFAULT_ACCESS_CACHE_SECONDS = 120.0
+DEFAULT_ROLE_DEFINITION_CACHE_SECONDS = 21600.0
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -116,6 +126,11 @@ class Settings:
     permission_strictness: str
     poll_seconds: float
     watchdog_stall_seconds: float = DEFAULT_WATCHDOG_STALL_SECONDS
+    # The poll schedule's ceiling, and the share of a wait's age until the next look (shared/engine.StepTimings).
+    poll_max_seconds: float = DEFAULT_POLL_MAX_SECONDS
+    poll_age_fraction: float = DEFAULT_POLL_AGE_FRACTION
+    access_cache_seconds: float = DEFAULT_ACCESS_CACHE_SECONDS
+    role_definition_cache_seconds: float = DEFAULT_ROLE_DEFINITION_CACHE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -137,8 +152,14 @@ class Settings:
             catalog_overrides_path=env.get("BROKER_MODEL_CATALOG_OVERRIDES") or None,
             allow_uncatalogued_models=_flag(env, "BROKER_ALLOW_UNCATALOGUED_MODELS", default=False),
             permission_strictness=env.get("BROKER_PERMISSION_STRICTNESS", ""),
-            poll_seconds=float(env.get("BROKER_POLL_SECONDS") or 5),
+            poll_seconds=_seconds(env, "BROKER_POLL_SECONDS", default=DEFAULT_POLL_SECONDS),
             watchdog_stall_seconds=_seconds(env, "WATCHDOG_STALL_SECONDS", default=DEFAULT_WATCHDOG_STALL_SECONDS),
+            poll_max_seconds=_seconds(env, "BROKER_POLL_MAX_SECONDS", default=DEFAULT_POLL_MAX_SECONDS),
+            poll_age_fraction=_fraction(env, "BROKER_POLL_AGE_FRACTION", default=DEFAULT_POLL_AGE_FRACTION),
+            access_cache_seconds=_cache_seconds(env, "BROKER_ACCESS_CACHE_SECONDS", DEFAULT_ACCESS_CACHE_SECONDS),
+            role_definition_cache_seconds=_cache_seconds(
+                env, "BROKER_ROLE_DEFINITION_CACHE_SECONDS", DEFAULT_ROLE_DEFINITION_CACHE_SECONDS
+            ),
         )
 
 
@@ -153,6 +174,34 @@ def _seconds(env: Mapping[str, str], name: str, *, default: float) -> float:
         value = 0.0
     if not value > 0 or value == float("inf"):
         raise ValueError(f"{name}='{env[name]}' is not a positive number of seconds.")
+    return value
+
+
+def _cache_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """How long a cache keeps what it read: a finite number of seconds, 0 to keep nothing."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name}='{env[name]}' is not a number of seconds (0 or more).")
+    return value
+
+
+def _fraction(env: Mapping[str, str], name: str, *, default: float) -> float:
+    """A share above 0 and at most 1."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1:
+        raise ValueError(f"{name}='{env[name]}' is not a fraction above 0 and at most 1.")
     return value
 
 

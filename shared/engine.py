@@ -2,8 +2,14 @@
 
 Work travels as small messages on the internal work queue, one idempotent step each. A step reads Azure's state,
 acts at most once, and either moves its run on (queueing the next step), or starts a long-running operation and
-comes back through a message delayed by ARM's Retry-After, or fails the run with Azure's code and message.
-Transient failures (429, 5xx, connection errors) are queued again with backoff: no function ever sleeps on Azure.
+comes back through a delayed message, or fails the run with Azure's code and message. Transient failures (429, 5xx,
+connection errors) are queued again with backoff: no function ever sleeps on Azure.
+
+Polling costs little (`StepTimings.poll_delay`): a message that waits on Azure carries the moment the wait began
+(`WorkItem.waiting_since`), and the next look comes after a share of that age, between a floor and a ceiling, or after
+ARM's Retry-After when that is longer. Throttling never fails a run: a 429 re-queues the step after its Retry-After
+without spending one of its transient attempts, and a write step asks the process's write pacer (shared/pacing.py)
+first, so most writes ARM would refuse are never sent.
 
 One chain of messages at a time carries a run. Each message carries the run's step token (`RunRecord.step_token`),
 which moves on whenever the run changes status, a key rotation starts, or the watchdog (shared/watchdog.py)
@@ -17,13 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.azure_errors import AzureCallError
+from shared.pacing import WritePacer
 from shared.ports import MachineLearningPort, MessageQueuePort, Operation, RunRepositoryPort
 from shared.runs import RunRecord, RunStatus
 from shared.telemetry import StepOutcome
@@ -62,6 +70,7 @@ RESUME_STEP = {
 # A concurrent request stores its run within milliseconds of claiming; a claim without a run after this is abandoned.
 CLAIM_SETTLE_SECONDS = 3.0
 CLAIM_POLL_SECONDS = 0.05
+THROTTLED = 429
 
 
 class MalformedWorkItemError(ValueError):
@@ -85,6 +94,9 @@ class WorkItem:
     attempt: int = 0
     # The run's step token when this message's chain was sent on its way (RunRecord.step_token).
     step_token: int | None = None
+    # When this step began waiting on Azure (POSIX seconds): the age the poll schedule grows with. Messages written
+    # before it existed have none and are polled as a wait just begun.
+    waiting_since: float | None = None
 
     def to_message(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -105,10 +117,17 @@ class WorkItem:
             raise MalformedWorkItemError("operation_url is not a URL")
         if item.step_token is not None and (type(item.step_token) is not int or item.step_token < 0):
             raise MalformedWorkItemError(f"step_token {item.step_token!r} is not a token")
+        since = item.waiting_since
+        if since is not None and (type(since) not in (int, float) or not math.isfinite(since)):
+            raise MalformedWorkItemError(f"waiting_since {since!r} is not a time")
         return item
 
-    def polling(self, operation_url: str) -> WorkItem:
-        return replace(self, operation_url=operation_url, attempt=0)
+    def polling(self, operation_url: str, *, since: float) -> WorkItem:
+        return replace(self, operation_url=operation_url, attempt=0, waiting_since=since)
+
+    def waiting(self, *, since: float) -> WorkItem:
+        """The same message, noting when its wait began unless an earlier delivery noted it already."""
+        return self if self.waiting_since is not None else replace(self, waiting_since=since)
 
     def retried(self) -> WorkItem:
         return replace(self, attempt=self.attempt + 1)
@@ -134,13 +153,23 @@ def resume_step(run: RunRecord) -> str | None:
 
 @dataclass(frozen=True)
 class StepTimings:
-    """When to look again: ARM's Retry-After wins; these apply when it gives none."""
+    """When to look again.
 
-    poll_seconds: float = 5.0
+    A wait of age `a` is looked at again after `min(poll_max_seconds, max(poll_seconds, poll_age_fraction * a))`, or
+    after ARM's Retry-After when that is longer: a short operation is seen finished within a floor's length, and a
+    long one costs a number of polls that grows with the logarithm of its length, while the time lost after it
+    finishes stays within `poll_age_fraction` of its age (plus the queue's own pick-up delay)."""
+
+    poll_seconds: float = 2.0
+    poll_max_seconds: float = 30.0
+    poll_age_fraction: float = 0.1
     max_transient_attempts: int = 8
     max_backoff_seconds: float = 60.0
     # How often the last step re-reads an endpoint Azure is still settling (Reinstating, Creating) before failing.
     max_verify_attempts: int = 12
+    # A step hands the run to the next step in the same invocation only while the invocation has run less than this;
+    # later hand-offs go through the queue, so carrying on never makes one invocation long.
+    carry_on_seconds: float = 1.0
     # A step that runs this long after the run's last activity notes that it ran (RunRecord.stepped_at), so the
     # watchdog, which waits WATCHDOG_STALL_SECONDS (60) of silence, leaves a chain polling a long operation alone.
     heartbeat_seconds: float = 10.0
@@ -148,14 +177,47 @@ class StepTimings:
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         return retry_after if retry_after else min(self.max_backoff_seconds, 2.0**attempt)
 
+    def poll_delay(self, age_seconds: float, retry_after: float | None = None) -> float:
+        """Seconds until a wait that began `age_seconds` ago is looked at again (ARM's Retry-After is a minimum)."""
+        scheduled = min(self.poll_max_seconds, max(self.poll_seconds, self.poll_age_fraction * max(0.0, age_seconds)))
+        return max(scheduled, retry_after or 0.0)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 class StepQueue:
-    """Sends work items, polls operations once per message, and retries transient failures from the queue."""
+    """Sends work items, polls operations once per message, paces writes and retries transient failures from the
+    queue."""
 
-    def __init__(self, machine_learning: MachineLearningPort, work_queue: MessageQueuePort, timings: StepTimings):
+    def __init__(
+        self,
+        machine_learning: MachineLearningPort,
+        work_queue: MessageQueuePort,
+        timings: StepTimings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        pacer: WritePacer | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._ml = machine_learning
         self._work = work_queue
         self.timings = timings
+        self._clock = clock
+        self._pacer = pacer or WritePacer()
+        self._monotonic = monotonic
+
+    def started(self) -> float:
+        """A mark for `carry_on`: when this invocation began its first step."""
+        return self._monotonic()
+
+    def carry_on(self, item: WorkItem, *, started: float) -> bool:
+        """Whether the invocation that began at `started` runs `item` itself; if not, `item` is queued."""
+        if self._monotonic() - started < self.timings.carry_on_seconds:
+            return True
+        self.send(item)
+        return False
 
     def send(self, item: WorkItem, *, delay_seconds: float = 0) -> None:
         self._work.send(item.to_message(), delay_seconds=delay_seconds)
@@ -197,7 +259,7 @@ class StepQueue:
         assert item.operation_url is not None
         progress = self._ml.get_operation(Operation(item.operation_url))
         if not progress.done:
-            self.send(item, delay_seconds=progress.retry_after or self.timings.poll_seconds)
+            self._poll_again(item, progress.retry_after)
             return False
         if not progress.succeeded:
             raise StepFailedError(
@@ -211,13 +273,36 @@ class StepQueue:
         if operation is None:
             self.send(item.retried(), delay_seconds=1)
         else:
-            self.send(item.polling(operation.url), delay_seconds=operation.retry_after or self.timings.poll_seconds)
+            polling = item.polling(operation.url, since=self._clock().timestamp())
+            self.send(polling, delay_seconds=self.timings.poll_delay(0.0, operation.retry_after))
+        return StepOutcome.WAITING
+
+    def look_again(self, item: WorkItem) -> StepOutcome:
+        """Come back to the same step on the poll schedule: Azure is still moving the resource (someone else's
+        operation, or one whose URL went with a replaced chain)."""
+        self._poll_again(item, None)
         return StepOutcome.WAITING
 
     def later(self, item: WorkItem) -> StepOutcome:
-        """Look at the same step again after the poll interval (Azure is still moving the resource)."""
-        self.send(item.retried(), delay_seconds=self.timings.poll_seconds)
+        """Look at the same step again on the poll schedule, spending one of its attempts (verify's settling)."""
+        self._poll_again(item.retried(), None)
         return StepOutcome.WAITING
+
+    def paced(self, item: WorkItem, subscription_id: str) -> StepOutcome | None:
+        """None when `item` may send its write to ARM in `subscription_id` now; otherwise the step is queued again for
+        the moment the pacer expects a write to be accepted (WAITING), and the write is not sent."""
+        delay = self._pacer.admit(subscription_id, f"{item.run_id}/{item.step}")
+        if delay is None:
+            return None
+        LOGGER.info("run %s step %s: ARM writes nearly spent, writing in %.1fs", item.run_id, item.step, delay)
+        self.send(item, delay_seconds=delay)
+        return StepOutcome.WAITING
+
+    def _poll_again(self, item: WorkItem, retry_after: float | None) -> None:
+        now = self._clock().timestamp()
+        waiting = item.waiting(since=now)
+        assert waiting.waiting_since is not None
+        self.send(waiting, delay_seconds=self.timings.poll_delay(now - waiting.waiting_since, retry_after))
 
     def run(
         self, item: WorkItem, step: Callable[[], StepOutcome | None], fail: Callable[[str, str], None]
@@ -228,6 +313,12 @@ class StepQueue:
         except StepFailedError as failure:
             fail(failure.code, failure.message)
         except AzureCallError as error:
+            if error.status == THROTTLED:
+                # ARM refills its buckets by itself: throttling delays a run as long as ARM asks, never fails it.
+                delay = error.retry_after or self.timings.backoff(1, None)
+                LOGGER.info("run %s step %s: throttled, again in %.0fs", item.run_id, item.step, delay)
+                self.send(item, delay_seconds=delay)
+                return StepOutcome.RETRIED
             if error.transient and item.attempt < self.timings.max_transient_attempts:
                 delay = self.timings.backoff(item.attempt, error.retry_after)
                 LOGGER.info(

@@ -81,6 +81,8 @@ class PrincipalAccess:
     permissions: Sequence[Mapping[str, Sequence[str]]]
     denials: Sequence[Mapping[str, Sequence[str]]]
     role_names: frozenset[str]
+    # Assembled (partly) from reads an adapter kept: a refusal is read again with fresh=True before it is given.
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,10 @@ class WorkspaceConnectionsPort(Protocol):
 class AuthorizationPort(Protocol):
     def own_principal_id(self) -> str: ...
     def own_permissions(self, scope: str) -> list[Mapping[str, Sequence[str]]]: ...
-    def principal_access(self, principal_id: str, scope: str) -> PrincipalAccess: ...
+    def principal_access(self, principal_id: str, scope: str, *, fresh: bool = False) -> PrincipalAccess: ...
+    def assigned_role_ids(self, principal_id: str, scope: str) -> frozenset[str]:
+        """The role definition GUIDs assigned to the principal (or its groups) at `scope` or above."""
+        ...
 
 
 class SecretStorePort(Protocol):
@@ -171,9 +176,27 @@ class RunRepositoryPort(Protocol):
     """Deployments and runs with optimistic concurrency, the idempotency claims and the ticket index
     (shared/adapters/run_store.py)."""
 
+    def new_run_id(self, deployment_id: str, unique: str) -> str:
+        """An id for a new run of `deployment_id` that the store finds with one read (it names the partition)."""
+        ...
+
     def create(self, run: RunRecord) -> Any: ...
     def get(self, run_id: str) -> Any: ...
     def update(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord: ...
+    def start_run(self, run: RunRecord, deployment: Deployment, deployment_etag: str | None) -> Any:
+        """Claim `deployment` for the new run `run` and store both (and the run's ticket row) all or nothing."""
+        ...
+
+    def join_run(
+        self, run: RunRecord, run_etag: str, deployment: Deployment, deployment_etag: str, *, ticket: str | None
+    ) -> Any:
+        """Write a joined run, its deployment and the joiner's ticket row all or nothing, each ETag-conditional."""
+        ...
+
+    def save_answered(self, deployment: Deployment, etag: str, *, ticket: str | None, run_id: str | None) -> Any:
+        """Write `deployment` with the ticket row of a request it answered as it was (under `run_id`)."""
+        ...
+
     def list(
         self,
         *,

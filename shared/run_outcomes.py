@@ -13,10 +13,10 @@ from shared.azure_errors import RecordChangedError
 from shared.azure_ids import WorkspaceId
 from shared.deployment import Deployment, DeploymentRequester
 from shared.events import accepted_event, outcome_events
-from shared.ports import AuthorizationPort, MessageQueuePort, RunRepositoryPort
+from shared.ports import AuthorizationPort, MessageQueuePort, PrincipalAccess, RunRepositoryPort
 from shared.problems import Problem
 from shared.rbac import PermissionSet
-from shared.required_permissions import check_requester_permission
+from shared.required_permissions import RequesterCheck, check_requester_permission
 from shared.runs import RunError, RunRecord, RunRequester, RunStatus
 from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
@@ -26,11 +26,20 @@ LOGGER = logging.getLogger(__name__)
 def requester_problem(
     authorization: AuthorizationPort, workspace: WorkspaceId, caller: str, action: str
 ) -> Problem | None:
-    """A requester-forbidden problem unless `caller` may perform `action` on the workspace."""
+    """A requester-forbidden problem unless `caller` may perform `action` on the workspace.
+
+    A grant may be read from the adapter's cache; a refusal never is: access read from it is read again first, so a
+    role just assigned is seen at once.
+    """
+
+    def check(access: PrincipalAccess) -> RequesterCheck:
+        permission_set = PermissionSet.from_rest(access.permissions, access.denials)
+        return check_requester_permission(workspace, caller, permission_set, action=action)
+
     access = authorization.principal_access(caller, workspace.resource_id)
-    result = check_requester_permission(
-        workspace, caller, PermissionSet.from_rest(access.permissions, access.denials), action=action
-    )
+    result = check(access)
+    if not result.allowed and access.cached:
+        result = check(authorization.principal_access(caller, workspace.resource_id, fresh=True))
     return None if result.allowed else Problem.of("requester-forbidden", result.rejection_text)
 
 
@@ -90,27 +99,6 @@ class Submission:
         return self.answer in ("created", "repair", "joined")
 
 
-def join_run(
-    runs: RunRepositoryPort, run_id: str, *, caller: str, ticket: str | None, at: datetime
-) -> tuple[RunRecord | None, int]:
-    """Register a request on the in-flight run `run_id`: the run and the request's position among its requesters,
-    or (None, 0) when the run has ended meanwhile."""
-    joiner = RunRequester(caller=caller, ticket=ticket, at=at)
-    added: list[bool] = []
-
-    def join(current: RunRecord) -> RunRecord:
-        added.clear()
-        if current.is_terminal:
-            return current
-        added.append(True)
-        return current.with_changes(at=current.updated_at, joined=(*current.joined, joiner))
-
-    updated = runs.update(run_id, join)
-    if not added:
-        return None, 0
-    return updated, len(updated.requesters) - 1
-
-
 def join_in_flight(
     runs: RunRepositoryPort,
     events: MessageQueuePort,
@@ -121,23 +109,35 @@ def join_in_flight(
     ticket: str | None,
     idempotency_key: str | None,
     at: datetime,
+    run_etag: str | None = None,
+    deployment_etag: str | None = None,
 ) -> Submission:
     """Answer a request by the run in flight, `current`, which then answers it too (its own accepted event now, its
-    own terminal event later); RecordChangedError when that run ended meanwhile, so the caller looks again."""
-    joined, position = join_run(runs, current.id, caller=caller, ticket=ticket, at=at)
-    if joined is None:
+    own terminal event later); RecordChangedError when that run ended or either record changed meanwhile, so the
+    caller looks again.
+
+    The run with the request among its joiners, the deployment with the request in its history and the request's
+    ticket row are written in one transaction, conditional on both ETags (read here when not given): the request
+    joins exactly once, and only a run that has not ended.
+    """
+    if run_etag is None or deployment_etag is None:
+        stored_run, stored_deployment = runs.get(current.id), runs.get_deployment(deployment.id)
+        if stored_run is None or stored_deployment is None:
+            raise RecordChangedError(f"run {current.id} or its deployment is gone")
+        current, run_etag = stored_run.run, stored_run.etag
+        deployment, deployment_etag = stored_deployment.deployment, stored_deployment.etag
+    if current.is_terminal:
         raise RecordChangedError(f"run {current.id} ended while a request joined it")
+    joiner = RunRequester(caller=caller, ticket=ticket, at=at)
+    joined = current.with_changes(at=current.updated_at, joined=(*current.joined, joiner))
     requester = DeploymentRequester(caller=caller, ticket=ticket, run_id=current.id, outcome="joined", at=at)
-    try:
-        deployment = runs.update_deployment(deployment.id, lambda now: now.with_request(requester, at=at))
-    except RecordChangedError:
-        # The request has joined the run and must not join it twice: only its line in the history is lost.
-        LOGGER.warning("deployment %s kept changing; a request joined run %s unrecorded", deployment.id, current.id)
-    runs.index_ticket(ticket, run_id=current.id, deployment_id=deployment.id)
+    recorded = runs.join_run(
+        joined, run_etag, deployment.with_request(requester, at=at), deployment_etag, ticket=ticket
+    )
     if idempotency_key:
         runs.answer_idempotency_key(caller, idempotency_key, run_id=current.id)
-    events.send(accepted_event(joined, time=at, requester=position))
-    return Submission("joined", run=joined, deployment=deployment)
+    events.send(accepted_event(joined, time=at, requester=len(joined.requesters) - 1))
+    return Submission("joined", run=joined, deployment=recorded.deployment)
 
 
 def update_once(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 API_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01")
 MAX_RESULTS = 25
 SECRETS = "Microsoft.KeyVault/vaults/secrets"
+T = TypeVar("T")
 # The request key the shared request log reads the caller from.
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -107,8 +109,9 @@ def _decode_token(token: str) -> str:
         raise bad_parameter("The $skiptoken parameter is not valid.") from None
 
 
-def page(request: web.Request, keyed_items: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """One page of a listing sorted by key: items after the $skiptoken key, and an absolute nextLink (or null)."""
+def page(request: web.Request, keyed: Sequence[tuple[str, T]], render: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+    """One page of a listing sorted by key: items after the $skiptoken key, and an absolute nextLink (or null). Only
+    the items shown are rendered, so paging through a large vault stays linear."""
     raw_max = request.query.get("maxresults")
     try:
         max_results = int(raw_max) if raw_max is not None else MAX_RESULTS
@@ -116,16 +119,17 @@ def page(request: web.Request, keyed_items: Sequence[tuple[str, dict[str, Any]]]
         raise bad_parameter(f"The value '{raw_max}' of the maxresults parameter is not valid.") from None
     if not 1 <= max_results <= MAX_RESULTS:
         raise bad_parameter(f"The value of the maxresults parameter must be between 1 and {MAX_RESULTS}.")
-    after = _decode_token(request.query["$skiptoken"]) if "$skiptoken" in request.query else None
-    remaining = [(key, item) for key, item in keyed_items if after is None or key > after]
-    shown = remaining[:max_results]
+    start = 0
+    if "$skiptoken" in request.query:
+        start = bisect.bisect_right([key for key, _ in keyed], _decode_token(request.query["$skiptoken"]))
+    shown = keyed[start : start + max_results]
     next_link = None
-    if len(remaining) > max_results:
+    if start + max_results < len(keyed):
         query = f"api-version={request.query['api-version']}&$skiptoken={_encode_token(shown[-1][0])}"
         if raw_max is not None:
             query += f"&maxresults={max_results}"
         next_link = f"{_base_url(request)}{request.path}?{query}"
-    return {"value": [item for _, item in shown], "nextLink": next_link}
+    return {"value": [render(item) for _, item in shown], "nextLink": next_link}
 
 
 def _response(body: Any = None, *, status: int = 200) -> web.Response:
@@ -215,11 +219,9 @@ class VaultApi:
         self._require(request, "readMetadata/action")
         base = _base_url(request)
         with self._store() as store:
-            items = [
-                (secret.name.lower(), item_json(base, secret, secret.latest, versioned=False))
-                for secret in store.list()
-            ]
-        return _response(page(request, items))
+            secrets = [(secret.name.lower(), secret) for secret in store.list()]
+            body = page(request, secrets, lambda secret: item_json(base, secret, secret.latest, versioned=False))
+        return _response(body)
 
     async def list_versions(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -228,11 +230,9 @@ class VaultApi:
         with self._store() as store:
             secret, _ = store.get(name)
             # Versions are only ever appended, so their position is a stable paging key.
-            items = [
-                (f"{index:08d}", item_json(base, secret, version, versioned=True))
-                for index, version in enumerate(secret.versions)
-            ]
-        return _response(page(request, items))
+            versions = [(f"{index:08d}", version) for index, version in enumerate(secret.versions)]
+            body = page(request, versions, lambda version: item_json(base, secret, version, versioned=True))
+        return _response(body)
 
     async def delete_secret(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -250,11 +250,9 @@ class VaultApi:
         self._require(request, "readMetadata/action")
         base = _base_url(request)
         with self._store() as store:
-            items = [
-                (deleted.secret.name.lower(), deleted_json(base, deleted, as_item=True))
-                for deleted in store.list_deleted()
-            ]
-        return _response(page(request, items))
+            deleted = [(item.secret.name.lower(), item) for item in store.list_deleted()]
+            body = page(request, deleted, lambda item: deleted_json(base, item, as_item=True))
+        return _response(body)
 
     async def recover(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

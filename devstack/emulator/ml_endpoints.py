@@ -236,11 +236,9 @@ class ServerlessEndpoints(MlHandlers):
             lifecycle.settle(self.state)
             workspace = self.workspace(params)
             key = workspace_key(workspace.subscription_id, workspace.resource_group, workspace.name)
-            items = [
-                endpoint_json(self.state, endpoint)
-                for (owner, _), endpoint in sorted(self.state.endpoints.items())
-                if owner == key
-            ]
+            # Filtered before sorting: a list reads one workspace, however many the emulator holds.
+            owned = sorted(item for item in self.state.endpoints.items() if item[0][0] == key)
+            items = [endpoint_json(self.state, endpoint) for _, endpoint in owned]
         return self.respond(request, f"{ENDPOINT}List", page(request, items, self.state.scenario.page_size))
 
     async def delete_endpoint(self, request: web.Request, params: dict[str, str]) -> web.Response:

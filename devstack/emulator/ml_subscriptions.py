@@ -161,11 +161,9 @@ class MarketplaceSubscriptions(MlHandlers):
             lifecycle.settle(self.state)
             workspace = self.workspace(params)
             key = workspace_key(workspace.subscription_id, workspace.resource_group, workspace.name)
-            items = [
-                subscription_json(subscription)
-                for (owner, _), subscription in sorted(self.state.subscriptions.items())
-                if owner == key
-            ]
+            # Filtered before sorting: a list reads one workspace, however many the emulator holds.
+            owned = sorted(item for item in self.state.subscriptions.items() if item[0][0] == key)
+            items = [subscription_json(subscription) for _, subscription in owned]
         return self.respond(request, f"{SUBSCRIPTION}List", page(request, items, self.state.scenario.page_size))
 
     async def delete_subscription(self, request: web.Request, params: dict[str, str]) -> web.Response:

@@ -1,13 +1,16 @@
 """Azure Resource Manager over azure-mgmt-core's pipeline: the calls the ML SDK cannot make without blocking.
 
 Writes return as soon as ARM accepts them, with the operation URL to poll later from a queue message, so no
-function ever sleeps on a long-running operation.
+function ever sleeps on a long-running operation. Nor on throttling: the pipeline retries only connection failures
+(briefly); a 429 or 5xx comes back at once as AzureCallError with ARM's Retry-After, for the step engine to re-queue
+(or intake to answer 503 with it). Every write's answer tells the write pacer (shared/pacing.py) what ARM has left.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,10 +26,14 @@ from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.policies import ARMHttpLoggingPolicy
 
 from shared.azure_errors import AzureCallError
+from shared.pacing import WritePacer
 
 LOGGER = logging.getLogger(__name__)
 ARM_SCOPE = "https://management.azure.com/.default"
 TERMINAL_OPERATION_STATES = frozenset({"succeeded", "failed", "canceled"})
+REMAINING_WRITES = "x-ms-ratelimit-remaining-subscription-writes"
+THROTTLED = 429
+_SUBSCRIPTION = re.compile(r"/subscriptions/([^/?#]+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -57,13 +64,17 @@ class OperationStatus:
 class ArmClient:
     """Thin ARM client: JSON in, JSON out, Azure's errors as AzureCallError."""
 
-    def __init__(self, base_url: str, credential: TokenCredential, *, retry_total: int = 2) -> None:
+    def __init__(
+        self, base_url: str, credential: TokenCredential, *, retry_total: int = 2, pacer: WritePacer | None = None
+    ) -> None:
         config = Configuration()
-        config.retry_policy = policies.RetryPolicy(retry_total=retry_total, retry_backoff_max=4)
+        # retry_status=0: no answer is retried in the pipeline, so nothing sleeps on a Retry-After in a function.
+        config.retry_policy = policies.RetryPolicy(retry_total=retry_total, retry_status=0, retry_backoff_max=4)
         config.authentication_policy = policies.BearerTokenCredentialPolicy(credential, ARM_SCOPE)
         config.logging_policy = ARMHttpLoggingPolicy()
         self._base_url = base_url.rstrip("/")
         self._client = ARMPipelineClient(base_url=self._base_url, config=config)
+        self._pacer = pacer
 
     def close(self) -> None:
         self._client.close()
@@ -131,9 +142,17 @@ class ArmClient:
             response = self._client.send_request(request)
         except (ServiceRequestError, ServiceResponseError) as error:
             raise AzureCallError(None, "ConnectionFailed", str(error).splitlines()[0]) from error
+        self._tell_pacer(url, response)
         if response.status_code >= 400:
             raise _error_from(response)
         return response
+
+    def _tell_pacer(self, url: str, response: HttpResponse) -> None:
+        remaining = _count(response.headers.get(REMAINING_WRITES))
+        subscription = _SUBSCRIPTION.search(url)
+        if self._pacer is None or remaining is None or subscription is None:
+            return
+        self._pacer.observe(subscription.group(1), remaining, spent=response.status_code != THROTTLED)
 
     @staticmethod
     def _accepted(response: HttpResponse) -> AcceptedOperation:
@@ -175,6 +194,14 @@ def _number(value: str | None, *, scale: int) -> float | None:
     except ValueError:
         return None
     return seconds if seconds > 0 else None
+
+
+def _count(value: str | None) -> int | None:
+    try:
+        count = int(value or "")
+    except ValueError:
+        return None
+    return count if count >= 0 else None
 
 
 def _seconds_until(http_date: str) -> float | None:

@@ -2,13 +2,22 @@
 
 The permissions API answers only for the caller, so the requester's access is assembled from role assignments
 (`assignedTo`, which includes group membership), their role definitions and deny assignments.
+
+Reads are kept in TTL caches (shared/ttl_cache.py), so a burst of requests for one workspace reads Azure once:
+role definitions, which change rarely, for `role_definition_ttl_seconds`; permissions, role assignments and deny
+assignments for `access_ttl_seconds`, the window in which a revoked grant may still pass preflight (ARM still
+enforces every write). Deny assignments are read per scope, shared by every principal; only when one names a
+principal other than Everyone (perhaps a group the principal belongs to) are they read for the principal too.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -17,18 +26,63 @@ from azure.core.exceptions import HttpResponseError
 
 from shared.adapters.arm import ARM_SCOPE, ArmClient
 from shared.azure_errors import AzureCallError
+from shared.config import DEFAULT_ACCESS_CACHE_SECONDS, DEFAULT_ROLE_DEFINITION_CACHE_SECONDS
 from shared.ports import PrincipalAccess
+from shared.ttl_cache import Lookup, TtlCache
 
 AUTHORIZATION_API_VERSION = "2022-04-01"
 EVERYONE = "00000000-0000-0000-0000-000000000000"
 
+Blocks = list[dict[str, list[str]]]
+
+
+@dataclass(frozen=True)
+class _Assignment:
+    scope: str
+    role_definition_id: str
+
+
+@dataclass(frozen=True)
+class _Definition:
+    role_name: str
+    permissions: Blocks
+
+
+@dataclass(frozen=True)
+class _Deny:
+    id: str
+    principals: frozenset[str]
+    excluded: frozenset[str]
+    permissions: Blocks
+
+    def names_only(self, principal_id: str) -> bool:
+        """Whether every principal it names is Everyone or `principal_id`, so applying it needs no membership."""
+        return self.principals <= {EVERYONE, principal_id}
+
+    def blocks(self, principal_id: str) -> bool:
+        return bool(self.principals & {EVERYONE, principal_id}) and principal_id not in self.excluded
+
 
 class AuthorizationAdapter:
-    def __init__(self, arm: ArmClient, credential: TokenCredential, *, arm_url: str) -> None:
+    def __init__(
+        self,
+        arm: ArmClient,
+        credential: TokenCredential,
+        *,
+        arm_url: str,
+        access_ttl_seconds: float = DEFAULT_ACCESS_CACHE_SECONDS,
+        role_definition_ttl_seconds: float = DEFAULT_ROLE_DEFINITION_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._arm = arm
         self._credential = credential
         self._arm_url = arm_url
         self._own_principal_id: str | None = None
+        self._own_permissions: TtlCache[str, Blocks] = TtlCache(access_ttl_seconds, clock=clock)
+        self._assignments: TtlCache[tuple[str, str], list[_Assignment]] = TtlCache(access_ttl_seconds, clock=clock)
+        self._scope_denials: TtlCache[str, list[_Deny]] = TtlCache(access_ttl_seconds, clock=clock)
+        self._principal_denials: TtlCache[tuple[str, str], list[_Deny]] = TtlCache(access_ttl_seconds, clock=clock)
+        self._definitions: TtlCache[str, _Definition] = TtlCache(role_definition_ttl_seconds, clock=clock)
 
     def own_principal_id(self) -> str:
         """The broker's object id, read from its own ARM token (the `oid` claim) so it needs no configuration."""
@@ -39,33 +93,79 @@ class AuthorizationAdapter:
 
     def own_permissions(self, scope: str) -> list[Mapping[str, Sequence[str]]]:
         path = f"{scope.rstrip('/')}/providers/Microsoft.Authorization/permissions"
-        return list(self._arm.list(path, AUTHORIZATION_API_VERSION))
+        return list(
+            self._own_permissions.get(_key(scope), lambda: list(self._arm.list(path, AUTHORIZATION_API_VERSION)))
+        )
 
-    def principal_access(self, principal_id: str, scope: str) -> PrincipalAccess:
-        client = self._client
-        try:
-            assignments = [
-                assignment
-                for assignment in client.role_assignments.list_for_scope(scope, filter=f"assignedTo('{principal_id}')")
+    def principal_access(self, principal_id: str, scope: str, *, fresh: bool = False) -> PrincipalAccess:
+        principal = principal_id.lower()
+        with _azure_errors():
+            assignments = self._assignments_at(principal, scope, fresh=fresh)
+            definitions = [
+                self._definitions.lookup(
+                    role_id.lower(), lambda role_id=role_id: self._definition(role_id), fresh=fresh
+                )
+                for role_id in sorted({assignment.role_definition_id for assignment in assignments.value})
+            ]
+            denials, denials_cached = self._denials_at(principal, scope, fresh=fresh)
+        return PrincipalAccess(
+            permissions=[block for definition in definitions for block in definition.value.permissions],
+            denials=[block for deny in denials for block in deny.permissions],
+            role_names=frozenset(definition.value.role_name for definition in definitions),
+            cached=assignments.hit or denials_cached or any(definition.hit for definition in definitions),
+        )
+
+    def assigned_role_ids(self, principal_id: str, scope: str) -> frozenset[str]:
+        with _azure_errors():
+            assignments = self._assignments_at(principal_id.lower(), scope, fresh=False).value
+        return frozenset(
+            assignment.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower() for assignment in assignments
+        )
+
+    def _assignments_at(self, principal: str, scope: str, *, fresh: bool) -> Lookup[list[_Assignment]]:
+        def load() -> list[_Assignment]:
+            listed = self._client.role_assignments.list_for_scope(scope, filter=f"assignedTo('{principal}')")
+            return [
+                _Assignment(assignment.scope, assignment.role_definition_id)
+                for assignment in listed
                 if _applies_to(assignment.scope, scope)
             ]
-            definitions = [
-                client.role_definitions.get_by_id(role_id)
-                for role_id in sorted({assignment.role_definition_id for assignment in assignments})
-            ]
-            denials = [
-                deny
-                for deny in client.deny_assignments.list_for_scope(scope, filter=f"principalId eq '{principal_id}'")
-                if _applies_to(deny.scope, scope) and not _excluded(deny, principal_id)
-            ]
-        except HttpResponseError as error:
-            code = getattr(error.error, "code", None) or f"Http{error.status_code}"
-            raise AzureCallError(error.status_code, code, (error.message or "").splitlines()[0]) from error
-        return PrincipalAccess(
-            permissions=[_permission(block) for definition in definitions for block in definition.permissions],
-            denials=[_permission(block) for deny in denials for block in deny.permissions],
-            role_names=frozenset(definition.role_name for definition in definitions),
+
+        return self._assignments.lookup((_key(scope), principal), load, fresh=fresh)
+
+    def _definition(self, role_definition_id: str) -> _Definition:
+        definition = self._client.role_definitions.get_by_id(role_definition_id)
+        return _Definition(definition.role_name, [_permission(block) for block in definition.permissions])
+
+    def _denials_at(self, principal: str, scope: str, *, fresh: bool) -> tuple[list[_Deny], bool]:
+        """The deny assignments blocking `principal` at `scope`, and whether any came from the cache."""
+        at_scope = self._scope_denials.lookup(
+            _key(scope), lambda: self._list_denials(scope, query="atScope()"), fresh=fresh
         )
+        found = {deny.id: deny for deny in at_scope.value if deny.blocks(principal)}
+        cached = at_scope.hit
+        if not all(deny.names_only(principal) for deny in at_scope.value):
+            # ARM resolves group membership for a principal filter; this adapter cannot.
+            named = self._principal_denials.lookup(
+                (_key(scope), principal),
+                lambda: self._list_denials(scope, query=f"principalId eq '{principal}'"),
+                fresh=fresh,
+            )
+            found.update({deny.id: deny for deny in named.value if principal not in deny.excluded})
+            cached = cached or named.hit
+        return list(found.values()), cached
+
+    def _list_denials(self, scope: str, *, query: str) -> list[_Deny]:
+        return [
+            _Deny(
+                id=(deny.id or deny.name or "").lower(),
+                principals=frozenset((principal.id or "").lower() for principal in deny.principals or []),
+                excluded=frozenset((excluded.id or "").lower() for excluded in deny.exclude_principals or []),
+                permissions=[_permission(block) for block in deny.permissions or []],
+            )
+            for deny in self._client.deny_assignments.list_for_scope(scope, filter=query)
+            if _applies_to(deny.scope, scope)
+        ]
 
     @cached_property
     def _client(self) -> Any:
@@ -75,6 +175,19 @@ class AuthorizationAdapter:
         return AuthorizationManagementClient(self._credential, EVERYONE, base_url=self._arm_url)
 
 
+@contextmanager
+def _azure_errors() -> Iterator[None]:
+    try:
+        yield
+    except HttpResponseError as error:
+        code = getattr(error.error, "code", None) or f"Http{error.status_code}"
+        raise AzureCallError(error.status_code, code, (error.message or "").splitlines()[0]) from error
+
+
+def _key(scope: str) -> str:
+    return scope.rstrip("/").lower()
+
+
 def _applies_to(assignment_scope: str | None, scope: str) -> bool:
     """An assignment counts at `scope` when made there or at an ancestor (assignedTo also returns descendants)."""
     if not assignment_scope:
@@ -82,10 +195,6 @@ def _applies_to(assignment_scope: str | None, scope: str) -> bool:
     ancestor = assignment_scope.rstrip("/").lower()
     target = scope.rstrip("/").lower()
     return ancestor in ("", "/") or target == ancestor or target.startswith(ancestor + "/")
-
-
-def _excluded(deny: Any, principal_id: str) -> bool:
-    return any((excluded.id or "").lower() == principal_id.lower() for excluded in deny.exclude_principals or [])
 
 
 def _permission(block: Any) -> dict[str, list[str]]:

@@ -60,6 +60,20 @@ class KeyVaultAdapter:
                 return None
             raise
 
+    def read_secret(self, name: str) -> tuple[StoredSecret, str] | None:
+        """The current version's properties (its version id included) and value; None when the secret is gone."""
+        try:
+            secret = _call(lambda: self._client.get_secret(name))
+        except AzureCallError as error:
+            if error.not_found:
+                return None
+            raise
+        return _stored(secret.properties), secret.value or ""
+
+    def set_version_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        """Replace the tags of one version; its value and other attributes stay, and no version is added."""
+        _call(lambda: self._client.update_secret_properties(name, version, tags=dict(tags)))
+
     def get_secret(self, name: str) -> StoredSecret | None:
         """The current version's properties (the value is read by the service call but not kept); a disabled
         secret, whose current version Key Vault will not return, is reported by name as disabled."""

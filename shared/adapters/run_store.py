@@ -1,15 +1,24 @@
 """Deployments, runs, and the rows that make intake idempotent and ticket look-ups complete, in one table.
 
-- A deployment row per (workspace, model) holds the Deployment resource; its `status.currentRunId`, changed only
-  with ETag concurrency, is the single-flight claim that lets one run at a time write to Azure.
-- A run row per operation (deploy, repair, delete); its `InFlight` column ("true" while the run has not ended or a
-  key rotation on it has not) is what the watchdog queries.
-- An idempotency row maps (caller, Idempotency-Key) to the answer the first request got (a run or a deployment)
-  and the fingerprint of that request, so a retried POST gets the same answer and a reused key is caught.
-- A ticket row per (ticket, run) makes `?ticket=` find every request, joiners included.
-- A poison row per malformed request message (keyed by its queue message id) is the claim that copies it to the
-  poison queue once, however often it is delivered.
-- An undelivered row per message the broker could not send (partition `undelivered`: the message itself, where it
+A deployment and everything about it live in one partition, its home (`home-<8 hex of the deployment id's hash>`),
+so that a request's writes go to Table Storage as one entity-group transaction (one round trip, all or nothing):
+- a deployment row per (workspace, model) holds the Deployment resource; its `status.currentRunId`, changed only
+  with ETag concurrency, is the single-flight claim that lets one run at a time write to Azure;
+- a run row per operation (deploy, repair, delete); its `InFlight` column ("true" while the run has not ended or a
+  key rotation on it has not) is what the watchdog queries. A run id names its home (`<unique>.<8 hex>`,
+  `new_run_id`), so GET /api/runs/{id} and every work step read it with one point read; a run id the store did not
+  mint lives in partition `run`;
+- a ticket row per (ticket, run) makes `?ticket=` find every request, joiners included.
+Every such row has a `Kind` column (deployment, run, ticket): lists, the watchdog's sweep and ticket look-ups are
+queries across partitions on it (one partition, the deployment's home, for the runs of one deployment).
+
+Outside the homes:
+- an idempotency row (partition `idempotency`) maps (caller, Idempotency-Key) to the answer the first request got
+  (a run or a deployment) and the fingerprint of that request, so a retried POST gets the same answer and a reused
+  key is caught, whichever deployment the reuse asks for;
+- a poison row per malformed request message (keyed by its queue message id) is the claim that copies it to the
+  poison queue once, however often it is delivered;
+- an undelivered row per message the broker could not send (partition `undelivered`: the message itself, where it
   was going and why it failed), for an operator to query and resend rather than a retry that never ends.
 Claims are rows whose creation either succeeds or fails with a conflict: Table Storage is the arbiter.
 """
@@ -18,9 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from shared.azure_errors import RecordChangedError, RecordExistsError
 from shared.deployment import Deployment
@@ -28,12 +38,28 @@ from shared.runs import RunRecord
 
 RUNS = "run"
 DEPLOYMENTS = "deployment"
-IDEMPOTENCY = "idempotency"
 TICKETS = "ticket"
+IDEMPOTENCY = "idempotency"
 POISON = "poison"
 UNDELIVERED = "undelivered"
 MAX_UPDATE_ATTEMPTS = 8
 IN_FLIGHT = "InFlight"
+KIND = "Kind"
+# Where a run whose id names no home is kept (ids minted elsewhere than new_run_id).
+UNHOMED_RUNS = RUNS
+_HOME_TAG = re.compile(r"^[0-9a-f]{8}$")
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """One row written in an entity-group transaction: `create` (refused when it exists), `replace` (refused
+    unless its ETag still matches) or `upsert`."""
+
+    action: Literal["create", "replace", "upsert"]
+    key: str
+    document: Mapping[str, Any]
+    index: Mapping[str, Any]
+    etag: str | None = None
 
 
 class DocumentTablePort(Protocol):
@@ -43,7 +69,10 @@ class DocumentTablePort(Protocol):
     def get(self, partition: str, key: str) -> Any: ...
     def replace(self, partition: str, key: str, document: Any, index: Any, etag: str) -> str: ...
     def delete(self, partition: str, key: str) -> None: ...
-    def query(self, partition: str, equals: Any, *, page_size: int, continuation_token: str | None = None) -> Any: ...
+    def transact(self, partition: str, writes: Sequence[TableWrite]) -> list[str]: ...
+    def query(
+        self, partition: str | None, equals: Any, *, page_size: int, continuation_token: str | None = None
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -83,24 +112,68 @@ class RunStore:
     def __init__(self, table: DocumentTablePort) -> None:
         self._table = table
 
+    @staticmethod
+    def new_run_id(deployment_id: str, unique: str) -> str:
+        """An id for a new run of deployment `deployment_id`: `unique`, naming the deployment's home."""
+        return f"{unique}.{_home_tag(deployment_id)}"
+
     # -- runs ------------------------------------------------------------------------------------------------------
 
     def create(self, run: RunRecord) -> StoredRun:
-        stored = StoredRun(run, self._table.create(RUNS, run.id, run.to_storage_dict(), _run_index(run)))
-        self.index_ticket(run.ticket, run_id=run.id, deployment_id=run.deployment_id)
-        return stored
+        """Store a new run (and its ticket row) in one round trip; RecordExistsError when it is stored already."""
+        (etag, *_) = self._table.transact(_run_home(run.id), [_new_run(run), *_ticket_rows(run.ticket, run)])
+        return StoredRun(run, etag)
 
     def get(self, run_id: str) -> StoredRun | None:
-        stored = self._table.get(RUNS, run_id)
+        stored = self._table.get(_run_home(run_id), _run_key(run_id))
         return StoredRun(RunRecord.from_storage_dict(stored.document), stored.etag) if stored else None
 
     def save(self, run: RunRecord, etag: str) -> StoredRun:
         """Write `run` if nobody changed it since `etag` was read; RecordChangedError otherwise."""
-        return StoredRun(run, self._table.replace(RUNS, run.id, run.to_storage_dict(), _run_index(run), etag))
+        return StoredRun(
+            run, self._table.replace(_run_home(run.id), _run_key(run.id), run.to_storage_dict(), _run_index(run), etag)
+        )
 
     def update(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord:
         """Apply `change` to the latest record, re-reading and re-applying when another writer got there first."""
         return _update(lambda: self.get(run_id), lambda stored: stored.run, self.save, change, f"run {run_id}")
+
+    def start_run(self, run: RunRecord, deployment: Deployment, deployment_etag: str | None) -> StoredDeployment:
+        """Claim `deployment` for the new run `run` and store the run and its ticket row, all or nothing, in one round
+        trip: the deployment is created (no `deployment_etag`) or replaced if unchanged since that ETag was read.
+        RecordExistsError or RecordChangedError when a concurrent request wrote first; nothing is written then."""
+        home = _deployment_home(deployment.id)
+        assert _run_home(run.id) == home, f"run {run.id} was not minted in deployment {deployment.id}'s home"
+        claim = _deployment_write(deployment, deployment_etag)
+        (etag, *_) = self._table.transact(home, [claim, _new_run(run), *_ticket_rows(run.ticket, run)])
+        return StoredDeployment(deployment, etag)
+
+    def join_run(
+        self, run: RunRecord, run_etag: str, deployment: Deployment, deployment_etag: str, *, ticket: str | None
+    ) -> StoredDeployment:
+        """Write a run that a request joined, the deployment that records the request and the request's ticket row,
+        all or nothing, in one round trip; RecordChangedError when either changed since its ETag was read."""
+        assert _run_home(run.id) == _deployment_home(deployment.id), f"run {run.id} is not in its deployment's home"
+        writes = [
+            TableWrite("replace", _run_key(run.id), run.to_storage_dict(), _run_index(run), run_etag),
+            _deployment_write(deployment, deployment_etag),
+            *_ticket_rows(ticket, run),
+        ]
+        (_, etag, *_) = self._table.transact(_run_home(run.id), writes)
+        return StoredDeployment(deployment, etag)
+
+    def save_answered(
+        self, deployment: Deployment, etag: str, *, ticket: str | None, run_id: str | None
+    ) -> StoredDeployment:
+        """Write `deployment` (if unchanged since `etag`) with the ticket row of a request it answered without a run
+        of its own (`run_id`: the run that made it as it is), in one round trip."""
+        home = _deployment_home(deployment.id)
+        rows = _ticket_rows(ticket, run_id=run_id, deployment_id=deployment.id) if run_id else []
+        if run_id and _run_home(run_id) != home:  # a run id minted elsewhere keeps its ticket row with it
+            self.index_ticket(ticket, run_id=run_id, deployment_id=deployment.id)
+            rows = []
+        (etag, *_) = self._table.transact(home, [_deployment_write(deployment, etag), *rows])
+        return StoredDeployment(deployment, etag)
 
     def list(
         self,
@@ -116,31 +189,35 @@ class RunStore:
         within each page, so a page may hold fewer than `page_size`)."""
         if ticket:
             rows = self._table.query(
-                TICKETS, {"Ticket": ticket}, page_size=page_size, continuation_token=continuation_token
+                None, {KIND: TICKETS, "Ticket": ticket}, page_size=page_size, continuation_token=continuation_token
             )
             runs = [stored.run for row in rows.documents if (stored := self.get(row["runId"])) is not None]
             wanted = {"WorkspaceId": workspace_id, "Status": status, "DeploymentId": deployment_id}
             runs = [run for run in runs if _matches(_run_index(run), wanted)]
             return RunPage(runs, rows.continuation_token)
         equals = _present(
-            WorkspaceId=workspace_id.lower() if workspace_id else None, Status=status, DeploymentId=deployment_id
+            Kind=RUNS,
+            WorkspaceId=workspace_id.lower() if workspace_id else None,
+            Status=status,
+            DeploymentId=deployment_id,
         )
-        page = self._table.query(RUNS, equals, page_size=page_size, continuation_token=continuation_token)
+        # A deployment's runs share its home; runs minted elsewhere are not found by deployment then.
+        partition = _deployment_home(deployment_id) if deployment_id else None
+        page = self._table.query(partition, equals, page_size=page_size, continuation_token=continuation_token)
         return RunPage([RunRecord.from_storage_dict(doc) for doc in page.documents], page.continuation_token)
 
     def list_in_flight(self, *, page_size: int = 100, continuation_token: str | None = None) -> RunPage:
         """Runs a chain of work messages should be carrying (RunRecord.in_flight): the watchdog's sweep."""
-        page = self._table.query(RUNS, {IN_FLIGHT: "true"}, page_size=page_size, continuation_token=continuation_token)
+        page = self._table.query(
+            None, {KIND: RUNS, IN_FLIGHT: "true"}, page_size=page_size, continuation_token=continuation_token
+        )
         return RunPage([RunRecord.from_storage_dict(doc) for doc in page.documents], page.continuation_token)
 
     def index_ticket(self, ticket: str | None, *, run_id: str, deployment_id: str | None) -> None:
         """Make `ticket` find `run_id` (idempotent)."""
-        if not ticket:
-            return
-        document = {"ticket": ticket, "runId": run_id, "deploymentId": deployment_id}
-        index = _present(Ticket=ticket, RunId=run_id, DeploymentId=deployment_id)
-        with contextlib.suppress(RecordExistsError):
-            self._table.create(TICKETS, f"{_digest(ticket)}-{run_id}", document, index)
+        rows = _ticket_rows(ticket, run_id=run_id, deployment_id=deployment_id)
+        if rows:
+            self._table.transact(_run_home(run_id), rows)
 
     # -- malformed messages and what could not be sent -----------------------------------------------------------
 
@@ -175,20 +252,27 @@ class RunStore:
     # -- deployments -----------------------------------------------------------------------------------------------
 
     def get_deployment(self, deployment_id: str) -> StoredDeployment | None:
-        stored = self._table.get(DEPLOYMENTS, deployment_id)
+        stored = self._table.get(_deployment_home(deployment_id), _deployment_key(deployment_id))
         return StoredDeployment(Deployment.from_storage_dict(stored.document), stored.etag) if stored else None
 
     def create_deployment(self, deployment: Deployment) -> StoredDeployment:
         """Store a new deployment; RecordExistsError when a concurrent request made it first."""
         etag = self._table.create(
-            DEPLOYMENTS, deployment.id, deployment.to_storage_dict(), _deployment_index(deployment)
+            _deployment_home(deployment.id),
+            _deployment_key(deployment.id),
+            deployment.to_storage_dict(),
+            _deployment_index(deployment),
         )
         return StoredDeployment(deployment, etag)
 
     def save_deployment(self, deployment: Deployment, etag: str) -> StoredDeployment:
         """Write `deployment` if nobody changed it since `etag` was read; RecordChangedError otherwise."""
         etag = self._table.replace(
-            DEPLOYMENTS, deployment.id, deployment.to_storage_dict(), _deployment_index(deployment), etag
+            _deployment_home(deployment.id),
+            _deployment_key(deployment.id),
+            deployment.to_storage_dict(),
+            _deployment_index(deployment),
+            etag,
         )
         return StoredDeployment(deployment, etag)
 
@@ -218,14 +302,14 @@ class RunStore:
         }
         if ticket:
             rows = self._table.query(
-                TICKETS, {"Ticket": ticket}, page_size=page_size, continuation_token=continuation_token
+                None, {KIND: TICKETS, "Ticket": ticket}, page_size=page_size, continuation_token=continuation_token
             )
             ids = dict.fromkeys(row["deploymentId"] for row in rows.documents if row.get("deploymentId"))
             found = [stored.deployment for item in ids if (stored := self.get_deployment(item)) is not None]
             found = [item for item in found if _matches(_deployment_index(item), wanted)]
             return DeploymentPage(found, rows.continuation_token)
         page = self._table.query(
-            DEPLOYMENTS, _present(**wanted), page_size=page_size, continuation_token=continuation_token
+            None, _present(Kind=DEPLOYMENTS, **wanted), page_size=page_size, continuation_token=continuation_token
         )
         return DeploymentPage([Deployment.from_storage_dict(doc) for doc in page.documents], page.continuation_token)
 
@@ -278,8 +362,57 @@ def _update(
     raise RecordChangedError(f"{what} kept changing under {MAX_UPDATE_ATTEMPTS} attempts to update it")
 
 
+def _home_tag(deployment_id: str) -> str:
+    return hashlib.sha256(deployment_id.encode()).hexdigest()[:8]
+
+
+def _deployment_home(deployment_id: str) -> str:
+    return f"home-{_home_tag(deployment_id)}"
+
+
+def _run_home(run_id: str) -> str:
+    _, _, tag = run_id.rpartition(".")
+    return f"home-{tag}" if _HOME_TAG.match(tag) else UNHOMED_RUNS
+
+
+def _run_key(run_id: str) -> str:
+    return f"{RUNS}:{run_id}"
+
+
+def _deployment_key(deployment_id: str) -> str:
+    return f"{DEPLOYMENTS}:{deployment_id}"
+
+
+def _new_run(run: RunRecord) -> TableWrite:
+    return TableWrite("create", _run_key(run.id), run.to_storage_dict(), _run_index(run))
+
+
+def _deployment_write(deployment: Deployment, etag: str | None) -> TableWrite:
+    key, document, index = _deployment_key(deployment.id), deployment.to_storage_dict(), _deployment_index(deployment)
+    return (
+        TableWrite("create", key, document, index)
+        if etag is None
+        else TableWrite("replace", key, document, index, etag)
+    )
+
+
+def _ticket_rows(
+    ticket: str | None, run: RunRecord | None = None, *, run_id: str | None = None, deployment_id: str | None = None
+) -> list[TableWrite]:
+    """The ticket row that makes `ticket` find a run (upserted, so writing it again changes nothing), if any."""
+    if not ticket:
+        return []
+    run_id = run.id if run else run_id
+    deployment_id = run.deployment_id if run else deployment_id
+    assert run_id is not None
+    document = {"ticket": ticket, "runId": run_id, "deploymentId": deployment_id}
+    index = _present(Kind=TICKETS, Ticket=ticket, RunId=run_id, DeploymentId=deployment_id)
+    return [TableWrite("upsert", f"{TICKETS}:{_digest(ticket)}-{run_id}", document, index)]
+
+
 def _run_index(run: RunRecord) -> dict[str, str]:
     return {
+        KIND: RUNS,
         "Status": run.status.value,
         "WorkspaceId": run.request.workspace_id.lower(),
         "Ticket": run.ticket or "",
@@ -293,6 +426,7 @@ def _run_index(run: RunRecord) -> dict[str, str]:
 
 def _deployment_index(deployment: Deployment) -> dict[str, str]:
     return {
+        KIND: DEPLOYMENTS,
         "Phase": deployment.status.phase.value,
         "WorkspaceId": deployment.spec.workspace_id.lower(),
         "ModelId": deployment.spec.model_id.lower(),

@@ -1,17 +1,19 @@
-"""Azure Table Storage as a JSON document store with ETag concurrency and paged, filtered queries."""
+"""Azure Table Storage as a JSON document store with ETag concurrency, entity-group transactions and paged, filtered
+queries."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableErrorCode, TableTransactionError, UpdateMode
 
+from shared.adapters.run_store import TableWrite
 from shared.adapters.storage import table_service_client
 from shared.azure_errors import RecordChangedError, RecordExistsError
 from shared.config import StorageSettings
@@ -74,25 +76,55 @@ class DocumentTable:
     def delete(self, partition: str, key: str) -> None:
         self._client.delete_entity(partition, key)
 
+    def transact(self, partition: str, writes: Sequence[TableWrite]) -> list[str]:
+        """Apply `writes` to one partition all or nothing (an entity-group transaction, one round trip): the new
+        ETags in order. A create of an existing row raises RecordExistsError, a replace whose ETag no longer matches
+        RecordChangedError, and then nothing was written."""
+        operations = [self._operation(partition, write) for write in writes]
+        try:
+            results = self._client.submit_transaction(operations)
+        except TableTransactionError as error:
+            failed = writes[error.index] if 0 <= error.index < len(writes) else writes[0]
+            where = f"{partition}/{failed.key}"
+            if error.error_code == TableErrorCode.ENTITY_ALREADY_EXISTS:
+                raise RecordExistsError(where) from error
+            if error.error_code in (TableErrorCode.UPDATE_CONDITION_NOT_SATISFIED, TableErrorCode.RESOURCE_NOT_FOUND):
+                raise RecordChangedError(where) from error
+            raise
+        return [result["etag"] for result in results]
+
     def query(
         self,
-        partition: str,
+        partition: str | None,
         equals: Mapping[str, str],
         *,
         page_size: int,
         continuation_token: str | None = None,
     ) -> DocumentPage:
-        clauses = ["PartitionKey eq @partition"]
-        parameters: dict[str, Any] = {"partition": partition}
+        """A page of documents whose index columns equal `equals`, in `partition` or (None) across the table."""
+        clauses = [] if partition is None else ["PartitionKey eq @partition"]
+        parameters: dict[str, Any] = {} if partition is None else {"partition": partition}
         for number, (column, value) in enumerate(sorted(equals.items())):
             clauses.append(f"{column} eq @p{number}")
             parameters[f"p{number}"] = value
-        pages = self._client.query_entities(
-            " and ".join(clauses), parameters=parameters, results_per_page=page_size
-        ).by_page(continuation_token=_decode_token(continuation_token))
+        entities = (
+            self._client.query_entities(" and ".join(clauses), parameters=parameters, results_per_page=page_size)
+            if clauses
+            else self._client.list_entities(results_per_page=page_size)
+        )
+        pages = entities.by_page(continuation_token=_decode_token(continuation_token))
         page = next(pages, [])
         documents = [json.loads(entity[DOCUMENT_PROPERTY]) for entity in page]
         return DocumentPage(documents, _encode_token(pages.continuation_token))
+
+    def _operation(self, partition: str, write: TableWrite) -> tuple[Any, ...]:
+        entity = self._entity(partition, write.key, write.document, write.index)
+        if write.action == "create":
+            return ("create", entity)
+        if write.action == "upsert":
+            return ("upsert", entity, {"mode": UpdateMode.REPLACE})
+        options = {"mode": UpdateMode.REPLACE, "etag": write.etag, "match_condition": MatchConditions.IfNotModified}
+        return ("update", entity, options)
 
     @staticmethod
     def _entity(partition: str, key: str, document: Mapping[str, Any], index: Mapping[str, Any]) -> dict[str, Any]:

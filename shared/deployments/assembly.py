@@ -13,6 +13,7 @@ from shared.deployments.workflow import Workflow
 from shared.engine import StepQueue, StepTimings
 from shared.lifecycle.composition import build_lifecycle_service
 from shared.lifecycle.settings import LifecycleSettings
+from shared.pacing import WritePacer
 from shared.ports import (
     AuthorizationPort,
     MachineLearningPort,
@@ -35,11 +36,13 @@ def assemble_deployment_service(
     timings: StepTimings,
     lifecycle_settings: LifecycleSettings,
     clock: Callable[[], datetime],
+    pacer: WritePacer | None = None,
     **service_options: Any,
 ) -> DeploymentService:
-    """The workflow, the lifecycle service and the deployment service over these ports, on one step engine;
-    `service_options` are DeploymentService's own keyword options (id source, sleep, telemetry)."""
-    steps = StepQueue(machine_learning, queues.work, timings)
+    """The workflow, the lifecycle service and the deployment service over these ports, on one step engine (whose
+    write steps ask `pacer`, the one the ARM adapter feeds); `service_options` are DeploymentService's own keyword
+    options (id source, sleep, telemetry)."""
+    steps = StepQueue(machine_learning, queues.work, timings, clock=clock, pacer=pacer)
     telemetry = service_options.get("telemetry", BROKER_TELEMETRY)
     workflow = Workflow(
         runs=runs,

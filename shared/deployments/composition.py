@@ -23,6 +23,7 @@ from shared.deployments.service import DeploymentService, Queues
 from shared.engine import StepTimings
 from shared.lifecycle.service import LifecycleService
 from shared.lifecycle.settings import LifecycleSettings
+from shared.pacing import WritePacer
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.required_permissions import Strictness
 
@@ -51,7 +52,9 @@ def build_deployment_service(
         raise ValueError("Set AZURE_KEYVAULT_URL: endpoint keys are stored only in Key Vault.")
     configure_telemetry()
     credential = broker_credential()
-    arm = ArmClient(settings.arm_url, credential)
+    # One pacer per process, fed by every ARM answer and asked by every write step.
+    pacer = WritePacer()
+    arm = ArmClient(settings.arm_url, credential, pacer=pacer)
     machine_learning = MachineLearningAdapter(arm)
     runs = RunStore(DocumentTable.open(settings.storage, settings.runs_table))
     queues = Queues(
@@ -77,7 +80,13 @@ def build_deployment_service(
     )
     secrets = KeyVaultAdapter(settings.key_vault_url, credential)
     connections = WorkspaceConnectionsAdapter(arm)
-    authorization = AuthorizationAdapter(arm, credential, arm_url=settings.arm_url)
+    authorization = AuthorizationAdapter(
+        arm,
+        credential,
+        arm_url=settings.arm_url,
+        access_ttl_seconds=settings.access_cache_seconds,
+        role_definition_ttl_seconds=settings.role_definition_cache_seconds,
+    )
     return assemble_deployment_service(
         runs=runs,
         machine_learning=machine_learning,
@@ -86,7 +95,12 @@ def build_deployment_service(
         connections=connections,
         queues=queues,
         policy=policy,
-        timings=StepTimings(poll_seconds=settings.poll_seconds),
+        timings=StepTimings(
+            poll_seconds=settings.poll_seconds,
+            poll_max_seconds=settings.poll_max_seconds,
+            poll_age_fraction=settings.poll_age_fraction,
+        ),
         lifecycle_settings=lifecycle_settings,
         clock=utc_now,
+        pacer=pacer,
     )

@@ -8,7 +8,7 @@ rejects the request with a problem that says what is wrong and how to fix it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
@@ -25,7 +25,8 @@ from shared.ports import AuthorizationPort, Endpoint, MachineLearningPort, Works
 from shared.problems import Problem
 from shared.rbac import PermissionSet
 from shared.requests import DeploymentRequest
-from shared.required_permissions import Strictness, check_broker_permissions, check_requester_permission
+from shared.required_permissions import REQUESTER_DEPLOY_ACTION, Strictness, check_broker_permissions, required_actions
+from shared.run_outcomes import requester_problem
 
 CONNECTION_WRITE_ACTION = "Microsoft.MachineLearningServices/workspaces/connections/write"
 
@@ -77,6 +78,8 @@ class PreflightContext:
 
 class Check:
     name: ClassVar[str]
+    # Decided from the request and configuration alone, without calling Azure.
+    local: ClassVar[bool] = False
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         raise NotImplementedError
@@ -93,6 +96,7 @@ def register(check: type[Check]) -> type[Check]:
 @register
 class ModelApproved(Check):
     name = "model-approved"
+    local = True
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         model = context.request.model
@@ -109,6 +113,7 @@ class ModelKnown(Check):
     """
 
     name = "model-known"
+    local = True
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         catalog = context.policy.catalog
@@ -135,6 +140,7 @@ class ModelKnown(Check):
 @register
 class WorkspaceAllowed(Check):
     name = "workspace-allowed"
+    local = True
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         decision = context.policy.allowed_targets.evaluate(context.request.workspace)
@@ -144,6 +150,7 @@ class WorkspaceAllowed(Check):
 @register
 class EndpointNameValid(Check):
     name = "endpoint-name-valid"
+    local = True
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         try:
@@ -166,11 +173,9 @@ class RequesterMayDeploy(Check):
     name = "requester-permission"
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
-        workspace = context.request.workspace
-        access = context.authorization.principal_access(context.caller, workspace.resource_id)
-        permission_set = PermissionSet.from_rest(access.permissions, access.denials)
-        result = check_requester_permission(workspace, context.caller, permission_set)
-        return None if result.allowed else Problem.of("requester-forbidden", result.rejection_text)
+        return requester_problem(
+            context.authorization, context.request.workspace, context.caller, REQUESTER_DEPLOY_ACTION
+        )
 
 
 @register
@@ -304,21 +309,62 @@ class PreflightResult:
     checks_passed: tuple[str, ...]
     target: WorkspaceId | None = None
     warnings: tuple[str, ...] = ()
+    # False after the checks for joining (run_join_preflight): enough to join or answer, not to write to Azure.
+    complete: bool = True
 
 
 def run_preflight(
     context: PreflightContext, checks: list[type[Check]] | None = None, *, on_check: Callable[[str], None] | None = None
 ) -> PreflightResult:
     passed: list[str] = []
-    for check_type in CHECKS if checks is None else checks:
+    problem = _run_checks(context, CHECKS if checks is None else checks, passed, on_check)
+    return _result(context, problem, passed)
+
+
+def run_join_preflight(context: PreflightContext, deployment: Deployment) -> PreflightResult | None:
+    """The checks for a request that asks again for `deployment`, in flight or Ready, exactly as it is.
+
+    The deployment exists with that spec, so the broker's permissions, the region and the project's endpoints were
+    checked when it was made; what is left is local policy and whether this caller may deploy there (one ARM read
+    at most). The target is the deployment's own: its hub when the request allows that hub, else the workspace.
+    None when the request asks for something else: then every check runs, as for a new request.
+    """
+    passed: list[str] = []
+    problem = _run_checks(context, [check for check in CHECKS if check.local], passed, None)
+    if problem is None:
+        context.target = _hub_kept(context, deployment)
+        context.plan = plan_for(context.request, context.policy.catalog, target=context.target)
+        if deployment.spec.differences(spec_for(context.request, context.plan, context.target)):
+            return None
+        problem = _run_checks(context, [RequesterMayDeploy], passed, None)
+    return replace(_result(context, problem, passed), complete=False)
+
+
+def _hub_kept(context: PreflightContext, deployment: Deployment) -> WorkspaceId | None:
+    hub_id = deployment.spec.cross_region_hub
+    if hub_id is None or not context.request.allow_cross_region:
+        return None
+    policy = context.policy
+    hub = policy.hubs.for_model(context.request.model, policy.catalog, requester=context.request.workspace)
+    return hub.workspace if hub is not None and hub.workspace.resource_id.lower() == hub_id.lower() else None
+
+
+def _run_checks(
+    context: PreflightContext,
+    checks: list[type[Check]],
+    passed: list[str],
+    on_check: Callable[[str], None] | None,
+) -> Problem | None:
+    """Run `checks` in order, noting each that passes in `passed`; the first failing check's problem."""
+    for check_type in checks:
         check = check_type()
         if on_check:
             on_check(check.name)
         problem = check.evaluate(context)
         if problem is not None:
-            return _result(context, problem, passed)
+            return problem
         passed.append(check.name)
-    return _result(context, None, passed)
+    return None
 
 
 def _result(context: PreflightContext, problem: Problem | None, passed: list[str]) -> PreflightResult:
@@ -330,18 +376,20 @@ def _result(context: PreflightContext, problem: Problem | None, passed: list[str
 def _broker_permission_problem(context: PreflightContext, workspace: WorkspaceId) -> Problem | None:
     marketplace = _plan(context).classification.requires_marketplace_subscription
     authorization = context.authorization
-    scopes = (
-        (ScopeLevel.WORKSPACE, ScopeLevel.RESOURCE_GROUP, ScopeLevel.SUBSCRIPTION)
-        if marketplace
-        else (ScopeLevel.WORKSPACE,)
-    )
-    permissions = {
-        level: PermissionSet.from_rest(authorization.own_permissions(workspace.scope(level))) for level in scopes
-    }
+    strictness = context.policy.strictness
     roles: frozenset[str] = frozenset()
-    if marketplace and context.policy.strictness is Strictness.ROLE_BASED:
-        broker = authorization.own_principal_id()
-        roles = authorization.principal_access(broker, workspace.resource_group_scope).role_names
+    if marketplace and strictness is Strictness.ROLE_BASED:
+        roles = authorization.assigned_role_ids(authorization.own_principal_id(), workspace.resource_group_scope)
+    # Only scopes where something is needed are read: a sufficient role leaves just the workspace's actions.
+    needed_at = {
+        item.scope
+        for item in required_actions(marketplace_model=marketplace, strictness=strictness, resource_group_roles=roles)
+    }
+    permissions = {
+        level: PermissionSet.from_rest(authorization.own_permissions(workspace.scope(level)))
+        for level in ScopeLevel
+        if level in needed_at
+    }
     result = check_broker_permissions(
         workspace,
         permissions,

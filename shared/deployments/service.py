@@ -41,6 +41,7 @@ from shared.deployments.preflight import (
     PreflightPolicy,
     PreflightResult,
     conflict_problem,
+    run_join_preflight,
     run_preflight,
     spec_for,
 )
@@ -169,7 +170,9 @@ class DeploymentService:
     def _submit(
         self, request: DeploymentRequest, *, caller: str, idempotency_key: str | None, ticket: str | None
     ) -> Submission:
-        run_id = self._new_id()
+        the_id = deployment_id(request.workspace, request.model)
+        # Minted in the deployment's home partition, so the run and the claim are written in one transaction.
+        run_id = self._runs.new_run_id(the_id, self._new_id())
         if idempotency_key:
             fingerprint = _fingerprint(request)
             claim = self._runs.claim_idempotency_key(caller, idempotency_key, run_id=run_id, fingerprint=fingerprint)
@@ -179,7 +182,6 @@ class DeploymentService:
                     return replay
                 run_id = claim.run_id  # the first attempt claimed the key but never stored its run: finish its work
 
-        the_id = deployment_id(request.workspace, request.model)
         stored = self._runs.get_deployment(the_id)
         existing = stored.deployment if stored and not stored.deployment.is_gone else None
         request = completed(request, existing.spec) if existing else request
@@ -188,30 +190,41 @@ class DeploymentService:
             run_id=run_id, caller=caller, request=request, at=at, ticket=ticket, idempotency_key=idempotency_key
         ).transition(RunStatus.VALIDATING, at=at)
         ask = _Ask(request, caller, run.ticket, idempotency_key, run)
-        result, problem = self._preflight(request, caller, existing)
+        # Joining a run in flight or answering from a Ready deployment writes nothing to Azure: that needs only the
+        # checks for joining. Should the answer turn out to be a new run after all, _start completes the rest.
+        joining = existing is not None and (existing.status.phase is Phase.READY or _still_marked_in_flight(existing))
+        result, problem = self._preflight(request, caller, existing, joining=joining)
         if problem is not None:
             return self._reject(run, problem, deployment_id=the_id if existing else None)
         assert result.plan is not None, "a passed preflight always has a plan"
         if result.warnings:
             ask = _Ask(request, caller, run.ticket, idempotency_key, run.with_changes(at=at, warnings=result.warnings))
         spec = spec_for(request, result.plan, result.target)
-        return self._reconcile(ask, the_id, spec, result)
+        return self._reconcile(ask, the_id, spec, result, stored)
 
-    def _reconcile(self, ask: _Ask, the_id: str, spec: DeploymentSpec, result: PreflightResult) -> Submission:
-        """Answer `ask` from the deployment's current state, retrying when a concurrent request changed it."""
-        for _ in range(MAX_RECONCILE_ROUNDS):
-            stored = self._runs.get_deployment(the_id)
+    def _reconcile(
+        self, ask: _Ask, the_id: str, spec: DeploymentSpec, result: PreflightResult, stored: Any
+    ) -> Submission:
+        """Answer `ask` from the deployment as `stored` (read before preflight), retrying from a fresh read when a
+        concurrent request changed it: every write is ETag-conditional, so a stale read costs a round, never a wrong
+        answer."""
+        for round_number in range(MAX_RECONCILE_ROUNDS):
+            if round_number:
+                stored = self._runs.get_deployment(the_id)
             try:
                 if stored is None or stored.deployment.is_gone:
                     return self._start(ask, spec, result, stored, operation="deploy")
                 deployment = stored.deployment
-                current = self._current_run(deployment, ask.run.id)
+                # Only a deployment marked in flight has a current run that may be joined or need catching up.
+                in_flight = _still_marked_in_flight(deployment)
+                current_stored = self._current_run(deployment, ask.run.id) if in_flight else None
+                current = current_stored.run if current_stored else None
                 if current is not None and current.is_terminal and _still_marked_in_flight(deployment):
                     # The run ended but the worker died before the deployment heard: catch it up, then look again.
                     self._runs.save_deployment(deployment.run_finished(current, at=self._clock()), stored.etag)
                     continue
-                if current is not None and not current.is_terminal:
-                    return self._join(ask, deployment, current, spec)
+                if current_stored is not None and not current_stored.run.is_terminal:
+                    return self._join(ask, stored, current_stored, spec)
                 if current is None and _still_marked_in_flight(deployment):
                     # Its run crashed before it was stored: take the claim over.
                     operation = "repair" if deployment.status.keys_run_id else "deploy"
@@ -227,11 +240,15 @@ class DeploymentService:
                 continue  # another request changed the deployment first: look at it again
         raise RecordChangedError(f"deployment {the_id} kept changing while request {ask.run.id} was answered")
 
-    def _current_run(self, deployment: Deployment, own_run_id: str) -> RunRecord | None:
+    def _current_run(self, deployment: Deployment, own_run_id: str) -> Any:
+        """The stored run holding the deployment's claim (with its ETag), if another request's and stored."""
         run_id = deployment.status.current_run_id
         if run_id is None or run_id == own_run_id:
             return None
-        return settled_run(self._runs, run_id, sleep=self._sleep, monotonic=self._monotonic)
+        stored = self._runs.get(run_id)
+        if stored is None and settled_run(self._runs, run_id, sleep=self._sleep, monotonic=self._monotonic):
+            stored = self._runs.get(run_id)
+        return stored
 
     def _start(
         self,
@@ -244,6 +261,13 @@ class DeploymentService:
         seen: Observation | None = None,
     ) -> Submission:
         """Claim the deployment for a new run of `operation`, store the run and queue its first step."""
+        if not result.complete:
+            known = stored.deployment if stored is not None and not stored.deployment.is_gone else None
+            result, problem = self._preflight(ask.request, ask.caller, known, joining=False)
+            if problem is not None:
+                return self._reject(ask.run, problem, deployment_id=known.id if known else None)
+            assert result.plan is not None, "a passed preflight always has a plan"
+            spec = spec_for(ask.request, result.plan, result.target)
         plan = result.plan
         assert plan is not None
         at = self._clock()
@@ -251,7 +275,6 @@ class DeploymentService:
         requester = DeploymentRequester(caller=ask.caller, ticket=ask.ticket, run_id=ask.run.id, outcome=outcome, at=at)
         if stored is None:
             claimed = Deployment.new(spec, run_id=ask.run.id, requester=requester, at=at)
-            self._runs.create_deployment(claimed)
         else:
             deployment: Deployment = stored.deployment
             if deployment.is_gone:
@@ -262,22 +285,29 @@ class DeploymentService:
                 )
                 if seen is not None:
                     claimed = claimed.with_conditions(seen.conditions, at=at)
-            self._runs.save_deployment(claimed, stored.etag)
         status, detail = _first_status(plan, result.existing_endpoint, seen)
         run = ask.run.model_copy(update={"operation": operation, "deployment_id": claimed.id}).transition(
             status, at=at, detail=detail, endpoint=EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id)
         )
         if result.target is not None:
             run = run.with_changes(at=at, cross_region=CrossRegion(hub_workspace_id=result.target.resource_id))
-        if not self._create(run):
+        try:
+            self._runs.start_run(run, claimed, stored.etag if stored is not None else None)
+        except (RecordChangedError, RecordExistsError):
+            if self._runs.get(run.id) is None:
+                raise  # another request changed the deployment first: _reconcile looks again
+            # Only attempts sharing an Idempotency-Key share a run id: the other one stored, queues and announces it.
+            LOGGER.info("run %s was stored by a concurrent attempt", run.id)
             return self._stored_answer(run.id)
         self._workflow.start(run)
         self._queues.events.send(accepted_event(run, time=self._clock()))
         return Submission("created" if operation == "deploy" else "repair", run=run, deployment=claimed)
 
-    def _join(self, ask: _Ask, deployment: Deployment, current: RunRecord, spec: DeploymentSpec) -> Submission:
+    def _join(self, ask: _Ask, stored: Any, current_stored: Any, spec: DeploymentSpec) -> Submission:
         """Register `ask` on the run in flight, which then answers it too (RecordChangedError to look again when that
-        run ended meanwhile)."""
+        run or the deployment changed meanwhile)."""
+        deployment: Deployment = stored.deployment
+        current: RunRecord = current_stored.run
         if current.operation == "delete":
             return self._reject(ask.run, _torn_down_meanwhile(current), deployment_id=deployment.id)
         differences = deployment.spec.differences(spec)
@@ -292,6 +322,8 @@ class DeploymentService:
             ticket=ask.ticket,
             idempotency_key=ask.idempotency_key,
             at=self._clock(),
+            run_etag=current_stored.etag,
+            deployment_etag=stored.etag,
         )
 
     def _already_ready(self, ask: _Ask, stored: Any, seen: Observation) -> Submission:
@@ -299,10 +331,10 @@ class DeploymentService:
         requester = DeploymentRequester(caller=ask.caller, ticket=ask.ticket, outcome="ready", at=at)
         deployment: Deployment = stored.deployment
         updated = deployment.with_conditions(seen.conditions, at=at).with_request(requester, at=at)
-        saved = self._runs.save_deployment(updated, stored.etag).deployment
         # Every request is kept in the ticket index, under the run its events name: the one that made it Ready.
-        if saved.status.current_run_id:
-            self._runs.index_ticket(ask.ticket, run_id=saved.status.current_run_id, deployment_id=saved.id)
+        saved = self._runs.save_answered(
+            updated, stored.etag, ticket=ask.ticket, run_id=updated.status.current_run_id
+        ).deployment
         if ask.idempotency_key:
             self._runs.answer_idempotency_key(ask.caller, ask.idempotency_key, deployment_id=saved.id)
         for event in answered_without_a_run_events(
@@ -322,18 +354,24 @@ class DeploymentService:
         )
 
     def _preflight(
-        self, request: DeploymentRequest, caller: str, deployment: Deployment | None
+        self, request: DeploymentRequest, caller: str, deployment: Deployment | None, *, joining: bool
     ) -> tuple[PreflightResult, Problem | None]:
-        context = PreflightContext(
-            request=request,
-            caller=caller,
-            policy=self._policy,
-            machine_learning=self._ml,
-            authorization=self._authorization,
-            deployment=deployment,
-        )
+        """Check `request`: in full, or with the checks for joining `deployment` when `joining` and it asks for it
+        exactly as it is."""
+
+        def context() -> PreflightContext:
+            return PreflightContext(
+                request=request,
+                caller=caller,
+                policy=self._policy,
+                machine_learning=self._ml,
+                authorization=self._authorization,
+                deployment=deployment,
+            )
+
         try:
-            result = run_preflight(context)
+            joined = run_join_preflight(context(), deployment) if joining and deployment is not None else None
+            result = joined or run_preflight(context())
         except AzureCallError as error:
             problem = _azure_refusal(error, request)
             if problem is None:

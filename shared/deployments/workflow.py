@@ -7,9 +7,17 @@ everything (shared/deployments/observe.py) and the run succeeds only when Azure 
 Each step records what it saw on the deployment's conditions.
 
 A step moves its run on only while its message's chain still carries the run (the step token, shared/engine.py): the
-status change is written only if the run's token is still the message's, and only the step that wrote it queues the
-next step, under the new token. A chain the watchdog replaced, or a duplicate delivery, therefore never queues a
-second chain, and never announces the run's end a second time.
+status change is written only if the run's token is still the message's, and only the step that wrote it carries on
+with the next step, under the new token. A chain the watchdog replaced, or a duplicate delivery, therefore never
+starts a second chain, and never announces the run's end a second time.
+
+Carrying on happens in the same invocation: a poll that sees its operation finished goes straight into the next step
+(provision, store-keys, verify) as if that step's message had arrived, admitted through the same gate, instead of
+paying a queue message and the listener's pick-up delay per hand-off. Only when a step has to wait on Azure (or on
+the write pacer), or the invocation has run for StepTimings.carry_on_seconds, does the chain go back to the queue. If
+a step carried on this way fails unexpectedly, its message is queued after all, so the host's redelivery still
+retries it as it would have before. (A host that dies mid-invocation leaves the run to the watchdog, as it always
+did between a status write and the next message.)
 """
 
 from __future__ import annotations
@@ -98,23 +106,47 @@ class Workflow:
         self._steps.send(WorkItem(run.id, FIRST_STEP[run.status], step_token=run.step_token))
 
     def advance(self, item: WorkItem) -> None:
+        """Run `item`'s step, then each step it hands the run to, until one waits, the run ends, or the invocation
+        has run long enough (StepTimings.carry_on_seconds: the rest goes through the queue)."""
+        started = self._steps.started()
         with self._telemetry.step_span(item.run_id, item.step) as span:
-            span.set_attribute(OUTCOME, self._advance(item))
+            outcome, carried = self._advance(item)
+            span.set_attribute(OUTCOME, outcome)
+        while carried is not None and self._steps.carry_on(carried, started=started):
+            with self._telemetry.step_span(carried.run_id, carried.step) as span:
+                try:
+                    outcome, following = self._advance(carried)
+                except Exception:
+                    # The step's message goes to the queue after all, so the host retries it on its own delivery.
+                    LOGGER.exception("run %s: %s failed when carried on; queued instead", carried.run_id, carried.step)
+                    self._steps.send(carried)
+                    return
+                span.set_attribute(OUTCOME, outcome)
+            carried = following
 
-    def _advance(self, item: WorkItem) -> StepOutcome:
+    def _advance(self, item: WorkItem) -> tuple[StepOutcome, WorkItem | None]:
+        """The step's outcome, and the next step's item when the step moved the run on and that step can run now."""
         run = self._steps.admit(self._runs, item, now=self._clock())
         if run is None:
-            return StepOutcome.DROPPED
+            return StepOutcome.DROPPED, None
         if not self._still_current(run):
             self._fail(
                 run, item, "RunSuperseded", "Another run took over this deployment; this run writes nothing more."
             )
-            return StepOutcome.DROPPED
+            return StepOutcome.DROPPED, None
         plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         handler = self._handlers[item.step]
-        return self._steps.run(
-            item, lambda: handler(run, plan, item), lambda code, message: self._fail(run, item, code, message)
-        )
+        carried: list[WorkItem] = []
+
+        def step() -> StepOutcome:
+            result = handler(run, plan, item)
+            if isinstance(result, WorkItem):
+                carried.append(result)
+                return StepOutcome.ADVANCED
+            return result
+
+        outcome = self._steps.run(item, step, lambda code, message: self._fail(run, item, code, message))
+        return outcome, (carried[0] if carried else None)
 
     def _still_current(self, run: RunRecord) -> bool:
         """Whether `run` still holds its deployment's claim: only the current run may write to Azure."""
@@ -123,7 +155,7 @@ class Workflow:
         stored = self._runs.get_deployment(run.deployment_id)
         return stored is not None and stored.deployment.status.current_run_id == run.id
 
-    def _subscribe(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
+    def _subscribe(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome | WorkItem:
         workspace_id, name = plan.workspace.resource_id, plan.subscription_name
         assert name is not None, "only Marketplace models are routed through subscribe"
         if item.operation_url and not self._steps.operation_finished(item):
@@ -136,25 +168,27 @@ class Workflow:
                     ConditionType.SUBSCRIPTION_READY, "True", "Subscribed", f"'{name}' is Subscribed.", at=self._clock()
                 ),
             )
-            self._move_on(item, RunStatus.PROVISIONING, PROVISION, f"Marketplace subscription '{name}' is Subscribed")
-            return StepOutcome.ADVANCED
+            return self._move_on(
+                item, RunStatus.PROVISIONING, PROVISION, f"Marketplace subscription '{name}' is Subscribed"
+            )
         state = (subscription.provisioning_state or "").lower() if subscription else ""
         if state in PROVISIONING_IN_PROGRESS and not item.operation_url:
             # Being created by this run's earlier chain (one the watchdog replaced, so its operation URL went with it):
             # look again later rather than subscribing a second time.
-            self._steps.send(item, delay_seconds=self._steps.timings.poll_seconds)
-            return StepOutcome.WAITING
+            return self._steps.look_again(item)
         if item.operation_url:
             status = subscription.status if subscription else "missing"
             raise StepFailedError(
                 "MarketplaceSubscriptionNotActive",
                 f"Marketplace subscription '{name}' finished creating but is {status}, so the offer cannot be used.",
             )
+        if (paced := self._steps.paced(item, plan.workspace.subscription_id)) is not None:
+            return paced
         return self._steps.wait(
             item, self._ml.begin_create_subscription(workspace_id, name, model_id=plan.model.normalized)
         )
 
-    def _provision(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
+    def _provision(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome | WorkItem:
         workspace_id = plan.workspace.resource_id
         if item.operation_url and not self._steps.operation_finished(item):
             return StepOutcome.WAITING
@@ -172,17 +206,19 @@ class Workflow:
                         at=self._clock(),
                     ),
                 )
-                self._move_on(item, RunStatus.STORING_KEYS, STORE_KEYS, f"endpoint '{endpoint.name}' is provisioned")
-                return StepOutcome.ADVANCED
+                return self._move_on(
+                    item, RunStatus.STORING_KEYS, STORE_KEYS, f"endpoint '{endpoint.name}' is provisioned"
+                )
             if state in PROVISIONING_IN_PROGRESS:
-                self._steps.send(item, delay_seconds=self._steps.timings.poll_seconds)
-                return StepOutcome.WAITING
+                return self._steps.look_again(item)
             if item.operation_url:
                 raise StepFailedError(
                     "EndpointProvisioningFailed",
                     f"Endpoint '{endpoint.name}' ended {endpoint.provisioning_state}.",
                 )
         workspace = self._ml.get_workspace(workspace_id)
+        if (paced := self._steps.paced(item, plan.workspace.subscription_id)) is not None:
+            return paced
         operation = self._ml.begin_create_endpoint(
             workspace_id,
             plan.endpoint_name,
@@ -193,13 +229,16 @@ class Workflow:
         )
         return self._steps.wait(item, operation)
 
-    def _store_keys(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
+    def _store_keys(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome | WorkItem:
         workspace_id = plan.workspace.resource_id
         endpoint = self._ml.get_endpoint(workspace_id, plan.endpoint_name)
         if endpoint is None:
             raise StepFailedError(
                 "EndpointNotFound", f"Endpoint '{plan.endpoint_name}' disappeared before its keys were stored."
             )
+        # listKeys is a POST: ARM counts it against the subscription's writes.
+        if (paced := self._steps.paced(item, plan.workspace.subscription_id)) is not None:
+            return paced
         keys = self._ml.list_keys(workspace_id, plan.endpoint_name)
         default_registry.register(keys.primary, keys.secondary)
         secret_ids, written = self._write_secrets(run, plan, keys)
@@ -222,9 +261,7 @@ class Workflow:
             return moved.with_changes(at=moved.updated_at, cross_region=cross_region) if cross_region else moved
 
         moved, made = self._fenced(item, stored)
-        if made:
-            self._steps.send(item.next(VERIFY, step_token=moved.step_token))
-        return StepOutcome.ADVANCED
+        return item.next(VERIFY, step_token=moved.step_token) if made else StepOutcome.ADVANCED
 
     def _verify(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome:
         seen = observe(
@@ -339,11 +376,11 @@ class Workflow:
             LOGGER.info("run %s: this %s chain no longer carries the run; nothing written", item.run_id, item.step)
         return stored, made
 
-    def _move_on(self, item: WorkItem, status: RunStatus, step: str, detail: str) -> None:
-        """Move the run to `status` and queue `step`, under the token the move gave it."""
+    def _move_on(self, item: WorkItem, status: RunStatus, step: str, detail: str) -> StepOutcome | WorkItem:
+        """Move the run to `status`; `step`'s item, under the token the move gave it, for the caller to carry on with
+        (ADVANCED without one when another chain or delivery moved the run first)."""
         moved, made = self._fenced(item, lambda current: current.transition(status, at=self._clock(), detail=detail))
-        if made:
-            self._steps.send(item.next(step, step_token=moved.step_token))
+        return item.next(step, step_token=moved.step_token) if made else StepOutcome.ADVANCED
 
     def _fail(self, run: RunRecord, item: WorkItem, code: str, message: str) -> None:
         error = RunError(code=code, message=message)

@@ -17,9 +17,11 @@ from functools import cached_property
 from typing import TypeVar
 
 from shared.deployment import Deployment, Phase
+from shared.hygiene.findings import FindingRecord
 from shared.hygiene.inventory import CallFailure, Retrier, ScanMachineLearningPort, WorkspaceInventory
+from shared.hygiene.key_drift import DriftTally, ScanSecretStorePort
 from shared.hygiene.settings import HygieneSettings
-from shared.ports import SecretStorePort, StoredSecret
+from shared.ports import StoredSecret
 from shared.runs import RunRecord
 
 T = TypeVar("T")
@@ -44,9 +46,13 @@ class ScanContext:
     secrets: list[StoredSecret] | None
     active_runs: list[RunRecord] | None
     machine_learning: ScanMachineLearningPort
-    secret_store: SecretStorePort | None
+    secret_store: ScanSecretStorePort | None
     retrier: Retrier
+    # Which endpoints' keys this scan compares with listKeys, and what those comparisons did.
+    key_drift: DriftTally
     deployments: list[Deployment] | None = None
+    # The open and pending findings before this scan (a rule may look again at what it reported).
+    live_findings: Sequence[FindingRecord] = ()
     # Every stored run's deployment id, by run id (an endpoint's brokerRunId tag and a secret's run tag name one).
     run_deployments: dict[str, str] = field(default_factory=dict)
     inconclusive: set[tuple[str, str]] = field(default_factory=set)

@@ -16,6 +16,7 @@ from shared.hygiene.context import ScanContext
 from shared.hygiene.delivery import DeliveryCount
 from shared.hygiene.deployment_status import DeploymentTally
 from shared.hygiene.findings import FindingRecord, FindingState, Outcome
+from shared.hygiene.key_drift import REPORT_KEY
 
 MAX_REPORTED_ITEMS = 50
 
@@ -83,6 +84,7 @@ def build_report(
             **{outcome.value: outcomes.get(outcome.value, 0) for outcome in Outcome},
             "actions": tally.actions[:MAX_REPORTED_ITEMS],
         },
+        REPORT_KEY: context.key_drift.as_report(),
         "errors": context.errors[:MAX_REPORTED_ITEMS],
         "errorCount": len(context.errors),
     }

@@ -11,7 +11,6 @@ Deployment resource (repair, re-POST, DELETE), what to do in Azure or in setting
 
 from __future__ import annotations
 
-import hmac
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
@@ -22,6 +21,7 @@ from shared.azure_ids import InvalidResourceIdError, WorkspaceId
 from shared.deployment import Deployment, Phase
 from shared.hygiene.context import ScanContext, Source
 from shared.hygiene.findings import Finding, FindingRecord, Severity
+from shared.hygiene.key_drift import compare, unfingerprinted
 from shared.naming import InvalidNameError, SecretNames, key_vault_secret_names
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.ports import Endpoint, StoredSecret
@@ -313,8 +313,8 @@ class SecretsMissing(Rule):
     id = "secrets-missing"
     severity = Severity.HIGH
     description = (
-        "A provisioned endpoint the broker made whose two Key Vault secrets are missing, or whose secret values no "
-        "longer match the endpoint's keys (listKeys). Values are compared, never recorded."
+        "A provisioned endpoint the broker made whose two Key Vault secrets are missing, or whose secrets no longer "
+        "hold the endpoint's keys (listKeys, on the key-drift cadence; compared by fingerprint tag, never recorded)."
     )
     sources = frozenset({Source.WORKSPACE, Source.SECRETS, Source.RUNS})
 
@@ -329,6 +329,7 @@ class SecretsMissing(Rule):
 
     def evaluate(self, context: ScanContext) -> Iterable[Finding]:
         verify = context.settings.verify_key_values
+        reported = {record.resource_id.lower() for record in context.live_findings if record.rule == self.id}
         findings: list[Finding] = []
         to_verify: list[tuple[str, Endpoint, tuple[StoredSecret, StoredSecret]]] = []
         for inventory in context.reachable():
@@ -351,8 +352,15 @@ class SecretsMissing(Rule):
                     findings.append(
                         self.endpoint_finding(inventory.workspace_id, endpoint, summary, {"missingSecrets": missing})
                     )
-                elif primary and secondary and primary.enabled and secondary.enabled and verify:
-                    # Disabled secrets cannot be read, and were disabled on purpose: nothing to compare.
+                # Disabled secrets were disabled on purpose: nothing to compare.
+                elif (
+                    verify
+                    and primary
+                    and secondary
+                    and primary.enabled
+                    and secondary.enabled
+                    and _key_check_due(context, endpoint, (primary, secondary), reported)
+                ):
                     to_verify.append((inventory.workspace_id, endpoint, (primary, secondary)))
         mismatches = context.parallel(lambda item: self._mismatch(context, *item), to_verify)
         return findings + [finding for finding in mismatches if finding is not None]
@@ -366,20 +374,27 @@ class SecretsMissing(Rule):
         try:
             keys = context.retrier.call(lambda: context.machine_learning.list_keys(workspace_id, endpoint.name))
             default_registry.register(keys.primary, keys.secondary)
-            values = [context.retrier.call(lambda name=secret.name: store.get_secret_value(name)) for secret in secrets]
+            compared = [
+                compare(store, secret, key, context.retrier.call)
+                for secret, key in zip(secrets, (keys.primary, keys.secondary), strict=True)
+            ]
         except Exception as error:  # noqa: BLE001 - one unreadable endpoint must not end the rule for the others
             context.mark_inconclusive(self.id, endpoint.id, error)
+            context.key_drift.could_not_check(endpoint.id)
             return None
-        default_registry.register(*values)
-        differing = [
-            secret.name
-            for secret, key, value in zip(secrets, (keys.primary, keys.secondary), values, strict=True)
-            if value is None or not hmac.compare_digest(key.encode(), value.encode())
-        ]
+        context.key_drift.checked_by(by for _, by in compared)
+        differing = [secret.name for secret, (matches, _) in zip(secrets, compared, strict=True) if not matches]
         if not differing:
             return None
         summary = f"Key Vault secret {', '.join(differing)} of endpoint '{endpoint.name}' no longer matches its keys."
         return self.endpoint_finding(workspace_id, endpoint, summary, {"mismatchedSecrets": differing})
+
+
+def _key_check_due(
+    context: ScanContext, endpoint: Endpoint, secrets: tuple[StoredSecret, StoredSecret], reported: set[str]
+) -> bool:
+    """Whether this scan compares the endpoint's keys with its secrets (key_drift.py says when)."""
+    return endpoint.id.lower() in reported or unfingerprinted(secrets) or context.key_drift.window.due(endpoint.id)
 
 
 @register

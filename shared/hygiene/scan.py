@@ -34,13 +34,14 @@ from shared.hygiene.inventory import (
     ScanMachineLearningPort,
     collect_inventories,
 )
+from shared.hygiene.key_drift import DriftTally, DriftWindow, ScanSecretStorePort
 from shared.hygiene.linking import link_findings
 from shared.hygiene.remediation import RemediationPolicy, Remediator, RepairPort, plan
 from shared.hygiene.report import ScanTally, build_report
 from shared.hygiene.rules import RULES, Rule
 from shared.hygiene.settings import HygieneSettings, HygieneSettingsError
 from shared.hygiene.store import FindingStore, StoredFinding
-from shared.ports import SecretStorePort, StoredSecret
+from shared.ports import StoredSecret
 from shared.runs import RunRecord, RunStatus
 from shared.telemetry import BROKER_TELEMETRY
 
@@ -62,7 +63,7 @@ class HygieneScanner:
         *,
         settings: HygieneSettings,
         machine_learning: ScanMachineLearningPort,
-        secret_store: SecretStorePort | None,
+        secret_store: ScanSecretStorePort | None,
         runs: RunSourcePort,
         store: FindingStore,
         channels: Sequence[AlertChannel],
@@ -107,6 +108,7 @@ class HygieneScanner:
         inventories = collect_inventories(
             workspace_ids, self._ml, self._retrier, max_workers=self._settings.max_workers
         )
+        live = self._store.live()
         context = ScanContext(
             now=started_at,
             settings=self._settings,
@@ -116,14 +118,15 @@ class HygieneScanner:
             machine_learning=self._ml,
             secret_store=self._secret_store,
             retrier=self._retrier,
+            key_drift=DriftTally(self._drift_window(started_at, errors)),
             deployments=deployments,
+            live_findings=live,
             run_deployments=runs[2] if runs else {},
             errors=errors,
         )
         findings, evaluated = self._evaluate(context)
         findings = link_findings(context, findings, evaluated)
         tally = ScanTally()
-        live = self._store.live()
         current = self._reconcile(context, findings, evaluated, tally, live)
         # Before remediation: a repair it starts claims the deployment, which the scan then leaves to the run.
         tally.deployments = update_deployments(
@@ -209,6 +212,16 @@ class HygieneScanner:
         except Exception as error:  # noqa: BLE001 - the scan goes on without the secret-based rules
             errors.append({"scope": "secrets", **CallFailure.of(error).as_dict()})
             return None
+
+    def _drift_window(self, now: datetime, errors: list[dict[str, object]]) -> DriftWindow:
+        """The key-drift window after the one the latest report covered; unreadable, every endpoint is due."""
+        interval = self._settings.key_drift_interval
+        try:
+            previous = self._store.latest_report()
+        except Exception as error:  # noqa: BLE001 - checking every endpoint's keys is slower, never wrong
+            errors.append({"scope": "report", **CallFailure.of(error).as_dict()})
+            previous = None
+        return DriftWindow.after(previous, now=now, interval=interval)
 
     def _workspace_ids(
         self,

@@ -39,6 +39,8 @@ class HygieneSettings:
     endpoint_state_grace: timedelta = timedelta(minutes=30)
     run_stuck_after: timedelta = timedelta(minutes=60)
     verify_key_values: bool = True
+    # Each endpoint's keys are compared with listKeys once per interval (0: on every scan), and sooner on a signal.
+    key_drift_interval: timedelta = timedelta(hours=24)
     disabled_rules: frozenset[str] = frozenset()
     remediation: Mapping[str, str] = field(default_factory=dict)
     dry_run: bool = True
@@ -78,18 +80,23 @@ class HygieneSettings:
                 minutes=reader.number("HYGIENE_RUN_STUCK_MINUTES", _minutes(defaults.run_stuck_after))
             ),
             verify_key_values=reader.flag("HYGIENE_VERIFY_KEY_VALUES", defaults.verify_key_values),
+            key_drift_interval=timedelta(
+                hours=reader.number("HYGIENE_KEY_DRIFT_INTERVAL_HOURS", _hours(defaults.key_drift_interval))
+            ),
             disabled_rules=frozenset(reader.csv("HYGIENE_DISABLED_RULES")),
             remediation=reader.assignments("HYGIENE_REMEDIATION"),
             dry_run=reader.flag("HYGIENE_DRY_RUN", defaults.dry_run),
-            delete_grace=timedelta(
-                hours=reader.number("HYGIENE_DELETE_GRACE_HOURS", defaults.delete_grace.total_seconds() / 3600)
-            ),
+            delete_grace=timedelta(hours=reader.number("HYGIENE_DELETE_GRACE_HOURS", _hours(defaults.delete_grace))),
             max_remediations=reader.integer("HYGIENE_MAX_REMEDIATIONS", defaults.max_remediations, minimum=0),
         )
 
 
 def _minutes(duration: timedelta) -> float:
     return duration.total_seconds() / 60
+
+
+def _hours(duration: timedelta) -> float:
+    return duration.total_seconds() / 3600
 
 
 class _Reader:

@@ -236,7 +236,7 @@ class KeyRotator(LifecycleOperation):
             # Regenerating: the operation to wait for travels in the message, and on the rotation for redeliveries.
             url = item.operation_url or rotation.operation_url
             if url:
-                polled = item if item.operation_url else item.polling(url)
+                polled = item if item.operation_url else item.polling(url, since=self._clock().timestamp())
                 if not self._steps.operation_finished(polled):
                     return
         self._store(run, rotation, plan)

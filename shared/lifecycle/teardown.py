@@ -21,6 +21,7 @@ from shared.azure_errors import RecordChangedError, RecordExistsError
 from shared.catalog import ModelCatalog
 from shared.cross_region import connection_name
 from shared.deployment import Deployment, DeploymentRequester, Phase
+from shared.deployment import deployment_id as deployment_id_for
 from shared.engine import DELETE_ENDPOINT, DELETE_SUBSCRIPTION, WorkItem, settled_run
 from shared.events import EventKind, accepted_event, answered_without_a_run_events
 from shared.lifecycle.steps import LifecycleOperation, LifecyclePorts
@@ -89,7 +90,7 @@ class Teardown(LifecycleOperation):
         stored = self._runs.get_deployment(deployment_id)
         if stored is None:
             return None
-        run_id = self._new_id()
+        run_id = self._runs.new_run_id(deployment_id, self._new_id())
         if idempotency_key:
             claim = self._runs.claim_idempotency_key(caller, idempotency_key, run_id=run_id, fingerprint=deployment_id)
             if claim.run_id != run_id:
@@ -127,7 +128,7 @@ class Teardown(LifecycleOperation):
         self, request: DeploymentRequest, *, caller: str, ticket: str, idempotency_key: str
     ) -> Submission:
         """A queue message asking to delete a deployment the broker does not have: a Rejected run answers it."""
-        run_id = self._new_id()
+        run_id = self._runs.new_run_id(deployment_id_for(request.workspace, request.model), self._new_id())
         claim = self._runs.claim_idempotency_key(caller, idempotency_key, run_id=run_id, fingerprint="unknown")
         if claim.run_id != run_id and (earlier := self._runs.get(claim.run_id)) is not None:
             return _replayed(earlier.run, None)
@@ -295,7 +296,7 @@ class Teardown(LifecycleOperation):
         endpoint = self._ml.get_endpoint(workspace_id, plan.endpoint_name)
         if endpoint is not None and endpoint.provisioning_state.lower() == DELETING and not item.operation_url:
             # Being deleted already (a redelivered message, or someone else): look again later.
-            self._steps.send(item, delay_seconds=self._steps.timings.poll_seconds)
+            self._steps.look_again(item)
             return
         if endpoint is not None:
             operation = self._ml.begin_delete_endpoint(workspace_id, plan.endpoint_name)
@@ -327,7 +328,7 @@ class Teardown(LifecycleOperation):
             self._finish(run, plan, done)
             return
         if (subscription.provisioning_state or "").lower() == DELETING and not item.operation_url:
-            self._steps.send(item, delay_seconds=self._steps.timings.poll_seconds)
+            self._steps.look_again(item)
             return
         # Checked at intake already; an endpoint made since then must not be broken either.
         dependents = dependent_endpoints(

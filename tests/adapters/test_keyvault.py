@@ -58,3 +58,17 @@ def test_a_principal_without_data_actions_is_refused(emulator):
         reader.probe()
 
     assert raised.value.status == 403
+
+
+def test_a_secret_is_read_with_its_version_and_a_version_is_retagged_in_place(vault):
+    first = vault.set_secret("ep-primary", "key-1", content_type="text/plain", tags={"keyType": "primary"})
+
+    stored, value = vault.read_secret("ep-primary")
+    vault.set_version_tags("ep-primary", stored.version, {**stored.tags, "keyFingerprint": "sha256:abc"})
+
+    assert (stored.version, value) == (first.version, "key-1")
+    [listed] = vault.list_secrets()
+    assert dict(listed.tags) == {"keyType": "primary", "keyFingerprint": "sha256:abc"}
+    assert vault.read_secret("ep-primary")[0].version == first.version, "retagging adds no version"
+    assert vault.get_secret_value("ep-primary") == "key-1"
+    assert vault.read_secret("never-written") is None

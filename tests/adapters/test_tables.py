@@ -2,6 +2,7 @@ import uuid
 
 import pytest
 
+from shared.adapters.run_store import TableWrite
 from shared.adapters.tables import DocumentTable
 from shared.azure_errors import RecordChangedError, RecordExistsError
 from shared.config import StorageSettings
@@ -62,3 +63,34 @@ def test_query_filters_on_index_columns_and_pages_with_a_token(table):
 def test_a_forged_continuation_token_is_a_clear_error(table):
     with pytest.raises(ValueError, match="continuationToken"):
         table.query("run", {}, page_size=2, continuation_token="not-base64-json!")
+
+
+def test_a_transaction_writes_every_row_of_one_partition_or_none(table):
+    etag = table.create("home-1", "deployment:d", {"v": 1}, {"Kind": "deployment"})
+    writes = [
+        TableWrite("replace", "deployment:d", {"v": 2}, {"Kind": "deployment"}, etag),
+        TableWrite("create", "run:r", {"run": 1}, {"Kind": "run"}),
+        TableWrite("upsert", "ticket:t", {"ticket": "T"}, {"Kind": "ticket"}),
+    ]
+
+    etags = table.transact("home-1", writes)
+
+    assert len(etags) == 3
+    assert table.get("home-1", "deployment:d").etag == etags[0]
+    with pytest.raises(RecordChangedError):  # the claim's ETag is stale: the run is not created either
+        table.transact("home-1", [writes[0], TableWrite("create", "run:r2", {"run": 2}, {"Kind": "run"})])
+    with pytest.raises(RecordExistsError):
+        table.transact("home-1", [TableWrite("upsert", "ticket:t2", {}, {"Kind": "ticket"}), writes[1]])
+    assert table.get("home-1", "run:r2") is None
+    assert table.get("home-1", "ticket:t2") is None
+    assert table.get("home-1", "deployment:d").document == {"v": 2}
+
+
+def test_a_query_without_a_partition_filters_across_the_table(table):
+    table.create("home-1", "run:a", {"n": 1}, {"Kind": "run"})
+    table.create("home-2", "run:b", {"n": 2}, {"Kind": "run"})
+    table.create("home-2", "deployment:d", {"n": 3}, {"Kind": "deployment"})
+
+    page = table.query(None, {"Kind": "run"}, page_size=10)
+
+    assert sorted(doc["n"] for doc in page.documents) == [1, 2]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.adapters.run_store import DEPLOYMENTS, RUNS, RunStore
+from shared.adapters.run_store import DEPLOYMENTS, KIND, RUNS, RunStore, TableWrite
 from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId, is_within
 from shared.deployment import Deployment
@@ -38,6 +38,7 @@ from shared.ports import (
     Workspace,
     WorkspaceConnection,
 )
+from shared.required_permissions import SUFFICIENT_ROLES
 from shared.runs import RunRecord
 
 START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -366,10 +367,16 @@ class FakeAuthorization(_Recorder):
         self.principal_id = principal_id
         self._own: list[tuple[str, Mapping[str, Sequence[str]]]] = []
         self._grants: list[tuple[str, str, PrincipalAccess]] = []
+        # Report reads as served from an adapter's cache (what a refusal is read again for).
+        self.answers_from_cache = False
 
     def grant_own(self, scope: str, *blocks: Mapping[str, Sequence[str]]) -> None:
         """Permissions the broker's identity holds at `scope` (the permissions API's blocks)."""
         self._own.extend((scope, block) for block in blocks)
+
+    def revoke_own(self) -> None:
+        """Take every permission of the broker's identity away (its role assignments stay)."""
+        self._own.clear()
 
     def grant(
         self,
@@ -392,18 +399,30 @@ class FakeAuthorization(_Recorder):
         self._enter("own_permissions", scope)
         return [block for granted_at, block in self._own if is_within(scope, granted_at)]
 
-    def principal_access(self, principal_id: str, scope: str) -> PrincipalAccess:
-        self._enter("principal_access", principal_id, scope)
-        held = [
-            access
-            for principal, granted_at, access in self._grants
-            if principal == principal_id.lower() and is_within(scope, granted_at)
-        ]
+    def principal_access(self, principal_id: str, scope: str, *, fresh: bool = False) -> PrincipalAccess:
+        self._enter("principal_access", principal_id, scope, **({"fresh": True} if fresh else {}))
+        held = self._held(principal_id, scope)
         return PrincipalAccess(
             permissions=tuple(block for access in held for block in access.permissions),
             denials=tuple(block for access in held for block in access.denials),
             role_names=frozenset(role for access in held for role in access.role_names),
+            cached=self.answers_from_cache and not fresh,
         )
+
+    def assigned_role_ids(self, principal_id: str, scope: str) -> frozenset[str]:
+        """Role names granted with `grant`, as role definition GUIDs where the name is a built-in role's."""
+        self._enter("assigned_role_ids", principal_id, scope)
+        ids = {name.lower(): role_id for role_id, name in SUFFICIENT_ROLES.items()}
+        return frozenset(
+            ids.get(role.lower(), role) for access in self._held(principal_id, scope) for role in access.role_names
+        )
+
+    def _held(self, principal_id: str, scope: str) -> list[PrincipalAccess]:
+        return [
+            access
+            for principal, granted_at, access in self._grants
+            if principal == principal_id.lower() and is_within(scope, granted_at)
+        ]
 
 
 @dataclass(frozen=True)
@@ -531,6 +550,7 @@ class InMemoryDocumentTable:
         self._etags = itertools.count(1)
         self._lock = threading.RLock()
         self.conflicts = 0
+        self.transactions = 0
 
     def _etag(self) -> str:
         return f'W/"{next(self._etags)}"'
@@ -563,8 +583,34 @@ class InMemoryDocumentTable:
         with self._lock:
             self._rows.pop((partition, key), None)
 
+    def transact(self, partition: str, writes: Sequence[TableWrite]) -> list[str]:
+        """All of `writes` or none, as an entity-group transaction: every condition is checked before any row
+        changes. Counted as one round trip."""
+        assert 0 < len(writes) <= 100, "Table Storage takes 1 to 100 operations per transaction"
+        assert len({write.key for write in writes}) == len(writes), "a transaction touches each row once"
+        with self._lock:
+            self.transactions += 1
+            for write in writes:
+                row = self._rows.get((partition, write.key))
+                if write.action == "create" and row is not None:
+                    raise RecordExistsError(f"{partition}/{write.key}")
+                if write.action == "replace" and (row is None or row.etag != write.etag):
+                    self.conflicts += 1
+                    raise RecordChangedError(f"{partition}/{write.key}")
+            etags = []
+            for write in writes:
+                row = _Row(json.dumps(write.document), dict(write.index), self._etag())
+                self._rows[(partition, write.key)] = row
+                etags.append(row.etag)
+            return etags
+
     def query(
-        self, partition: str, equals: Mapping[str, str], *, page_size: int, continuation_token: str | None = None
+        self,
+        partition: str | None,
+        equals: Mapping[str, str],
+        *,
+        page_size: int,
+        continuation_token: str | None = None,
     ) -> DocumentPage:
         if continuation_token is not None and not continuation_token.isdigit():
             raise ValueError("not a continuation token of this store")
@@ -572,7 +618,7 @@ class InMemoryDocumentTable:
             matching = [
                 json.loads(row.document)
                 for (row_partition, _), row in self._rows.items()
-                if row_partition == partition and all(row.index.get(k) == v for k, v in equals.items())
+                if partition in (None, row_partition) and all(row.index.get(k) == v for k, v in equals.items())
             ]
         start = int(continuation_token or 0)
         end = start + page_size
@@ -582,11 +628,24 @@ class InMemoryDocumentTable:
         with self._lock:
             return [row.document for (row_partition, _), row in self._rows.items() if row_partition == partition]
 
+    def documents_of_kind(self, kind: str) -> list[str]:
+        """Every document of `kind` (the store's Kind column), whichever partition holds it."""
+        with self._lock:
+            return [row.document for row in self._rows.values() if row.index.get(KIND) == kind]
+
 
 class InMemoryRunRepository(RunStore):
     """The production run store over an in-memory table, with hooks that let tests interleave a concurrent writer."""
 
-    HOOKED = ("create", "save", "create_deployment", "save_deployment", "claim_idempotency_key")
+    HOOKED = (
+        "create",
+        "save",
+        "create_deployment",
+        "save_deployment",
+        "claim_idempotency_key",
+        "start_run",
+        "join_run",
+    )
 
     def __init__(self) -> None:
         self.table = InMemoryDocumentTable()
@@ -627,17 +686,27 @@ class InMemoryRunRepository(RunStore):
         self._hook("claim_idempotency_key")
         return super().claim_idempotency_key(caller, key, run_id=run_id, fingerprint=fingerprint)
 
+    def start_run(self, run: RunRecord, deployment: Deployment, deployment_etag: str | None) -> Any:
+        self._hook("start_run")
+        return super().start_run(run, deployment, deployment_etag)
+
+    def join_run(
+        self, run: RunRecord, run_etag: str, deployment: Deployment, deployment_etag: str, *, ticket: str | None
+    ) -> Any:
+        self._hook("join_run")
+        return super().join_run(run, run_etag, deployment, deployment_etag, ticket=ticket)
+
     @property
     def all_runs(self) -> list[RunRecord]:
-        return [RunRecord.from_storage_dict(json.loads(text)) for text in self.table.documents(RUNS)]
+        return [RunRecord.from_storage_dict(json.loads(text)) for text in self.table.documents_of_kind(RUNS)]
 
     @property
     def all_deployments(self) -> list[Deployment]:
-        return [Deployment.from_storage_dict(json.loads(text)) for text in self.table.documents(DEPLOYMENTS)]
+        return [Deployment.from_storage_dict(json.loads(text)) for text in self.table.documents_of_kind(DEPLOYMENTS)]
 
     def stored_text(self) -> str:
         """Every stored document, as the table holds them (for checks that no key leaked into storage)."""
-        return "\n".join(self.table.documents(RUNS) + self.table.documents(DEPLOYMENTS))
+        return "\n".join(self.table.documents_of_kind(RUNS) + self.table.documents_of_kind(DEPLOYMENTS))
 
 
 def _key(workspace_id: str, name: str) -> tuple[str, str]:

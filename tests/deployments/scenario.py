@@ -17,6 +17,7 @@ from shared.deployments.service import DeploymentService, Queues
 from shared.engine import StepTimings, WorkItem
 from shared.lifecycle.service import LifecycleService
 from shared.lifecycle.settings import LifecycleSettings
+from shared.pacing import WritePacer
 from shared.policy import ApprovedModelPolicy, TargetAllowList
 from shared.requests import DeploymentRequest
 from shared.required_permissions import Strictness
@@ -254,6 +255,7 @@ def build_world(
     lifecycle_settings: LifecycleSettings | None = None,
     ml: FakeMachineLearning | None = None,
     telemetry: BrokerTelemetry = BROKER_TELEMETRY,
+    pacer: WritePacer | None = None,
 ) -> World:
     """The world, wired as production wires it; the broker's identity holds `broker_blocks` and `broker_roles` at
     `broker_scope`."""
@@ -280,6 +282,7 @@ def build_world(
         timings=timings or StepTimings(),
         lifecycle_settings=lifecycle_settings or LifecycleSettings(hubs=the_policy.hubs),
         clock=clock,
+        pacer=pacer,
         new_id=lambda: f"run-{next(ids):04d}",
         sleep=waiting.sleep,
         monotonic=waiting.monotonic,

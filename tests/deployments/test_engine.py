@@ -23,18 +23,20 @@ from shared.ports import Operation
 from shared.runs import RunRecord
 from shared.telemetry import StepOutcome
 
-from .fakes import START, FakeMachineLearning, FakeQueue, InMemoryRunRepository
+from .fakes import START, FakeMachineLearning, FakeQueue, FixedClock, InMemoryRunRepository
 from .scenario import DIRECT_MODEL, REQUESTER, WORKSPACE_ID, Waiting, request
 
 URL = "https://management.example.test/operations/1?api-version=2024-01-01-preview"
+# When the engine's clock stands, as POSIX seconds: the moment a wait that begins now began.
+NOW = START.timestamp()
 THROTTLED = AzureCallError(429, "TooManyRequests", "Slow down.", retry_after=17)
 DENIED = AzureCallError(403, "AuthorizationFailed", "No write on the workspace.")
 
 
 class Engine:
     def __init__(self, timings: StepTimings | None = None) -> None:
-        self.ml, self.work = FakeMachineLearning(), FakeQueue()
-        self.steps = StepQueue(self.ml, self.work, timings or StepTimings())
+        self.ml, self.work, self.clock = FakeMachineLearning(), FakeQueue(), FixedClock()
+        self.steps = StepQueue(self.ml, self.work, timings or StepTimings(), clock=self.clock)
         self.failures: list[tuple[str, str]] = []
 
     def run(self, item: WorkItem, step) -> StepOutcome:
@@ -101,10 +103,33 @@ def test_anything_else_is_malformed(text, reason):
         WorkItem.from_message(text)
 
 
-def test_polling_an_operation_starts_its_attempts_afresh():
-    item = WorkItem("run-1", PROVISION, attempt=3).polling(URL)
+def test_polling_an_operation_starts_its_attempts_afresh_and_notes_when_the_wait_began():
+    item = WorkItem("run-1", PROVISION, attempt=3).polling(URL, since=NOW)
 
-    assert (item.operation_url, item.attempt) == (URL, 0)
+    assert (item.operation_url, item.attempt, item.waiting_since) == (URL, 0, NOW)
+    assert WorkItem.from_message(json.dumps(item.to_message())) == item
+
+
+def test_a_message_from_before_waits_were_timed_reads_without_a_start():
+    text = json.dumps({"run_id": "run-1", "step": PROVISION, "operation_url": URL, "attempt": 0, "step_token": 2})
+
+    assert WorkItem.from_message(text).waiting_since is None
+
+
+@pytest.mark.parametrize("since", ["yesterday", True, None])
+def test_a_wait_start_must_be_a_time(since):
+    text = json.dumps({"run_id": "run-1", "step": PROVISION, "waiting_since": since})
+    if since is None:
+        assert WorkItem.from_message(text).waiting_since is None
+        return
+    with pytest.raises(MalformedWorkItemError, match="waiting_since"):
+        WorkItem.from_message(text)
+
+
+def test_an_earlier_wait_start_is_kept():
+    item = WorkItem("run-1", PROVISION).waiting(since=NOW)
+
+    assert item.waiting(since=NOW + 50).waiting_since == NOW
 
 
 def test_a_retry_counts_the_attempt_and_keeps_the_operation():
@@ -135,27 +160,48 @@ def test_a_step_failure_carries_azures_code_and_message():
 # Polling an operation once per message.
 
 
-def test_an_operation_still_running_is_polled_again_after_azures_retry_after(engine):
-    item = WorkItem("run-1", PROVISION).polling(engine.operation().url)
+def test_an_operation_still_running_is_polled_again_after_azures_retry_after_when_longer_than_the_floor(engine):
+    item = WorkItem("run-1", PROVISION).polling(engine.operation().url, since=NOW)
 
     assert engine.steps.operation_finished(item) is False
 
     assert engine.queued() == [(item.to_message(), 4.0)]
 
 
-def test_without_retry_after_the_poll_interval_applies():
+def test_without_retry_after_the_poll_floor_applies_to_a_young_operation():
     engine = Engine(StepTimings(poll_seconds=2.5))
     engine.ml.poll_retry_after = None
-    item = WorkItem("run-1", PROVISION).polling(engine.operation().url)
+    item = WorkItem("run-1", PROVISION).polling(engine.operation().url, since=NOW)
 
     engine.steps.operation_finished(item)
 
     assert engine.queued() == [(item.to_message(), 2.5)]
 
 
+def test_an_older_operation_is_polled_after_a_share_of_its_age():
+    engine = Engine(StepTimings(poll_seconds=2, poll_age_fraction=0.1, poll_max_seconds=30))
+    engine.ml.poll_retry_after = None
+    item = WorkItem("run-1", PROVISION).polling(engine.operation().url, since=NOW)
+    engine.clock.advance(120)
+
+    engine.steps.operation_finished(item)
+
+    assert engine.queued() == [(item.to_message(), 12.0)]
+
+
+def test_an_operation_polled_from_a_message_without_a_start_is_timed_from_now():
+    engine = Engine(StepTimings(poll_seconds=2))
+    engine.ml.poll_retry_after = None
+    item = WorkItem("run-1", PROVISION, operation_url=engine.operation().url)
+
+    engine.steps.operation_finished(item)
+
+    assert engine.queued() == [({**item.to_message(), "waiting_since": NOW}, 2.0)]
+
+
 def test_a_finished_operation_queues_nothing(engine):
     engine.ml.polls_before_done = 0
-    item = WorkItem("run-1", PROVISION).polling(engine.operation().url)
+    item = WorkItem("run-1", PROVISION).polling(engine.operation().url, since=NOW)
 
     assert engine.steps.operation_finished(item) is True
 
@@ -170,7 +216,7 @@ def test_a_finished_operation_queues_nothing(engine):
 def test_a_failed_operation_raises_with_azures_error(engine, error, expected):
     engine.ml.polls_before_done = 0
     engine.ml.fail_next_operation = error
-    item = WorkItem("run-1", PROVISION).polling(engine.operation().url)
+    item = WorkItem("run-1", PROVISION).polling(engine.operation().url, since=NOW)
 
     with pytest.raises(StepFailedError) as raised:
         engine.steps.operation_finished(item)
@@ -184,17 +230,16 @@ def test_a_failed_operation_raises_with_azures_error(engine, error, expected):
 # Waiting and looking again.
 
 
-def test_waiting_on_an_operation_polls_it_when_azure_says():
-    engine = Engine(StepTimings(poll_seconds=9))
+def test_waiting_on_an_operation_polls_it_after_retry_after_or_the_floor_whichever_is_longer():
+    engine = Engine(StepTimings(poll_seconds=2))
     item = WorkItem("run-1", PROVISION, attempt=2)
 
-    assert engine.steps.wait(item, Operation(URL, retry_after=3)) is StepOutcome.WAITING
+    assert engine.steps.wait(item, Operation(URL, retry_after=10)) is StepOutcome.WAITING
+    engine.steps.wait(item, Operation(URL, retry_after=0.5))
     engine.steps.wait(item, Operation(URL))
 
-    assert engine.queued() == [
-        ({"run_id": "run-1", "step": PROVISION, "operation_url": URL, "attempt": 0}, 3),
-        ({"run_id": "run-1", "step": PROVISION, "operation_url": URL, "attempt": 0}, 9),
-    ]
+    polling = {"run_id": "run-1", "step": PROVISION, "operation_url": URL, "attempt": 0, "waiting_since": NOW}
+    assert engine.queued() == [(polling, 10), (polling, 2), (polling, 2)]
 
 
 def test_a_write_that_finished_at_once_is_looked_at_again_shortly(engine):
@@ -203,12 +248,58 @@ def test_a_write_that_finished_at_once_is_looked_at_again_shortly(engine):
     assert engine.queued() == [({"run_id": "run-1", "step": PROVISION, "attempt": 1}, 1)]
 
 
-def test_later_looks_at_the_same_step_after_the_poll_interval_counting_the_attempt():
+def test_later_looks_at_the_same_step_on_the_poll_schedule_counting_the_attempt():
     engine = Engine(StepTimings(poll_seconds=7))
 
     assert engine.steps.later(WorkItem("run-1", VERIFY, attempt=4)) is StepOutcome.WAITING
 
-    assert engine.queued() == [({"run_id": "run-1", "step": VERIFY, "attempt": 5}, 7)]
+    assert engine.queued() == [({"run_id": "run-1", "step": VERIFY, "attempt": 5, "waiting_since": NOW}, 7)]
+
+
+def test_looking_again_keeps_the_attempt_and_backs_off_with_the_waits_age():
+    engine = Engine(StepTimings(poll_seconds=2, poll_age_fraction=0.1, poll_max_seconds=30))
+    item = WorkItem("run-1", PROVISION, attempt=1, waiting_since=NOW - 1000)
+
+    assert engine.steps.look_again(item) is StepOutcome.WAITING
+
+    assert engine.queued() == [(item.to_message(), 30)]
+
+
+# The poll schedule.
+
+
+@pytest.mark.parametrize(
+    ("age", "retry_after", "expected"),
+    [
+        (0, None, 2.0),
+        (15, None, 2.0),
+        (40, None, 4.0),
+        (120, None, 12.0),
+        (3600, None, 30.0),
+        (-5, None, 2.0),
+        (0, 0.5, 2.0),
+        (0, 10, 10),
+        (120, 10, 12.0),
+        (3600, 120, 120),
+    ],
+)
+def test_the_poll_delay_grows_with_the_waits_age_between_floor_and_ceiling_and_honours_a_longer_retry_after(
+    age, retry_after, expected
+):
+    timings = StepTimings(poll_seconds=2, poll_max_seconds=30, poll_age_fraction=0.1)
+
+    assert timings.poll_delay(age, retry_after) == expected
+
+
+def test_a_minute_long_operation_costs_about_twenty_polls_and_is_seen_finished_within_a_tenth_of_its_age():
+    timings = StepTimings(poll_seconds=2, poll_max_seconds=30, poll_age_fraction=0.1)
+    polls, age = [], 0.0
+    while age < 60:
+        age += timings.poll_delay(age)
+        polls.append(age)
+
+    assert len(polls) <= 24
+    assert polls[-1] - 60 <= 0.1 * 60 + timings.poll_seconds
 
 
 # Running a step.
@@ -229,12 +320,37 @@ def test_a_step_failure_fails_the_run_with_its_code(engine):
     assert engine.work.sent == []
 
 
-def test_a_transient_error_is_queued_again_after_azures_retry_after(engine):
+def test_a_throttled_step_is_queued_again_after_azures_retry_after_without_spending_an_attempt(engine):
     outcome = engine.run(WorkItem("run-1", PROVISION, URL, attempt=2), raising(THROTTLED))
 
     assert outcome is StepOutcome.RETRIED
-    assert engine.queued() == [({"run_id": "run-1", "step": PROVISION, "operation_url": URL, "attempt": 3}, 17)]
+    assert engine.queued() == [({"run_id": "run-1", "step": PROVISION, "operation_url": URL, "attempt": 2}, 17)]
     assert engine.failures == []
+
+
+def test_sustained_throttling_never_fails_the_run():
+    engine = Engine(StepTimings(max_transient_attempts=2))
+    item = WorkItem("run-1", PROVISION)
+
+    for _ in range(10):
+        assert engine.run(item, raising(THROTTLED)) is StepOutcome.RETRIED
+
+    assert engine.failures == []
+    assert {body["attempt"] for body, _ in engine.queued()} == {0}
+
+
+def test_a_throttled_answer_without_retry_after_backs_off_briefly(engine):
+    engine.run(WorkItem("run-1", PROVISION), raising(AzureCallError(429, "TooManyRequests", "Slow down.")))
+
+    assert engine.queued() == [({"run_id": "run-1", "step": PROVISION, "attempt": 0}, 2.0)]
+
+
+def test_a_transient_error_is_queued_again_after_azures_retry_after_spending_an_attempt(engine):
+    unavailable = AzureCallError(503, "ServiceUnavailable", "Busy.", retry_after=5)
+
+    assert engine.run(WorkItem("run-1", PROVISION, URL, attempt=2), raising(unavailable)) is StepOutcome.RETRIED
+
+    assert engine.queued() == [({"run_id": "run-1", "step": PROVISION, "operation_url": URL, "attempt": 3}, 5)]
 
 
 def test_a_transient_error_without_retry_after_backs_off(engine):
@@ -245,12 +361,13 @@ def test_a_transient_error_without_retry_after_backs_off(engine):
 
 def test_a_transient_error_past_the_last_attempt_fails_the_run():
     engine = Engine(StepTimings(max_transient_attempts=2))
+    unavailable = AzureCallError(503, "ServiceUnavailable", "Busy.")
 
-    assert engine.run(WorkItem("run-1", PROVISION, attempt=1), raising(THROTTLED)) is StepOutcome.RETRIED
-    assert engine.run(WorkItem("run-1", PROVISION, attempt=2), raising(THROTTLED)) is StepOutcome.FAILED
+    assert engine.run(WorkItem("run-1", PROVISION, attempt=1), raising(unavailable)) is StepOutcome.RETRIED
+    assert engine.run(WorkItem("run-1", PROVISION, attempt=2), raising(unavailable)) is StepOutcome.FAILED
 
     assert [body["attempt"] for body, _ in engine.queued()] == [2]
-    assert engine.failures == [("TooManyRequests", "Slow down.")]
+    assert engine.failures == [("ServiceUnavailable", "Busy.")]
 
 
 def test_a_permanent_error_fails_the_run_at_once(engine):

@@ -363,7 +363,9 @@ def test_role_based_mode_waives_the_marketplace_actions_for_a_sufficient_role():
 
     assert result.problem is None
     assert world.authorization.calls_to("own_principal_id")
-    assert world.authorization.calls_to("principal_access")[0].args == (BROKER, RESOURCE_GROUP_SCOPE)
+    assert world.authorization.calls_to("assigned_role_ids")[0].args == (BROKER, RESOURCE_GROUP_SCOPE)
+    # The role leaves only the workspace's actions, so only the workspace's permissions are read.
+    assert [call.args[0] for call in world.authorization.calls_to("own_permissions")] == [WORKSPACE_ID]
 
 
 def test_role_based_mode_requires_the_marketplace_actions_without_a_sufficient_role():

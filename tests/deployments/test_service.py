@@ -12,8 +12,9 @@ from dataclasses import replace
 
 import pytest
 
+from shared.adapters.run_store import RunStore
 from shared.azure_errors import AzureCallError
-from shared.deployment import ConditionType, Deployment, DeploymentRequester, Phase
+from shared.deployment import ConditionType, Deployment, DeploymentRequester, Phase, deployment_id
 from shared.deployments.preflight import spec_for
 from shared.deployments.service import IdempotencyConflictError
 from shared.engine import CLAIM_SETTLE_SECONDS, PROVISION, STORE_KEYS, SUBSCRIBE
@@ -85,6 +86,12 @@ def events_of(world, kind):
 
 
 # A new deployment.
+
+
+def homed(unique, model=DIRECT_MODEL):
+    """The id the store mints for run `unique` of the deployment of `model` in the test project."""
+    deployment_request = request(model)
+    return RunStore.new_run_id(deployment_id(deployment_request.workspace, deployment_request.model), unique)
 
 
 def test_a_marketplace_request_makes_the_deployment_and_its_first_run(world):
@@ -357,13 +364,13 @@ def test_a_run_that_fails_tells_every_request_it_answers(world):
 
 
 def test_a_request_finding_a_claim_whose_run_is_not_stored_yet_waits_and_joins_it(world):
-    early = claimed_by_another_request(world, "run-early")
-    # The first request stores its run while the second is waiting for it.
+    early = claimed_by_another_request(world, homed("run-early"))
+    # The first request stores its run while the second is waiting for it (a teardown claims and stores apart).
     world.waiting.on_sleep.append(lambda: world.runs.create(early))
 
     submission = world.submit(DIRECT_MODEL)
 
-    assert (submission.answer, submission.run.id) == ("joined", "run-early")
+    assert (submission.answer, submission.run.id) == ("joined", early.id)
     assert world.work.sent == []
     assert 0 < world.waiting.slept < CLAIM_SETTLE_SECONDS
 
@@ -642,35 +649,26 @@ def test_keys_belong_to_their_caller(world):
 
 
 def test_a_key_whose_first_attempt_stored_no_run_is_finished_under_that_run_id(world):
-    world.runs.before_next("create_deployment", die)
+    world.runs.before_next("start_run", die)
     with pytest.raises(WorkerDied):
         world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
+    # The claim and the run are one transaction: neither was written.
+    assert (world.runs.all_deployments, world.runs.all_runs) == ([], [])
 
     submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
-    assert (submission.answer, submission.run.id) == ("created", "run-0001")
-    assert world.run("run-0001").status is RunStatus.PROVISIONING
-    assert world.deployment().status.current_run_id == "run-0001"
-
-
-def test_a_key_whose_first_attempt_claimed_the_deployment_but_stored_no_run_takes_it_over_at_once(world):
-    world.runs.before_next("create", die)
-    with pytest.raises(WorkerDied):
-        world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
-    assert world.deployment().status.current_run_id == "run-0001"
-
-    submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
-
-    assert (submission.answer, submission.run.id) == ("created", "run-0001")
-    assert world.waiting.slept == 0  # its own claim: nothing to wait for
-    assert world.work.bodies == [{"run_id": "run-0001", "step": PROVISION, "attempt": 0, "step_token": 2}]
+    assert (submission.answer, submission.run.id) == ("created", homed("run-0001"))
+    assert world.run(homed("run-0001")).status is RunStatus.PROVISIONING
+    assert world.deployment().status.current_run_id == homed("run-0001")
+    assert world.waiting.slept == 0
+    assert world.work.bodies == [{"run_id": homed("run-0001"), "step": PROVISION, "attempt": 0, "step_token": 2}]
     assert world.event_types() == ["accepted"]
 
 
 def test_a_concurrent_attempt_with_the_same_key_is_answered_with_the_run_the_other_stored(world):
     concurrent = []
     world.runs.before_next(
-        "create",
+        "start_run",
         lambda: concurrent.append(world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="k")),
     )
 
@@ -709,7 +707,7 @@ def test_a_concurrent_attempt_with_the_same_key_but_another_body_is_a_conflict(w
             world.service.submit(request(DIRECT_MODEL, ticket="other"), caller=REQUESTER, idempotency_key="key-1")
         raised.append(conflict.value)
 
-    world.runs.before_next("create", another_body)
+    world.runs.before_next("start_run", another_body)
 
     submission = world.service.submit(request(DIRECT_MODEL), caller=REQUESTER, idempotency_key="key-1")
 
@@ -737,20 +735,18 @@ def claimed_by_another_request(world, run_id: str) -> RunRecord:
 
 
 def test_a_claim_whose_run_never_appears_is_taken_over_after_the_settle_window(world):
-    world.runs.before_next("create", die)
-    with pytest.raises(WorkerDied):
-        world.submit(DIRECT_MODEL, ticket="CHG-1")
-    assert world.runs.all_runs == []
-    assert world.work.sent == []
+    # A deploy claims and stores its run in one transaction; a claim made apart from its run, whose request then
+    # died, is still taken over.
+    claimed_by_another_request(world, homed("run-lost"))
 
     submission = world.submit(DIRECT_MODEL, ticket="CHG-2")
 
-    assert (submission.answer, submission.run.id) == ("created", "run-0002")
+    assert submission.answer == "created"
     assert world.waiting.slept >= CLAIM_SETTLE_SECONDS
     deployment = world.deployment()
-    assert (deployment.status.phase, deployment.status.current_run_id) == (Phase.PROVISIONING, "run-0002")
-    assert [item.run_id for item in deployment.requests] == ["run-0001", "run-0002"]
-    assert world.work.bodies == [{"run_id": "run-0002", "step": PROVISION, "attempt": 0, "step_token": 2}]
+    assert (deployment.status.phase, deployment.status.current_run_id) == (Phase.PROVISIONING, submission.run.id)
+    assert [item.run_id for item in deployment.requests] == [homed("run-lost"), submission.run.id]
+    assert world.work.bodies == [{"run_id": submission.run.id, "step": PROVISION, "attempt": 0, "step_token": 2}]
     world.drain()
     assert world.deployment().status.phase is Phase.READY
 

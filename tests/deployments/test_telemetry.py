@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.azure_errors import AzureCallError
-from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, WorkItem
+from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, StepTimings, WorkItem
 from shared.plan import plan_for
 from shared.runs import RunStatus
 from shared.telemetry import BrokerTelemetry
@@ -156,7 +156,8 @@ def test_a_request_a_ready_deployment_answers_runs_nothing_and_counts_nothing(wo
     assert again.attributes["broker.created"] is False
 
 
-def test_a_failed_verification_is_a_failed_verify_step(world, recorded):
+def test_a_failed_verification_is_a_failed_verify_step(recorded):
+    world = build_world(telemetry=recorded.telemetry, timings=StepTimings(carry_on_seconds=0))
     run = submit(world, DIRECT_MODEL)
     world.step_until(VERIFY)
     world.ml.set_endpoint_health(WORKSPACE_ID, run.endpoint.name, "Offline")

@@ -43,7 +43,8 @@ def creates(world) -> list[str]:
 # Step tokens.
 
 
-def test_every_status_change_moves_the_step_token_on_and_the_next_message_carries_it(world):
+def test_every_status_change_moves_the_step_token_on_and_the_next_message_carries_it(stepwise):
+    world = stepwise
     run = submit(world)
 
     world.drain()
@@ -70,7 +71,8 @@ def test_a_message_without_a_token_or_with_an_old_one_is_dropped_without_touchin
     assert f"step token {run.step_token - 1} dropped" in caplog.text
 
 
-def test_a_duplicate_delivery_under_the_same_token_moves_the_run_and_queues_the_next_step_once(world):
+def test_a_duplicate_delivery_under_the_same_token_moves_the_run_and_queues_the_next_step_once(stepwise):
+    world = stepwise
     submit(world, DIRECT_MODEL)
     world.step()
     world.step()
@@ -80,6 +82,21 @@ def test_a_duplicate_delivery_under_the_same_token_moves_the_run_and_queues_the_
     world.service.advance(polled.text)
 
     assert [message.body["step"] for message in world.work.sent] == ["store-keys"]
+
+
+def test_a_duplicate_delivery_carries_the_run_on_once(world):
+    run = submit(world, DIRECT_MODEL)
+    world.step()
+    world.step()
+    polled = world.work.take()  # the last poll, delivered twice: the first carries the run to its end
+
+    world.service.advance(polled.text)
+    world.service.advance(polled.text)
+
+    assert world.work.sent == []
+    assert world.run(run.id).status is RunStatus.SUCCEEDED
+    assert world.event_types() == ["accepted", "succeeded"]
+    assert len(world.ml.calls_to("list_keys")) == 1
 
 
 # The watchdog.
@@ -242,7 +259,8 @@ def test_a_step_under_way_when_the_watchdog_replaces_its_chain_writes_no_status_
     assert creates(world) == ["begin_create_endpoint"]
 
 
-def test_only_the_chain_that_ends_the_run_announces_it(world):
+def test_only_the_chain_that_ends_the_run_announces_it(stepwise):
+    world = stepwise
     run = submit(world, DIRECT_MODEL)
     world.step_until(VERIFY)
     verify = world.work.take()
@@ -361,4 +379,4 @@ def test_the_timer_sweeps_once_and_logs_what_it_did(world, monkeypatch, caplog):
 
     assert [message.body["step"] for message in world.work.sent] == [SUBSCRIBE]
     assert f"run {run.id} (Subscribing) silent for 60s; subscribe re-enqueued" in caplog.text
-    assert "watchdog (past due): {'inFlight': 1, 'recovered': ['run-0001']" in caplog.text
+    assert f"watchdog (past due): {{'inFlight': 1, 'recovered': ['{run.id}']" in caplog.text

@@ -8,14 +8,24 @@ import pytest
 from shared.azure_errors import AzureCallError
 from shared.deployment import ConditionType, Phase
 from shared.engine import PROVISION, STORE_KEYS, SUBSCRIBE, VERIFY, StepTimings, WorkItem
-from shared.key_secrets import SECRET_CONTENT_TYPE
+from shared.key_secrets import KEY_FINGERPRINT_TAG, SECRET_CONTENT_TYPE, key_fingerprint
 from shared.lifecycle.settings import DEFAULT_KEY_VALIDITY_DAYS
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from shared.pacing import WritePacer
 from shared.plan import plan_for
 from shared.redaction import REDACTED, default_registry
 from shared.runs import RunError, RunStatus
 
-from .scenario import CATALOG, DIRECT_MODEL, MARKETPLACE_MODEL, REQUESTER, WORKSPACE_ID, build_world, request
+from .scenario import (
+    CATALOG,
+    DIRECT_MODEL,
+    MARKETPLACE_MODEL,
+    REQUESTER,
+    SUBSCRIPTION,
+    WORKSPACE_ID,
+    build_world,
+    request,
+)
 
 SUBSCRIPTION_NAME = "Cohere-command-r-08-2024-subscription"
 THROTTLED = AzureCallError(429, "TooManyRequests", "Rate limit exceeded.", retry_after=17)
@@ -62,16 +72,14 @@ def test_a_marketplace_model_is_subscribed_provisioned_its_keys_stored_and_verif
 
     done = world.run(run.id)
     assert statuses(done) == DEPLOY_STATUSES + FINISH_STATUSES
-    # Each long-running operation was started once and polled by delayed messages, as ARM's Retry-After asked.
+    # Each long-running operation was started once and polled by delayed messages, as ARM's Retry-After asked; the
+    # poll that sees one finished carries straight on to the next steps, so no message goes between them.
     assert [(m.body["step"], "operation_url" in m.body, m.delay_seconds) for m in world.processed] == [
         (SUBSCRIBE, False, 0),
         (SUBSCRIBE, True, 3.0),
         (SUBSCRIBE, True, 4.0),
-        (PROVISION, False, 0),
         (PROVISION, True, 3.0),
         (PROVISION, True, 4.0),
-        (STORE_KEYS, False, 0),
-        (VERIFY, False, 0),
     ]
     assert [call.kwargs for call in world.ml.calls_to("begin_create_subscription")] == [{"model_id": MARKETPLACE_MODEL}]
     assert world.ml.subscription(WORKSPACE_ID, SUBSCRIPTION_NAME).status == "Subscribed"
@@ -106,6 +114,8 @@ def test_a_marketplace_model_is_subscribed_provisioned_its_keys_stored_and_verif
             "CredentialId": key_type,
             "ProviderAddress": endpoint.id,
             "ValidityPeriodDays": str(DEFAULT_KEY_VALIDITY_DAYS),
+            # Hygiene's key-drift check compares this with listKeys instead of reading the value.
+            KEY_FINGERPRINT_TAG: key_fingerprint(version.value),
         }
         assert version.secret.expires_on == world.clock() + timedelta(days=DEFAULT_KEY_VALIDITY_DAYS)
 
@@ -134,7 +144,8 @@ def test_a_marketplace_model_is_subscribed_provisioned_its_keys_stored_and_verif
     }
 
 
-def test_each_step_records_what_it_saw_on_the_deployment(world):
+def test_each_step_records_what_it_saw_on_the_deployment(stepwise):
+    world = stepwise
     submit(world)
     pending = ("Unknown", "Pending")
     assert set(conditions(world).values()) == {pending}
@@ -188,11 +199,23 @@ def test_a_model_sold_directly_skips_the_subscription(world):
     assert done.status is RunStatus.SUCCEEDED
     assert RunStatus.SUBSCRIBING not in statuses(done)
     assert not [name for name in world.ml.call_names if "subscription" in name]
-    assert [m.body["step"] for m in world.processed] == [PROVISION, PROVISION, PROVISION, STORE_KEYS, VERIFY]
+    # The poll that sees the endpoint provisioned stores its keys and verifies in the same invocation.
+    assert [m.body["step"] for m in world.processed] == [PROVISION, PROVISION, PROVISION]
     assert conditions(world)[ConditionType.SUBSCRIPTION_READY] == ("True", "NotRequired")
 
 
-def test_a_subscribed_subscription_is_reused(world):
+def test_stepwise_every_hand_off_is_a_queued_message(stepwise):
+    world = stepwise
+    submit(world, DIRECT_MODEL)
+
+    world.drain()
+
+    assert [m.body["step"] for m in world.processed] == [PROVISION, PROVISION, PROVISION, STORE_KEYS, VERIFY]
+    assert world.run(world.processed[0].body["run_id"]).status is RunStatus.SUCCEEDED
+
+
+def test_a_subscribed_subscription_is_reused(stepwise):
+    world = stepwise
     world.ml.add_subscription(WORKSPACE_ID, SUBSCRIPTION_NAME, MARKETPLACE_MODEL, status="Subscribed")
     run = submit(world)
     world.ml.calls.clear()
@@ -225,7 +248,25 @@ def test_an_operation_without_retry_after_is_polled_at_the_configured_interval()
 
     world.drain()
 
-    assert [m.delay_seconds for m in world.processed] == [0, 2.5, 2.5, 0, 0]
+    assert [m.delay_seconds for m in world.processed] == [0, 2.5, 2.5]
+
+
+def test_an_operation_is_polled_less_often_as_it_ages():
+    world = build_world(timings=StepTimings(poll_seconds=2, poll_age_fraction=0.1, poll_max_seconds=30))
+    world.ml.operation_retry_after = None
+    world.ml.poll_retry_after = None
+    world.ml.polls_before_done = 40
+    submit(world, DIRECT_MODEL)
+
+    while world.work.sent:
+        world.clock.advance(world.work.sent[0].delay_seconds)
+        world.step()
+
+    delays = [m.delay_seconds for m in world.processed[1:]]
+    assert delays[:10] == [2] * 10
+    assert delays == sorted(delays)
+    assert delays[-1] == 30
+    assert world.run(world.processed[0].body["run_id"]).status is RunStatus.SUCCEEDED
 
 
 def test_a_write_that_finishes_at_once_is_confirmed_by_reading_the_resource_again(world):
@@ -239,10 +280,7 @@ def test_a_write_that_finishes_at_once_is_confirmed_by_reading_the_resource_agai
     assert [(m.body["step"], m.body["attempt"], m.delay_seconds) for m in world.processed] == [
         (SUBSCRIBE, 0, 0),
         (SUBSCRIBE, 1, 1),
-        (PROVISION, 0, 0),
         (PROVISION, 1, 1),
-        (STORE_KEYS, 0, 0),
-        (VERIFY, 0, 0),
     ]
 
 
@@ -275,7 +313,7 @@ def test_a_creating_endpoint_found_without_an_operation_is_watched_not_created_a
     message = world.step()
 
     assert message.body == {"run_id": run.id, "step": PROVISION, "attempt": 0, "step_token": run.step_token}
-    assert world.work.sent[-1].body == message.body
+    assert world.work.sent[-1].body == {**message.body, "waiting_since": world.clock().timestamp()}
     assert world.work.sent[-1].delay_seconds == StepTimings().poll_seconds
     assert world.ml.calls_to("begin_create_endpoint") == []
 
@@ -354,7 +392,8 @@ def test_a_repair_writes_a_key_only_where_key_vault_is_missing_disabled_or_diffe
 # Verifying: Succeeded only when Azure reports every condition True.
 
 
-def test_verification_fails_the_run_when_a_condition_stays_false(world):
+def test_verification_fails_the_run_when_a_condition_stays_false(stepwise):
+    world = stepwise
     run = submit(world, DIRECT_MODEL, ticket="CHG-5")
     world.step_until(VERIFY)
     world.ml.set_endpoint_health(WORKSPACE_ID, plan_of(run).endpoint_name, "Offline")
@@ -375,7 +414,8 @@ def test_verification_fails_the_run_when_a_condition_stays_false(world):
     assert world.events.bodies[-1]["data"]["ticket"] == "CHG-5"
 
 
-def test_a_key_secret_disabled_before_verification_fails_it(world):
+def test_a_key_secret_disabled_before_verification_fails_it(stepwise):
+    world = stepwise
     run = submit(world, DIRECT_MODEL)
     world.step_until(VERIFY)
     world.secrets.set_enabled(plan_of(run).secret_names.secondary, False)
@@ -386,7 +426,8 @@ def test_a_key_secret_disabled_before_verification_fails_it(world):
     assert conditions(world)[ConditionType.KEYS_STORED] == ("False", "SecretsDisabled")
 
 
-def test_verification_looks_again_while_the_endpoint_is_settling(world):
+def test_verification_looks_again_while_the_endpoint_is_settling(stepwise):
+    world = stepwise
     run = submit(world, DIRECT_MODEL)
     world.step_until(VERIFY)
     endpoint = plan_of(run).endpoint_name
@@ -398,7 +439,13 @@ def test_verification_looks_again_while_the_endpoint_is_settling(world):
     assert status_of(world, run.id) is RunStatus.VERIFYING
     assert [(m.body, m.delay_seconds) for m in world.work.sent] == [
         (
-            {"run_id": run.id, "step": VERIFY, "attempt": 2, "step_token": world.run(run.id).step_token},
+            {
+                "run_id": run.id,
+                "step": VERIFY,
+                "attempt": 2,
+                "step_token": world.run(run.id).step_token,
+                "waiting_since": world.clock().timestamp(),
+            },
             StepTimings().poll_seconds,
         )
     ]
@@ -414,7 +461,7 @@ def test_verification_looks_again_while_the_endpoint_is_settling(world):
 
 
 def test_verification_gives_up_on_an_endpoint_that_never_settles():
-    world = build_world(timings=StepTimings(max_verify_attempts=3))
+    world = build_world(timings=StepTimings(max_verify_attempts=3, carry_on_seconds=0))
     run = submit(world, DIRECT_MODEL)
     world.step_until(VERIFY)
     world.ml.set_endpoint_health(WORKSPACE_ID, plan_of(run).endpoint_name, "Reinstating")
@@ -504,8 +551,9 @@ def test_a_throttled_call_is_retried_after_azures_retry_after(world):
 
     world.step()
 
+    # A 429 spends none of the step's transient attempts: throttling delays a run, never fails it.
     (retry,) = world.work.sent
-    assert retry.body == {"run_id": run.id, "step": PROVISION, "attempt": 1, "step_token": run.step_token}
+    assert retry.body == {"run_id": run.id, "step": PROVISION, "attempt": 0, "step_token": run.step_token}
     assert retry.delay_seconds == 17
     assert status_of(world, run.id) is RunStatus.PROVISIONING
     assert world.event_types() == ["accepted"]
@@ -537,7 +585,8 @@ def test_a_transient_error_while_polling_keeps_the_operation(world):
     assert status_of(world, run.id) is RunStatus.PROVISIONING
 
 
-def test_a_transient_key_vault_error_is_retried(world):
+def test_a_transient_key_vault_error_is_retried(stepwise):
+    world = stepwise
     run = submit(world, DIRECT_MODEL)
     world.secrets.fail_next("set_secret", AzureCallError(409, "ObjectIsBeingDeleted", "Being deleted."))
 
@@ -550,14 +599,14 @@ def test_a_transient_key_vault_error_is_retried(world):
 def test_exhausting_the_transient_attempts_fails_the_run_with_azures_code():
     world = build_world(timings=StepTimings(max_transient_attempts=2))
     run = submit(world, DIRECT_MODEL)
-    world.ml.fail_next("begin_create_endpoint", THROTTLED, times=3)
+    world.ml.fail_next("begin_create_endpoint", AzureCallError(503, "ServiceUnavailable", "Busy."), times=3)
 
     world.drain()
 
     assert [m.body["attempt"] for m in world.processed] == [0, 1, 2]
     failed = world.run(run.id)
     assert failed.status is RunStatus.FAILED
-    assert failed.error == RunError(code="TooManyRequests", message="Rate limit exceeded.")
+    assert failed.error == RunError(code="ServiceUnavailable", message="Busy.")
     assert world.event_types() == ["accepted", "failed"]
     assert world.deployment().status.phase is Phase.FAILED
 
@@ -671,7 +720,8 @@ def test_an_endpoint_that_ends_failed_after_its_operation_fails_the_run(world):
     assert "ended Canceled" in failed.error.message
 
 
-def test_an_endpoint_that_disappears_before_its_keys_are_stored_fails_the_run(world):
+def test_an_endpoint_that_disappears_before_its_keys_are_stored_fails_the_run(stepwise):
+    world = stepwise
     run = submit(world, DIRECT_MODEL)
     world.step_until(STORE_KEYS)
     world.ml.endpoints.clear()
@@ -702,7 +752,8 @@ def test_failing_a_run_another_worker_already_finished_keeps_the_outcome(world):
     assert world.deployment().status.error == earlier
 
 
-def test_a_step_whose_save_loses_a_race_is_reapplied_on_the_latest_record(world):
+def test_a_step_whose_save_loses_a_race_is_reapplied_on_the_latest_record(stepwise):
+    world = stepwise
     run = submit(world, DIRECT_MODEL)
     world.step_until(STORE_KEYS)
 
@@ -727,3 +778,44 @@ def test_an_unexpected_error_is_left_to_the_host_to_retry(world):
         world.step()
 
     assert status_of(world, run.id) is RunStatus.PROVISIONING
+
+
+# Pacing ARM writes.
+
+
+def test_a_write_step_waits_for_its_slot_instead_of_sending_a_write_arm_would_refuse():
+    now = [0.0]
+    pacer = WritePacer(reserve=2, refill_per_second=0.5, monotonic=lambda: now[0])
+    world = build_world(pacer=pacer)
+    pacer.observe(SUBSCRIPTION, 2)  # what ARM's last answer left: only the reserve
+    run = submit(world, DIRECT_MODEL)
+
+    world.step()
+
+    assert world.ml.calls_to("begin_create_endpoint") == []
+    (paced,) = world.work.sent
+    assert paced.body == {"run_id": run.id, "step": PROVISION, "attempt": 0, "step_token": run.step_token}
+    assert paced.delay_seconds == 2.0
+    while world.work.sent:
+        now[0] += world.work.sent[0].delay_seconds
+        world.step()
+    assert len(world.ml.calls_to("begin_create_endpoint")) == 1
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED
+
+
+def test_every_write_of_a_deployment_asks_the_pacer():
+    now = [0.0]
+    pacer = WritePacer(reserve=0, refill_per_second=1.0, monotonic=lambda: now[0])
+    world = build_world(pacer=pacer)
+    pacer.observe(SUBSCRIPTION, 0)
+    run = submit(world)
+
+    while world.work.sent:
+        now[0] += world.work.sent[0].delay_seconds
+        pacer.observe(SUBSCRIPTION, 0)  # other clients keep the bucket empty
+        world.step()
+
+    # Subscription PUT, endpoint PUT and listKeys (a POST: a write to ARM) each waited for a slot first.
+    paced = [m.body["step"] for m in world.processed if "operation_url" not in m.body and m.delay_seconds == 1.0]
+    assert paced == [SUBSCRIBE, PROVISION, STORE_KEYS]
+    assert status_of(world, run.id) is RunStatus.SUCCEEDED

@@ -30,6 +30,7 @@ from shared.hygiene.findings import FindingRecord
 from shared.hygiene.scan import HygieneScanner
 from shared.hygiene.settings import HygieneSettings
 from shared.hygiene.store import FindingStore
+from shared.key_secrets import KEY_FINGERPRINT_TAG, key_fingerprint
 from shared.naming import SecretNames, key_vault_secret_names
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 
@@ -195,6 +196,7 @@ class EmulatedBroker:
                     "run": "run-1",
                     "keyType": key_type,
                     MANAGED_BY_TAG: MANAGED_BY_VALUE,
+                    KEY_FINGERPRINT_TAG: key_fingerprint(value),
                 },
             )
         return names

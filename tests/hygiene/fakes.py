@@ -28,6 +28,7 @@ from shared.deployment import (
     deployment_id_of,
 )
 from shared.hygiene.settings import HygieneSettings
+from shared.key_secrets import KEY_FINGERPRINT_TAG, key_fingerprint
 from shared.naming import key_vault_secret_names
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from shared.ports import Endpoint, EndpointKeys, MarketplaceSubscription, Operation, StoredSecret
@@ -111,6 +112,8 @@ class FakeMachineLearning:
     throttle: dict[str, list[float]] = field(default_factory=dict)
     deleted: list[tuple[str, str]] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
+    # Names of the endpoints whose keys were listed (listKeys), in order.
+    key_reads: list[str] = field(default_factory=list)
 
     def add(self, workspace_id: str, *endpoints: Endpoint) -> None:
         self.endpoints.setdefault(workspace_id, []).extend(endpoints)
@@ -139,6 +142,7 @@ class FakeMachineLearning:
         return list(self.subscriptions.get(workspace_id, []))
 
     def list_keys(self, workspace_id: str, name: str) -> EndpointKeys:
+        self.key_reads.append(name)
         return self.keys[f"{workspace_id}/serverlessEndpoints/{name}".lower()]
 
     def begin_delete_endpoint(self, workspace_id: str, name: str) -> Operation | None:
@@ -153,21 +157,29 @@ class FakeSecretStore:
     failure: AzureCallError | None = None
     disabled: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    # Every version ever written, and the names whose value was read (read_secret), in order.
+    versions: list[str] = field(default_factory=list)
+    value_reads: list[str] = field(default_factory=list)
 
     def put(self, name: str, value: str, tags: Mapping[str, str]) -> None:
+        version = f"v{len(self.versions) + 1}"
         stored = StoredSecret(
-            id=f"{VAULT}/secrets/{name}/v1",
+            id=f"{VAULT}/secrets/{name}/{version}",
             name=name,
-            version="v1",
+            version=version,
             enabled=True,
             expires_on=None,
             tags=dict(tags),
             content_type="application/vnd.azure-ai-serverless-endpoint-key",
         )
         self.secrets[name.lower()] = (stored, value)
+        self.versions.append(version)
 
-    def put_for(self, workspace_id: str, item: Endpoint, keys: EndpointKeys) -> tuple[str, str]:
-        """The two secrets the broker's workflow writes for an endpoint, tagged the same way."""
+    def put_for(
+        self, workspace_id: str, item: Endpoint, keys: EndpointKeys, *, fingerprinted: bool = True
+    ) -> tuple[str, str]:
+        """The two secrets the broker's workflow writes for an endpoint, tagged the same way (`fingerprinted=False`:
+        as the broker wrote them before key fingerprints)."""
         names = key_vault_secret_names(WorkspaceId.parse(workspace_id), item.name)
         for key_type, name, value in (
             ("primary", names.primary, keys.primary),
@@ -181,6 +193,8 @@ class FakeSecretStore:
                 "keyType": key_type,
                 MANAGED_BY_TAG: MANAGED_BY_VALUE,
             }
+            if fingerprinted:
+                tags[KEY_FINGERPRINT_TAG] = key_fingerprint(value)
             self.put(name, value, tags)
         return names.primary, names.secondary
 
@@ -195,6 +209,18 @@ class FakeSecretStore:
         if not found[0].enabled:
             raise AzureCallError(403, "Forbidden", "Operation get is not allowed on a disabled secret.")
         return found[1]
+
+    def read_secret(self, name: str) -> tuple[StoredSecret, str] | None:
+        self.value_reads.append(name)
+        found = self.secrets.get(name.lower())
+        if found is not None and not found[0].enabled:
+            raise AzureCallError(403, "Forbidden", "Operation get is not allowed on a disabled secret.")
+        return found
+
+    def set_version_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        stored, value = self.secrets[name.lower()]
+        if stored.version == version:
+            self.secrets[name.lower()] = (replace(stored, tags=dict(tags)), value)
 
     def list_secrets(self) -> list[StoredSecret]:
         if self.failure:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.deployment import ConditionType
+from shared.key_secrets import KEY_FINGERPRINT_TAG, SECRET_CONTENT_TYPE, key_fingerprint
 
 from .emulated import LLAMA, EmulatedBroker
 
@@ -129,3 +130,32 @@ def test_secret_rules_and_remediation_against_the_emulated_vault(deployed: Emula
     stored = str(deployed.store.query(page_size=100).records) + str(deployed.received) + str(report)
     assert keys.primary not in stored
     assert keys.secondary not in stored
+
+
+def test_key_checks_read_no_secret_value_and_an_old_unfingerprinted_secret_is_read_once(deployed: EmulatedBroker):
+    demo = deployed.workspace("demo-project")
+    [old] = [secret for secret in deployed.vault.list_secrets() if secret.name.startswith("serverless-phi-ep-")][:1]
+    value = deployed.vault.get_secret_value(old.name)
+    legacy = {name: tag for name, tag in old.tags.items() if name != KEY_FINGERPRINT_TAG}
+    deployed.vault.set_secret(old.name, value, content_type=SECRET_CONTENT_TYPE, tags=legacy)
+    scanner = deployed.scanner(HYGIENE_WORKSPACES=workspaces(deployed, "demo-project"))
+
+    def scan_counting() -> tuple[dict, dict[str, int]]:
+        deployed.emulator.admin.clear_requests()
+        report = scanner.scan()
+        return report, deployed.emulator.admin.requests(limit=0)["counts"]
+
+    first, first_calls = scan_counting()
+    deployed.clock.advance(hours=25)
+    again, again_calls = scan_counting()
+
+    value_reads = [route for route in first_calls if route.startswith("GET vault:") and "/secrets/{name}" in route]
+    assert sum(first_calls[route] for route in value_reads) == 1, first_calls
+    # Four endpoints' secrets: the West Europe project is scanned too, named by its secrets' tags.
+    assert first["keyDrift"]["comparedBy"] == {"fingerprint": 7, "value": 0, "tagged": 1}
+    [tagged] = [secret for secret in deployed.vault.list_secrets() if secret.name == old.name]
+    keys = deployed.ml.list_keys(demo, "phi-ep")
+    assert tagged.tags[KEY_FINGERPRINT_TAG] == key_fingerprint(getattr(keys, old.tags["keyType"]))
+    assert not any(route.startswith("GET vault:") and "/secrets/{name}" in route for route in again_calls)
+    assert again["keyDrift"]["comparedBy"] == {"fingerprint": 8, "value": 0, "tagged": 0}
+    assert deployed.findings("secrets-missing") == []

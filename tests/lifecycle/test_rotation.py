@@ -4,6 +4,7 @@ import pytest
 
 from shared.azure_errors import AzureCallError
 from shared.deployment import Phase
+from shared.engine import StepTimings
 from shared.key_secrets import SECRET_CONTENT_TYPE, alternate, key_secret_tags
 from shared.lifecycle.rotation import secrets_due
 from shared.ownership import MANAGED_BY_TAG, MANAGED_BY_VALUE
@@ -158,11 +159,12 @@ def test_a_regeneration_answered_202_is_polled_through_delayed_messages_before_t
     assert world.secrets.latest(plan.secret_names.primary).value == after.primary
     assert len(world.ml.polls) == 2
     rotate_steps = [message for message in world.processed if message.body["step"] == "rotate-key"]
-    # Started, then polled after the operation's Retry-After, then again after the poll's.
+    # Started, then polled after the operation's Retry-After, then again after the poll floor (the poll's own
+    # Retry-After, 1 s, is shorter than the floor).
     assert [(message.body.get("operation_url"), message.delay_seconds) for message in rotate_steps] == [
         (None, 0),
         (f"{RegenerateAccepted.URL}0", 2.0),
-        (f"{RegenerateAccepted.URL}0", 1.0),
+        (f"{RegenerateAccepted.URL}0", StepTimings().poll_seconds),
     ]
     [rotation] = world.run(run.id).key_rotations
     assert (rotation.status, rotation.operation_url) == ("Rotated", f"{RegenerateAccepted.URL}0")

@@ -97,7 +97,8 @@ def test_both_teardown_steps_belong_to_a_deleting_run():
 def test_a_work_item_carries_its_token_through_polls_retries_and_into_the_same_chains_next_step():
     item = WorkItem("run-1", PROVISION, step_token=4)
 
-    assert item.polling("https://op").retried().step_token == 4
+    assert item.polling("https://op", since=0.0).retried().step_token == 4
+    assert item.waiting(since=0.0).step_token == 4
     assert item.next(DELETE_SUBSCRIPTION).step_token == 4
     assert item.next(VERIFY, step_token=5).step_token == 5
     assert WorkItem.from_message('{"run_id": "run-1", "step": "verify", "step_token": 7}').step_token == 7
