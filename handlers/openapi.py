@@ -33,7 +33,7 @@ from shared.problems import (
     UNSUPPORTED_MEDIA_TYPE,
 )
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, RotateKeysRequest
-from shared.runs import RunRecord
+from shared.runs import MAX_LISTED_JOINERS, RunRecord
 from shared.version import broker_version
 
 OPENAPI_VERSION = "3.1.0"
@@ -408,9 +408,14 @@ def _schemas() -> dict[str, Any]:
         "description": "The deployment this run operated on (absolute URL); present once a deploy or repair run "
         "has ended",
     }
+    run["properties"]["joined"]["description"] = (
+        f"Requests that joined the run while it was in flight, the first {MAX_LISTED_JOINERS} to join, oldest first"
+    )
+    run["properties"]["joinedCount"]["description"] = "How many requests joined the run, all of them"
     run["description"] = (
         "A run: one operation (deploy, repair or delete) on a deployment, from acceptance to its end, with every "
-        "status it went through. Requests that joined it while it was in flight are listed in `joined`."
+        "status it went through. Requests that joined it while it was in flight are counted in `joinedCount` and "
+        f"the first {MAX_LISTED_JOINERS} listed in `joined`; each hears the run's end by its own event."
     )
     schemas["Deployment"]["description"] = (
         "The Deployment resource: one per (workspace, model). `spec` is what was asked for; `status` is what "

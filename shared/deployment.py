@@ -23,7 +23,8 @@ from shared.model_ids import ModelId
 from shared.requests import ContentSafety, DeploymentRequest
 from shared.runs import EndpointInfo, RunError, RunRecord, RunStatus, SecretIds
 
-# Every request is kept in the ticket index; the document keeps the newest ones inline, so it stays small.
+# Every request is kept in the ticket index; the document keeps the newest ones inline, so it stays small. Requests
+# that joined a run are kept in joiner rows instead and added to the history when it is read for the API.
 MAX_INLINE_REQUESTS = 50
 DEPLOYMENT_ID_HASH_LENGTH = 10
 
@@ -157,6 +158,14 @@ class Deployment(_Value):
     def with_request(self, requester: DeploymentRequester, *, at: datetime) -> Deployment:
         requests = (*self.requests, requester)[-MAX_INLINE_REQUESTS:]
         return self.model_copy(update={"requests": requests, "request_count": self.request_count + 1, "updated_at": at})
+
+    def with_joined(self, joined: Iterable[DeploymentRequester]) -> Deployment:
+        """The deployment with the requests that joined its runs (kept in joiner rows, not on it) in its history: the
+        newest MAX_INLINE_REQUESTS inline and all of them counted. Joiners from before it was made afresh
+        (`recreated`) belong to the history it forgot."""
+        since = [requester for requester in joined if requester.at >= self.created_at]
+        merged = sorted((*self.requests, *since), key=lambda requester: requester.at)[-MAX_INLINE_REQUESTS:]
+        return self.model_copy(update={"requests": tuple(merged), "request_count": self.request_count + len(since)})
 
     def with_conditions(self, conditions: Iterable[Condition], *, at: datetime) -> Deployment:
         """Conditions replaced by type; a condition keeps its lastTransitionTime while its status stays."""

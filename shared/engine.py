@@ -32,7 +32,7 @@ from typing import Any
 
 from shared.azure_errors import AzureCallError
 from shared.pacing import WritePacer
-from shared.ports import MachineLearningPort, MessageQueuePort, Operation, RunRepositoryPort
+from shared.ports import MachineLearningPort, MessageQueuePort, Operation, OperationProgress, RunRepositoryPort
 from shared.runs import RunRecord, RunStatus
 from shared.telemetry import StepOutcome
 
@@ -256,16 +256,28 @@ class StepQueue:
     def operation_finished(self, item: WorkItem) -> bool:
         """Poll `item`'s operation once; False (a delayed re-poll queued) while it runs; StepFailedError if it
         failed."""
+        progress = self.poll(item)
+        if progress is None:
+            return False
+        self.require_success(progress)
+        return True
+
+    def poll(self, item: WorkItem) -> OperationProgress | None:
+        """Poll `item`'s operation once: None while it runs (a delayed re-poll is queued), else how it ended."""
         assert item.operation_url is not None
         progress = self._ml.get_operation(Operation(item.operation_url))
         if not progress.done:
             self._poll_again(item, progress.retry_after)
-            return False
+            return None
+        return progress
+
+    @staticmethod
+    def require_success(progress: OperationProgress) -> None:
+        """StepFailedError with Azure's code and message unless the finished operation succeeded."""
         if not progress.succeeded:
             raise StepFailedError(
                 progress.error_code or "OperationFailed", progress.error_message or "Azure reported failure."
             )
-        return True
 
     def wait(self, item: WorkItem, operation: Operation | None) -> StepOutcome:
         """Come back when ARM says the operation is worth polling; without one (finished synchronously), look at

@@ -1,20 +1,21 @@
 """CloudEvents 1.0 (JSON format) announcing deployment outcomes on the `deployment-events` queue.
 
-Event ids are derived from the run and the event type, so publishing the same outcome twice (a redelivered
-message, a resumed step) yields the same id and consumers can drop the duplicate, as CloudEvents intends
-(source + id identify an event). The data is built from a run record only, which carries Key Vault secret ids and
-never key values; no builder takes a free-form payload that could smuggle one in.
+Event ids are derived from the run, the event type and, for a request that joined the run, that request's id, so
+publishing the same outcome twice (a redelivered message, a resumed step, a joiner and the run's announcer both)
+yields the same id and consumers can drop the duplicate, as CloudEvents intends (source + id identify an event).
+The data is built from a run record only, which carries Key Vault secret ids and never key values; no builder takes
+a free-form payload that could smuggle one in.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.runs import KeyRotation, RunRecord, RunStatus
+from shared.runs import KeyRotation, RunRecord, RunRequester, RunStatus
 
 EVENT_TYPE_PREFIX = "com.contoso.broker.deployment"
 DEFAULT_SOURCE = "/serverless-deployment-broker"
@@ -53,14 +54,15 @@ def deployment_event(
     run: RunRecord,
     *,
     time: datetime,
-    requester: int = 0,
+    requester: RunRequester | None = None,
     announced_status: RunStatus | None = None,
     source: str = DEFAULT_SOURCE,
 ) -> dict[str, Any]:
     """The CloudEvent announcing `run`'s current status (or `announced_status`) to one of its requesters.
 
-    `requester` indexes `run.requesters`: 0 is the request that started the run, later ones joined it, and each
-    gets its own event carrying its own ticket (and its own event id, so none is taken for another's duplicate).
+    Without `requester` it goes to the request that started the run; a request that joined it gets its own event
+    carrying its own ticket, with an id named by its request id, so none is taken for another's duplicate and
+    whoever builds it again (a repeated announce, the joiner itself) builds the same id.
     """
     status = announced_status or run.status
     kind = event_kind_for(status)
@@ -72,7 +74,7 @@ def deployment_event(
         "runId": run.id,
         "deploymentId": run.deployment_id,
         "operation": run.operation,
-        "ticket": run.requesters[requester].ticket,
+        "ticket": requester.ticket if requester else run.ticket,
         "status": run.status.value,
         "workspaceId": run.request.workspace_id,
         "modelId": run.request.model_id,
@@ -82,18 +84,23 @@ def deployment_event(
         "secretIds": public["secretIds"],
         "error": public["error"],
     }
-    event_id = f"{run.id}/{kind.value}" + (f"/{requester}" if requester else "")
+    event_id = f"{run.id}/{kind.value}"
+    if requester is not None:
+        assert requester.request_id, "a joiner's events are named by its request id"
+        event_id += f"/{requester.request_id}"
     return _envelope(kind, event_id=event_id, subject=run.id, time=time, source=source, data=data)
 
 
-def accepted_event(run: RunRecord, *, time: datetime, requester: int = 0) -> dict[str, Any]:
+def accepted_event(run: RunRecord, *, time: datetime, requester: RunRequester | None = None) -> dict[str, Any]:
     """The accepted event of a run that intake already moved on (its data carries the current status)."""
     return deployment_event(run, time=time, requester=requester, announced_status=RunStatus.ACCEPTED)
 
 
-def outcome_events(run: RunRecord, *, time: datetime) -> list[dict[str, Any]]:
-    """The terminal event of a finished run, once for every request it answers."""
-    return [deployment_event(run, time=time, requester=index) for index in range(len(run.requesters))]
+def outcome_events(run: RunRecord, joiners: Iterable[RunRequester], *, time: datetime) -> Iterator[dict[str, Any]]:
+    """The terminal event of a finished run, to the request that started it and then to every one that joined it."""
+    yield deployment_event(run, time=time)
+    for joiner in joiners:
+        yield deployment_event(run, time=time, requester=joiner)
 
 
 # What a request answered without a run hears: the deployment was already as asked (succeeded, naming the run that

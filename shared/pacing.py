@@ -3,10 +3,12 @@
 ARM meters writes per subscription (and principal) in a token bucket and reports what is left on every write's answer
 (`x-ms-ratelimit-remaining-subscription-writes`). The ARM adapter feeds each answer to `WritePacer.observe`; a step
 about to write asks `WritePacer.admit` first. While more than `reserve` writes remain (counting the writes this process
-has sent but not yet heard back from, and the slots it has promised), the write goes at once. Otherwise the step gets a
-slot: the moment the bucket, refilling at the rate learnt from successive answers, will hold a write for it and for
-every step slotted before it; the step comes back then and writes without asking again. So a burst of steps is spread
-over the refill instead of meeting 429s, and each step comes back once rather than in a herd.
+has sent but not yet heard back from, and each slot it has promised, which the bucket refills for until it falls
+due), the write goes at once. Otherwise the step gets a slot: the moment the bucket, refilling at the rate learnt from
+successive answers, will hold a write for it and for every step slotted before it; the step comes back then and writes
+without asking again. So a burst of steps is spread over the refill instead of meeting 429s, and each step comes back
+once rather than in a herd. Until answers have measured the refill, slots reach only a few seconds ahead (a step that
+would wait longer asks again), so a burst is not spread over the cautious default rate for long.
 
 The pacer is per process: other instances and other clients spend the same bucket unseen until ARM's next answer
 reports it, which corrects the estimate (and ARM's 429, re-queued by Retry-After, remains the backstop). A
@@ -36,6 +38,9 @@ IN_FLIGHT_SECONDS = 10.0
 SLOT_GRACE_SECONDS = 30.0
 # A step back this much before its slot (queue delays are whole seconds, rounded up) takes it all the same.
 SLOT_EARLY_SECONDS = 0.25
+# Until answers have measured the refill, no slot is promised further out than this: a step that would wait longer
+# asks again then, when the rate is known, instead of holding a slot spaced at the cautious default rate.
+UNMEASURED_HORIZON_SECONDS = 8.0
 
 
 @dataclass
@@ -50,6 +55,7 @@ class _Bucket:
     slots: dict[str, float] = field(default_factory=dict)
     window_start: tuple[float, float] | None = None
     window_writes: int = 0
+    measured: bool = False
 
     def estimate(self, now: float) -> float:
         return min(self.capacity, self.tokens + self.refill * max(0.0, now - self.at))
@@ -74,11 +80,29 @@ class _Bucket:
         start_remaining, start_at = self.window_start
         if now - start_at < LEARNING_WINDOW_SECONDS:
             return
+        sample = max(0.0, remaining - start_remaining + self.window_writes) / (now - start_at)
+        learnt = LEARNING_WEIGHT * sample + (1 - LEARNING_WEIGHT) * self.refill
         if max(start_remaining, remaining) + 1 < self.capacity:
-            sample = max(0.0, remaining - start_remaining + self.window_writes) / (now - start_at)
             if sample > 0:
-                self.refill = LEARNING_WEIGHT * sample + (1 - LEARNING_WEIGHT) * self.refill
+                self.refill, self.measured = learnt, True
+        else:
+            # The bucket may have been full part of the window, when it stops refilling: the sample is then only a
+            # lower bound, still worth learning from when it is above the estimate (a pacer that started too cautious
+            # lets the bucket fill up, and would otherwise never see its true rate).
+            self.refill = max(self.refill, learnt)
         self.window_start, self.window_writes = (remaining, now), 0
+
+    def room_now(self, now: float, reserve: int) -> bool:
+        """Whether a write now leaves the reserve intact, both now and at every promised slot, with the bucket
+        refilling at the learnt rate in between: slots promised at a slower rate than the one learnt since leave
+        room for writes between them."""
+        tokens = self.estimate(now)
+        if tokens - 1.0 < reserve:
+            return False
+        for taken, slot in enumerate(sorted(self.slots.values()), start=1):
+            if min(self.capacity, tokens + self.refill * max(0.0, slot - now)) - 1.0 - taken < reserve:
+                return False
+        return True
 
 
 class WritePacer:
@@ -127,12 +151,14 @@ class WritePacer:
             if slot is not None and slot - now > SLOT_EARLY_SECONDS:
                 bucket.slots[writer] = slot
                 return slot - now
-            if slot is not None or bucket.estimate(now) - len(bucket.slots) - self._reserve >= 1.0:
+            if slot is not None or bucket.room_now(now, self._reserve):
                 bucket.spend(now)
                 return None
             # Slotted after everyone slotted already: the bucket must refill to the reserve, one write for each of
             # them, and this one.
             needed = self._reserve + len(bucket.slots) + 1.0 - bucket.estimate(now)
             wait = max(needed, 0.0) / max(bucket.refill, 1e-3)
+            if not bucket.measured and wait > UNMEASURED_HORIZON_SECONDS:
+                return UNMEASURED_HORIZON_SECONDS
             bucket.slots[writer] = now + wait
             return wait

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from shared.deployment import Deployment
-    from shared.runs import RunRecord
+    from shared.runs import RunRecord, RunRequester
 
 
 @dataclass(frozen=True)
@@ -187,10 +187,22 @@ class RunRepositoryPort(Protocol):
         """Claim `deployment` for the new run `run` and store both (and the run's ticket row) all or nothing."""
         ...
 
-    def join_run(
-        self, run: RunRecord, run_etag: str, deployment: Deployment, deployment_etag: str, *, ticket: str | None
-    ) -> Any:
-        """Write a joined run, its deployment and the joiner's ticket row all or nothing, each ETag-conditional."""
+    def join_run(self, run_id: str, joiner: RunRequester, *, deployment_id: str | None) -> None:
+        """Insert `joiner`'s joiner row and ticket row in the run's partition, all or nothing; no ETag on the run or
+        the deployment (idempotent per request id)."""
+        ...
+
+    def joiners(self, run_id: str) -> list[RunRequester]:
+        """Every request that joined run `run_id`."""
+        ...
+
+    def run_view(self, run_id: str) -> RunRecord | None:
+        """The run with its `joined` view, as the API shows it (one round trip)."""
+        ...
+
+    def with_joiners(self, run: RunRecord) -> RunRecord: ...
+    def deployment_view(self, deployment: Deployment) -> Deployment:
+        """The deployment with the requests that joined its runs in its history."""
         ...
 
     def save_answered(self, deployment: Deployment, etag: str, *, ticket: str | None, run_id: str | None) -> Any:

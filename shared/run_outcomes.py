@@ -4,15 +4,15 @@ and checking the requester's permission."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from shared.azure_errors import RecordChangedError
 from shared.azure_ids import WorkspaceId
-from shared.deployment import Deployment, DeploymentRequester
-from shared.events import accepted_event, outcome_events
+from shared.deployment import Deployment
+from shared.events import accepted_event, deployment_event, outcome_events
 from shared.ports import AuthorizationPort, MessageQueuePort, PrincipalAccess, RunRepositoryPort
 from shared.problems import Problem
 from shared.rbac import PermissionSet
@@ -66,10 +66,17 @@ def problem_of(run: RunRecord) -> Problem | None:
 
 
 def announce(
-    events: MessageQueuePort, run: RunRecord, now: datetime, telemetry: BrokerTelemetry = BROKER_TELEMETRY
+    events: MessageQueuePort,
+    run: RunRecord,
+    now: datetime,
+    telemetry: BrokerTelemetry = BROKER_TELEMETRY,
+    *,
+    joiners: Iterable[RunRequester] = (),
 ) -> None:
-    """The terminal event to every request `run` answers, and the finished-run metric."""
-    for event in outcome_events(run, time=now):
+    """The terminal event to every request `run` answers (the one that started it and `joiners`, read by the caller
+    after the run's end was stored, so that a request joining later sees the end itself), and the finished-run
+    metric."""
+    for event in outcome_events(run, joiners, time=now):
         events.send(event)
     telemetry.run_finished(run)
 
@@ -105,39 +112,33 @@ def join_in_flight(
     current: RunRecord,
     deployment: Deployment,
     *,
+    request_id: str,
     caller: str,
     ticket: str | None,
     idempotency_key: str | None,
     at: datetime,
-    run_etag: str | None = None,
-    deployment_etag: str | None = None,
 ) -> Submission:
-    """Answer a request by the run in flight, `current`, which then answers it too (its own accepted event now, its
-    own terminal event later); RecordChangedError when that run ended or either record changed meanwhile, so the
+    """Answer a request by the run in flight, `current` (as just read), which then answers it too: its own accepted
+    event now, its own terminal event when the run ends. RecordChangedError when that run has ended already, so the
     caller looks again.
 
-    The run with the request among its joiners, the deployment with the request in its history and the request's
-    ticket row are written in one transaction, conditional on both ETags (read here when not given): the request
-    joins exactly once, and only a run that has not ended.
+    The join writes only the request's own rows (joiner and ticket), so joins never contend with each other or with
+    the workflow. The run may end between the read of `current` and that write, and its announcer may have listed
+    the joiners before this one was written: the run is read again after the write, and if it has ended this request
+    is sent its terminal event here, under the id the announcer would give it (a duplicate at worst, never a miss).
     """
-    if run_etag is None or deployment_etag is None:
-        stored_run, stored_deployment = runs.get(current.id), runs.get_deployment(deployment.id)
-        if stored_run is None or stored_deployment is None:
-            raise RecordChangedError(f"run {current.id} or its deployment is gone")
-        current, run_etag = stored_run.run, stored_run.etag
-        deployment, deployment_etag = stored_deployment.deployment, stored_deployment.etag
     if current.is_terminal:
         raise RecordChangedError(f"run {current.id} ended while a request joined it")
-    joiner = RunRequester(caller=caller, ticket=ticket, at=at)
-    joined = current.with_changes(at=current.updated_at, joined=(*current.joined, joiner))
-    requester = DeploymentRequester(caller=caller, ticket=ticket, run_id=current.id, outcome="joined", at=at)
-    recorded = runs.join_run(
-        joined, run_etag, deployment.with_request(requester, at=at), deployment_etag, ticket=ticket
-    )
+    joiner = RunRequester(caller=caller, ticket=ticket, at=at, request_id=request_id)
+    runs.join_run(current.id, joiner, deployment_id=deployment.id)
     if idempotency_key:
         runs.answer_idempotency_key(caller, idempotency_key, run_id=current.id)
-    events.send(accepted_event(joined, time=at, requester=len(joined.requesters) - 1))
-    return Submission("joined", run=joined, deployment=recorded.deployment)
+    events.send(accepted_event(current, time=at, requester=joiner))
+    latest = runs.run_view(current.id)
+    assert latest is not None, "runs are never removed"
+    if latest.is_terminal:
+        events.send(deployment_event(latest, time=at, requester=joiner))
+    return Submission("joined", run=latest, deployment=deployment)
 
 
 def update_once(

@@ -9,6 +9,7 @@ here, so tests and replays are deterministic. The record holds Key Vault secret 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Self
@@ -172,12 +173,19 @@ class CrossRegion(_Value):
     connection: ConnectionInfo | None = None
 
 
+# The public run lists this many of its joiners (the first to join) and counts them all.
+MAX_LISTED_JOINERS = 50
+
+
 class RunRequester(_Value):
     """A request that joined a run already in flight; it is answered with its own events when the run ends."""
 
     caller: str
     ticket: str | None = None
     at: AwareDatetime
+    # The id the request would have had as a run of its own, private to the broker: it names the request's events,
+    # so every announcer of the run's end (and the request itself) builds the same ids for it.
+    request_id: str | None = Field(default=None, exclude=True)
 
 
 class RunRecord(_Value):
@@ -197,7 +205,10 @@ class RunRecord(_Value):
     idempotency_key: str | None = None
     # Whether a delete run also deletes the Marketplace subscription.
     delete_subscription: bool = False
+    # Who joined it, a view made from its joiner rows when the run is read for the API (RunStore.run_view), never
+    # stored on the run: the first MAX_LISTED_JOINERS to join, and how many did.
     joined: tuple[RunRequester, ...] = ()
+    joined_count: int = Field(default=0, ge=0)
     warnings: tuple[str, ...] = ()
     cross_region: CrossRegion | None = None
     key_rotations: tuple[KeyRotation, ...] = ()
@@ -292,8 +303,13 @@ class RunRecord(_Value):
 
     @property
     def requesters(self) -> tuple[RunRequester, ...]:
-        """Every request this run answers: the one that started it, then those that joined it."""
+        """The request that started this run, then those its `joined` view lists."""
         return (RunRequester(caller=self.caller, ticket=self.ticket, at=self.created_at), *self.joined)
+
+    def with_joiners(self, joiners: Iterable[RunRequester]) -> RunRecord:
+        """The record with its `joined` view made from every request that joined it."""
+        ordered = sorted(joiners, key=lambda joiner: (joiner.at, joiner.request_id or ""))
+        return self.model_copy(update={"joined": tuple(ordered[:MAX_LISTED_JOINERS]), "joined_count": len(ordered)})
 
     @property
     def pending_rotation(self) -> KeyRotation | None:
@@ -337,9 +353,10 @@ class RunRecord(_Value):
         return self.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
 
     def to_storage_dict(self) -> dict[str, Any]:
-        """Everything, JSON-ready, for the run store; `from_storage_dict` reverses it."""
+        """Everything but the `joined` view, JSON-ready, for the run store; `from_storage_dict` reverses it."""
         chain = {"stepToken": self.step_token, "steppedAt": self.stepped_at, "recoveries": self.recoveries}
-        return {**self.model_dump(mode="json", by_alias=True), **to_jsonable_python(chain)}
+        stored = self.model_dump(mode="json", by_alias=True, exclude={"joined", "joined_count"})
+        return {**stored, **to_jsonable_python(chain)}
 
     @classmethod
     def from_storage_dict(cls, data: dict[str, Any]) -> RunRecord:

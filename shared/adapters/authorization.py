@@ -6,14 +6,18 @@ The permissions API answers only for the caller, so the requester's access is as
 Reads are kept in TTL caches (shared/ttl_cache.py), so a burst of requests for one workspace reads Azure once:
 role definitions, which change rarely, for `role_definition_ttl_seconds`; permissions, role assignments and deny
 assignments for `access_ttl_seconds`, the window in which a revoked grant may still pass preflight (ARM still
-enforces every write). Deny assignments are read per scope, shared by every principal; only when one names a
-principal other than Everyone (perhaps a group the principal belongs to) are they read for the principal too.
+enforces every write). Deny assignments are listed once per subscription (at, above and below it) and shared by every
+scope and principal in it: each scope keeps only those made at it or an ancestor, so a deny on a sibling workspace
+or a child resource never applies. Only when one that applies names a principal other than Everyone (perhaps a group
+the principal belongs to) are they listed for that principal too, once per subscription, for ARM to resolve
+membership.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,6 +36,7 @@ from shared.ttl_cache import Lookup, TtlCache
 
 AUTHORIZATION_API_VERSION = "2022-04-01"
 EVERYONE = "00000000-0000-0000-0000-000000000000"
+_SUBSCRIPTION_SCOPE = re.compile(r"^/subscriptions/[^/]+", re.IGNORECASE)
 
 Blocks = list[dict[str, list[str]]]
 
@@ -51,6 +56,7 @@ class _Definition:
 @dataclass(frozen=True)
 class _Deny:
     id: str
+    scope: str
     principals: frozenset[str]
     excluded: frozenset[str]
     permissions: Blocks
@@ -80,7 +86,7 @@ class AuthorizationAdapter:
         self._own_principal_id: str | None = None
         self._own_permissions: TtlCache[str, Blocks] = TtlCache(access_ttl_seconds, clock=clock)
         self._assignments: TtlCache[tuple[str, str], list[_Assignment]] = TtlCache(access_ttl_seconds, clock=clock)
-        self._scope_denials: TtlCache[str, list[_Deny]] = TtlCache(access_ttl_seconds, clock=clock)
+        self._subscription_denials: TtlCache[str, list[_Deny]] = TtlCache(access_ttl_seconds, clock=clock)
         self._principal_denials: TtlCache[tuple[str, str], list[_Deny]] = TtlCache(access_ttl_seconds, clock=clock)
         self._definitions: TtlCache[str, _Definition] = TtlCache(role_definition_ttl_seconds, clock=clock)
 
@@ -139,32 +145,41 @@ class AuthorizationAdapter:
 
     def _denials_at(self, principal: str, scope: str, *, fresh: bool) -> tuple[list[_Deny], bool]:
         """The deny assignments blocking `principal` at `scope`, and whether any came from the cache."""
-        at_scope = self._scope_denials.lookup(
-            _key(scope), lambda: self._list_denials(scope, query="atScope()"), fresh=fresh
+        listing_scope = _listing_scope(scope)
+        listed = self._subscription_denials.lookup(
+            listing_scope, lambda: self._list_denials(listing_scope, query=None), fresh=fresh
         )
-        found = {deny.id: deny for deny in at_scope.value if deny.blocks(principal)}
-        cached = at_scope.hit
-        if not all(deny.names_only(principal) for deny in at_scope.value):
+        applying = [deny for deny in listed.value if _applies_to(deny.scope, scope)]
+        found = {deny.id: deny for deny in applying if deny.blocks(principal)}
+        cached = listed.hit
+        if not all(deny.names_only(principal) for deny in applying):
             # ARM resolves group membership for a principal filter; this adapter cannot.
             named = self._principal_denials.lookup(
-                (_key(scope), principal),
-                lambda: self._list_denials(scope, query=f"principalId eq '{principal}'"),
+                (listing_scope, principal),
+                lambda: self._list_denials(listing_scope, query=f"principalId eq '{principal}'"),
                 fresh=fresh,
             )
-            found.update({deny.id: deny for deny in named.value if principal not in deny.excluded})
+            found.update(
+                {
+                    deny.id: deny
+                    for deny in named.value
+                    if _applies_to(deny.scope, scope) and principal not in deny.excluded
+                }
+            )
             cached = cached or named.hit
         return list(found.values()), cached
 
-    def _list_denials(self, scope: str, *, query: str) -> list[_Deny]:
+    def _list_denials(self, scope: str, *, query: str | None) -> list[_Deny]:
+        """Deny assignments at, above and below `scope` (listed without atScope()), for each scope to pick from."""
         return [
             _Deny(
                 id=(deny.id or deny.name or "").lower(),
+                scope=deny.scope or "",
                 principals=frozenset((principal.id or "").lower() for principal in deny.principals or []),
                 excluded=frozenset((excluded.id or "").lower() for excluded in deny.exclude_principals or []),
                 permissions=[_permission(block) for block in deny.permissions or []],
             )
             for deny in self._client.deny_assignments.list_for_scope(scope, filter=query)
-            if _applies_to(deny.scope, scope)
         ]
 
     @cached_property
@@ -186,6 +201,12 @@ def _azure_errors() -> Iterator[None]:
 
 def _key(scope: str) -> str:
     return scope.rstrip("/").lower()
+
+
+def _listing_scope(scope: str) -> str:
+    """The subscription `scope` lies in (deny assignments are listed per subscription), else `scope` itself."""
+    found = _SUBSCRIPTION_SCOPE.match(_key(scope))
+    return found.group(0) if found else _key(scope)
 
 
 def _applies_to(assignment_scope: str | None, scope: str) -> bool:

@@ -26,8 +26,11 @@ DISABLED = "SecretDisabled"
 class KeyVaultAdapter:
     def __init__(self, vault_url: str, credential: TokenCredential) -> None:
         # A real vault's challenge names a resource its host belongs to; only a loopback vault (the local emulator)
-        # cannot satisfy that check, so it is relaxed there and nowhere else.
-        self._client = SecretClient(vault_url, credential, verify_challenge_resource=not _is_loopback(vault_url))
+        # cannot satisfy that check, so it is relaxed there and nowhere else. retry_status=0: a 429 or 5xx comes back
+        # at once with its Retry-After, for the step engine to re-queue, instead of being slept on in the function.
+        self._client = SecretClient(
+            vault_url, credential, verify_challenge_resource=not _is_loopback(vault_url), retry_status=0
+        )
 
     def set_secret(
         self,
@@ -119,7 +122,19 @@ def _call(action: Callable[[], T]) -> T:
     except ResourceNotFoundError as error:
         raise AzureCallError(404, "SecretNotFound", _first_line(error)) from error
     except HttpResponseError as error:
-        raise AzureCallError(error.status_code, _most_specific_code(error), _first_line(error)) from error
+        raise AzureCallError(
+            error.status_code, _most_specific_code(error), _first_line(error), retry_after=_retry_after(error)
+        ) from error
+
+
+def _retry_after(error: HttpResponseError) -> float | None:
+    """Key Vault's Retry-After in seconds (it sends whole seconds), when the answer carries one."""
+    value = error.response.headers.get("Retry-After") if error.response is not None else None
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _most_specific_code(error: HttpResponseError) -> str:

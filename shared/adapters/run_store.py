@@ -8,9 +8,14 @@ so that a request's writes go to Table Storage as one entity-group transaction (
   key rotation on it has not) is what the watchdog queries. A run id names its home (`<unique>.<8 hex>`,
   `new_run_id`), so GET /api/runs/{id} and every work step read it with one point read; a run id the store did not
   mint lives in partition `run`;
+- a joiner row per request that joined a run in flight (`joiner:<run id>:<request id>`): a join inserts it with the
+  request's ticket row and touches neither the run nor the deployment, so concurrent joins never contend and the run
+  row stays small however many join. The run's end is announced to every joiner row (`joiners`); the public run's
+  `joined` view and the deployment's request history are made from them when read for the API (`run_view`,
+  `deployment_view`);
 - a ticket row per (ticket, run) makes `?ticket=` find every request, joiners included.
-Every such row has a `Kind` column (deployment, run, ticket): lists, the watchdog's sweep and ticket look-ups are
-queries across partitions on it (one partition, the deployment's home, for the runs of one deployment).
+Every such row has a `Kind` column (deployment, run, joiner, ticket): lists, the watchdog's sweep and ticket look-ups
+are queries across partitions on it (one partition, the deployment's home, for the runs of one deployment).
 
 Outside the homes:
 - an idempotency row (partition `idempotency`) maps (caller, Idempotency-Key) to the answer the first request got
@@ -33,18 +38,22 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from shared.azure_errors import RecordChangedError, RecordExistsError
-from shared.deployment import Deployment
-from shared.runs import RunRecord
+from shared.deployment import Deployment, DeploymentRequester
+from shared.runs import RunRecord, RunRequester
 
 RUNS = "run"
 DEPLOYMENTS = "deployment"
 TICKETS = "ticket"
+JOINERS = "joiner"
 IDEMPOTENCY = "idempotency"
 POISON = "poison"
 UNDELIVERED = "undelivered"
 MAX_UPDATE_ATTEMPTS = 8
+# Table Storage's largest page; joiners are read whole (the announcer answers each of them).
+JOINER_PAGE_SIZE = 1000
 IN_FLIGHT = "InFlight"
 KIND = "Kind"
+RUN_ID = "RunId"
 # Where a run whose id names no home is kept (ids minted elsewhere than new_run_id).
 UNHOMED_RUNS = RUNS
 _HOME_TAG = re.compile(r"^[0-9a-f]{8}$")
@@ -71,7 +80,13 @@ class DocumentTablePort(Protocol):
     def delete(self, partition: str, key: str) -> None: ...
     def transact(self, partition: str, writes: Sequence[TableWrite]) -> list[str]: ...
     def query(
-        self, partition: str | None, equals: Any, *, page_size: int, continuation_token: str | None = None
+        self,
+        partition: str | None,
+        equals: Any,
+        *,
+        page_size: int,
+        continuation_token: str | None = None,
+        or_key: str | None = None,
     ) -> Any: ...
 
 
@@ -148,19 +163,47 @@ class RunStore:
         (etag, *_) = self._table.transact(home, [claim, _new_run(run), *_ticket_rows(run.ticket, run)])
         return StoredDeployment(deployment, etag)
 
-    def join_run(
-        self, run: RunRecord, run_etag: str, deployment: Deployment, deployment_etag: str, *, ticket: str | None
-    ) -> StoredDeployment:
-        """Write a run that a request joined, the deployment that records the request and the request's ticket row,
-        all or nothing, in one round trip; RecordChangedError when either changed since its ETag was read."""
-        assert _run_home(run.id) == _deployment_home(deployment.id), f"run {run.id} is not in its deployment's home"
-        writes = [
-            TableWrite("replace", _run_key(run.id), run.to_storage_dict(), _run_index(run), run_etag),
-            _deployment_write(deployment, deployment_etag),
-            *_ticket_rows(ticket, run),
+    def join_run(self, run_id: str, joiner: RunRequester, *, deployment_id: str | None) -> None:
+        """Record that the request `joiner` joined run `run_id`: its joiner row and ticket row, in one round trip.
+        Neither the run nor its deployment is written, so joins never contend; writing the same request again (a
+        redelivery, a retry under its Idempotency-Key) changes nothing."""
+        assert joiner.request_id, "a joiner is keyed by its request id"
+        document = {
+            "runId": run_id,
+            "requestId": joiner.request_id,
+            "caller": joiner.caller,
+            "ticket": joiner.ticket,
+            "at": joiner.at.isoformat(),
+        }
+        index = _present(Kind=JOINERS, RunId=run_id, DeploymentId=deployment_id)
+        row = TableWrite("upsert", f"{JOINERS}:{run_id}:{joiner.request_id}", document, index)
+        tickets = _ticket_rows(joiner.ticket, run_id=run_id, deployment_id=deployment_id)
+        self._table.transact(_run_home(run_id), [row, *tickets])
+
+    def joiners(self, run_id: str) -> list[RunRequester]:
+        """Every request that joined run `run_id` (one paged query in its home)."""
+        return [_joiner(row) for row in self._rows(_run_home(run_id), {KIND: JOINERS, RUN_ID: run_id})]
+
+    def run_view(self, run_id: str) -> RunRecord | None:
+        """The run as the API shows it, its `joined` view made from its joiner rows: one query reads both."""
+        rows = self._rows(_run_home(run_id), {KIND: JOINERS, RUN_ID: run_id}, or_key=_run_key(run_id))
+        run = next((RunRecord.from_storage_dict(row) for row in rows if "requestId" not in row), None)
+        return run.with_joiners(_joiner(row) for row in rows if "requestId" in row) if run else None
+
+    def with_joiners(self, run: RunRecord) -> RunRecord:
+        """`run` (as read) with its `joined` view."""
+        return run.with_joiners(self.joiners(run.id))
+
+    def deployment_view(self, deployment: Deployment) -> Deployment:
+        """`deployment` (as read) as the API shows it: its request history with the requests that joined its runs."""
+        rows = self._rows(_deployment_home(deployment.id), {KIND: JOINERS, "DeploymentId": deployment.id})
+        joined = [
+            DeploymentRequester(
+                caller=row["caller"], ticket=row["ticket"], run_id=row["runId"], outcome="joined", at=row["at"]
+            )
+            for row in rows
         ]
-        (_, etag, *_) = self._table.transact(_run_home(run.id), writes)
-        return StoredDeployment(deployment, etag)
+        return deployment.with_joined(joined)
 
     def save_answered(
         self, deployment: Deployment, etag: str, *, ticket: str | None, run_id: str | None
@@ -218,6 +261,18 @@ class RunStore:
         rows = _ticket_rows(ticket, run_id=run_id, deployment_id=deployment_id)
         if rows:
             self._table.transact(_run_home(run_id), rows)
+
+    def _rows(self, partition: str, equals: Mapping[str, str], *, or_key: str | None = None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = self._table.query(
+                partition, equals, page_size=JOINER_PAGE_SIZE, continuation_token=token, or_key=or_key
+            )
+            rows.extend(page.documents)
+            token = page.continuation_token
+            if not token:
+                return rows
 
     # -- malformed messages and what could not be sent -----------------------------------------------------------
 
@@ -408,6 +463,10 @@ def _ticket_rows(
     document = {"ticket": ticket, "runId": run_id, "deploymentId": deployment_id}
     index = _present(Kind=TICKETS, Ticket=ticket, RunId=run_id, DeploymentId=deployment_id)
     return [TableWrite("upsert", f"{TICKETS}:{_digest(ticket)}-{run_id}", document, index)]
+
+
+def _joiner(row: Mapping[str, Any]) -> RunRequester:
+    return RunRequester(caller=row["caller"], ticket=row["ticket"], at=row["at"], request_id=row["requestId"])
 
 
 def _run_index(run: RunRecord) -> dict[str, str]:

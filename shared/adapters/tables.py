@@ -100,13 +100,23 @@ class DocumentTable:
         *,
         page_size: int,
         continuation_token: str | None = None,
+        or_key: str | None = None,
     ) -> DocumentPage:
-        """A page of documents whose index columns equal `equals`, in `partition` or (None) across the table."""
-        clauses = [] if partition is None else ["PartitionKey eq @partition"]
+        """A page of documents whose index columns equal `equals` (or, with `or_key`, that are the row `or_key`), in
+        `partition` or (None) across the table, in key order."""
         parameters: dict[str, Any] = {} if partition is None else {"partition": partition}
+        columns = []
         for number, (column, value) in enumerate(sorted(equals.items())):
-            clauses.append(f"{column} eq @p{number}")
+            columns.append(f"{column} eq @p{number}")
             parameters[f"p{number}"] = value
+        clauses = [] if partition is None else ["PartitionKey eq @partition"]
+        if or_key is not None:
+            assert columns, "or_key widens a filter on index columns"
+            parameters["key"] = or_key
+            # Spaced apart: the SDK substitutes a parameter only where it stands as a word of its own.
+            clauses.append(f"( ( {' and '.join(columns)} ) or RowKey eq @key )")
+        else:
+            clauses.extend(columns)
         entities = (
             self._client.query_entities(" and ".join(clauses), parameters=parameters, results_per_page=page_size)
             if clauses

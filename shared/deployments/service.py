@@ -10,6 +10,7 @@ Intake reconciles each request against the Deployment resource of its (project, 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -68,6 +69,9 @@ from shared.wire import QUEUE_LIMITS, WireError, decoded_text, read_json_object,
 LOGGER = logging.getLogger(__name__)
 # Concurrent requests for one deployment settle within a few rounds; more means something keeps rewriting it.
 MAX_RECONCILE_ROUNDS = 16
+# Each concurrent Ready answer rewrites the deployment's history once; a write lost to another costs one more round
+# trip, so this covers a few hundred simultaneous answers.
+MAX_READY_ANSWER_ATTEMPTS = 256
 # What a base64-encoded queue message (64 KiB) holds: the poison copy of a message that arrived on one always fits.
 MAX_POISON_COPY_BYTES = 48 * 1024
 _LOGGED_DETAIL = 1000
@@ -305,7 +309,7 @@ class DeploymentService:
 
     def _join(self, ask: _Ask, stored: Any, current_stored: Any, spec: DeploymentSpec) -> Submission:
         """Register `ask` on the run in flight, which then answers it too (RecordChangedError to look again when that
-        run or the deployment changed meanwhile)."""
+        run has ended meanwhile)."""
         deployment: Deployment = stored.deployment
         current: RunRecord = current_stored.run
         if current.operation == "delete":
@@ -318,30 +322,41 @@ class DeploymentService:
             self._queues.events,
             current,
             deployment,
+            request_id=ask.run.id,
             caller=ask.caller,
             ticket=ask.ticket,
             idempotency_key=ask.idempotency_key,
             at=self._clock(),
-            run_etag=current_stored.etag,
-            deployment_etag=stored.etag,
         )
 
     def _already_ready(self, ask: _Ask, stored: Any, seen: Observation) -> Submission:
         at = self._clock()
         requester = DeploymentRequester(caller=ask.caller, ticket=ask.ticket, outcome="ready", at=at)
-        deployment: Deployment = stored.deployment
-        updated = deployment.with_conditions(seen.conditions, at=at).with_request(requester, at=at)
-        # Every request is kept in the ticket index, under the run its events name: the one that made it Ready.
-        saved = self._runs.save_answered(
-            updated, stored.etag, ticket=ask.ticket, run_id=updated.status.current_run_id
-        ).deployment
+        answered: Deployment = stored.deployment
+        for _ in range(MAX_READY_ANSWER_ATTEMPTS):
+            deployment: Deployment = stored.deployment
+            updated = deployment.with_conditions(seen.conditions, at=at).with_request(requester, at=at)
+            try:
+                # Every request is kept in the ticket index, under the run its events name: the one that made it Ready.
+                saved = self._runs.save_answered(
+                    updated, stored.etag, ticket=ask.ticket, run_id=updated.status.current_run_id
+                ).deployment
+                break
+            except RecordChangedError:
+                # Concurrent Ready answers all rewrite the row: while it is still the same Ready deployment, this
+                # request's observation stands and only the write is tried again, without reading Azure again.
+                stored = self._runs.get_deployment(answered.id)
+                if stored is None or not _same_ready(stored.deployment, answered):
+                    raise
+        else:
+            raise RecordChangedError(f"deployment {answered.id} kept changing while request {ask.run.id} was answered")
         if ask.idempotency_key:
             self._runs.answer_idempotency_key(ask.caller, ask.idempotency_key, deployment_id=saved.id)
         for event in answered_without_a_run_events(
             saved.to_public_dict(), EventKind.SUCCEEDED, ticket=ask.ticket, request_number=saved.request_count, time=at
         ):
             self._queues.events.send(event)
-        return Submission("ready", deployment=saved)
+        return Submission("ready", deployment=self._runs.deployment_view(saved))
 
     def _observe(self, plan: DeploymentPlan | None) -> Observation:
         assert plan is not None
@@ -392,9 +407,9 @@ class DeploymentService:
             )
         if claim.deployment_id is not None:
             stored = self._runs.get_deployment(claim.deployment_id)
-            return Submission("replayed", deployment=stored.deployment) if stored else None
-        earlier = self._runs.get(claim.run_id)
-        return self._answer_of(earlier.run) if earlier is not None else None
+            return Submission("replayed", deployment=self._runs.deployment_view(stored.deployment)) if stored else None
+        earlier = self._runs.run_view(claim.run_id)
+        return self._answer_of(earlier) if earlier is not None else None
 
     def _stored_answer(self, run_id: str) -> Submission:
         """The answer of the concurrent attempt that stored run `run_id` first."""
@@ -433,19 +448,22 @@ class DeploymentService:
 
     # -- reads -----------------------------------------------------------------------------------------------------
 
+    # Reads for the API show who each run answers and each deployment's whole request history, joiners included.
+
     def get(self, run_id: str) -> RunRecord | None:
-        stored = self._runs.get(run_id)
-        return stored.run if stored else None
+        return self._runs.run_view(run_id)
 
     def get_deployment(self, the_id: str) -> Deployment | None:
         stored = self._runs.get_deployment(the_id)
-        return stored.deployment if stored else None
+        return self._runs.deployment_view(stored.deployment) if stored else None
 
     def list(self, **filters: Any) -> Any:
-        return self._runs.list(**filters)
+        page = self._runs.list(**filters)
+        return dataclasses.replace(page, runs=[self._runs.with_joiners(run) for run in page.runs])
 
     def list_deployments(self, **filters: Any) -> Any:
-        return self._runs.list_deployments(**filters)
+        page = self._runs.list_deployments(**filters)
+        return dataclasses.replace(page, deployments=[self._runs.deployment_view(item) for item in page.deployments])
 
     def repair(self, the_id: str, *, caller: str) -> Submission | None:
         """Re-reconcile a deployment as if its request had been sent again; None when there is no such deployment."""
@@ -642,6 +660,15 @@ def completed(request: DeploymentRequest, spec: DeploymentSpec) -> DeploymentReq
     given = request.model_fields_set
     filled = {name: getattr(spec, name) for name in ("endpoint_name", "content_safety") if name not in given}
     return request.model_copy(update=filled) if filled else request
+
+
+def _same_ready(current: Deployment, answered: Deployment) -> bool:
+    """Whether `current` is still the Ready deployment a request was being answered from (same spec, same run)."""
+    return (
+        current.status.phase is Phase.READY
+        and current.status.current_run_id == answered.status.current_run_id
+        and current.spec == answered.spec
+    )
 
 
 def _still_marked_in_flight(deployment: Deployment) -> bool:

@@ -4,7 +4,8 @@ Each step reads Azure's state before acting and does only what differs from the 
 resumed run and a repair all converge on the same state: a Subscribed subscription is reused, a provisioned
 endpoint is kept, and a key is written to Key Vault only when the stored value differs. The last step re-reads
 everything (shared/deployments/observe.py) and the run succeeds only when Azure reports every condition True.
-Each step records what it saw on the deployment's conditions.
+Each step records what it saw on the deployment's conditions. A message carrying an operation URL polls it first; the
+step itself runs only once that operation has succeeded.
 
 A step moves its run on only while its message's chain still carries the run (the step token, shared/engine.py): the
 status change is written only if the run's token is still the message's, and only the step that wrote it carries on
@@ -42,7 +43,6 @@ from shared.engine import (
     WorkItem,
 )
 from shared.engine import STEP_STATUS as ENGINE_STEP_STATUS
-from shared.events import outcome_events
 from shared.key_secrets import KEY_TYPES, RUN_TAG, store_key
 from shared.ownership import ownership_tags
 from shared.plan import DeploymentPlan, plan_for
@@ -56,6 +56,7 @@ from shared.ports import (
     WorkspaceConnectionsPort,
 )
 from shared.redaction import default_registry
+from shared.run_outcomes import announce
 from shared.runs import CrossRegion, EndpointInfo, RunError, RunRecord, RunStatus, SecretIds
 from shared.telemetry import BROKER_TELEMETRY, OUTCOME, BrokerTelemetry, StepOutcome
 
@@ -129,16 +130,23 @@ class Workflow:
         run = self._steps.admit(self._runs, item, now=self._clock())
         if run is None:
             return StepOutcome.DROPPED, None
-        if not self._still_current(run):
-            self._fail(
-                run, item, "RunSuperseded", "Another run took over this deployment; this run writes nothing more."
-            )
-            return StepOutcome.DROPPED, None
         plan = plan_for(run.request, self._catalog, target=run.deployment_target)
         handler = self._handlers[item.step]
         carried: list[WorkItem] = []
 
         def step() -> StepOutcome:
+            # A poll that finds the operation still running writes nothing, so it needs no claim check: most polls
+            # cost the run's read, ARM's answer and the next message, and only a finished one reads the deployment.
+            progress = self._steps.poll(item) if item.operation_url else None
+            if item.operation_url and progress is None:
+                return StepOutcome.WAITING
+            if not self._still_current(run):
+                self._fail(
+                    run, item, "RunSuperseded", "Another run took over this deployment; this run writes nothing more."
+                )
+                return StepOutcome.DROPPED
+            if progress is not None:
+                self._steps.require_success(progress)
             result = handler(run, plan, item)
             if isinstance(result, WorkItem):
                 carried.append(result)
@@ -158,8 +166,6 @@ class Workflow:
     def _subscribe(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome | WorkItem:
         workspace_id, name = plan.workspace.resource_id, plan.subscription_name
         assert name is not None, "only Marketplace models are routed through subscribe"
-        if item.operation_url and not self._steps.operation_finished(item):
-            return StepOutcome.WAITING
         subscription = self._ml.get_subscription(workspace_id, name)
         if subscription and (subscription.status or "").lower() == SUBSCRIBED:
             self._note(
@@ -190,8 +196,6 @@ class Workflow:
 
     def _provision(self, run: RunRecord, plan: DeploymentPlan, item: WorkItem) -> StepOutcome | WorkItem:
         workspace_id = plan.workspace.resource_id
-        if item.operation_url and not self._steps.operation_finished(item):
-            return StepOutcome.WAITING
         endpoint = self._ml.get_endpoint(workspace_id, plan.endpoint_name)
         if endpoint is not None:
             state = endpoint.provisioning_state.lower()
@@ -397,9 +401,7 @@ class Workflow:
             self._announce(failed)
 
     def _announce(self, run: RunRecord) -> None:
-        for event in outcome_events(run, time=self._clock()):
-            self._events.send(event)
-        self._telemetry.run_finished(run)
+        announce(self._events, run, self._clock(), self._telemetry, joiners=self._runs.joiners(run.id))
 
 
 def _endpoint_tags(run: RunRecord) -> dict[str, str]:

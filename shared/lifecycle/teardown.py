@@ -167,6 +167,7 @@ class Teardown(LifecycleOperation):
                     self._events,
                     current,
                     deployment,
+                    request_id=run.id,
                     caller=run.caller,
                     ticket=run.ticket,
                     idempotency_key=run.idempotency_key,
@@ -216,7 +217,9 @@ class Teardown(LifecycleOperation):
                 time=at,
             ):
                 self._events.send(event)
-        return Submission("deleted", run=original.run if original else None, deployment=deployment)
+        return Submission(
+            "deleted", run=original.run if original else None, deployment=self._runs.deployment_view(deployment)
+        )
 
     def _checked(self, run: RunRecord) -> tuple[DeploymentPlan | None, Problem | None]:
         """The teardown's plan once every check has passed, or the problem of the first that failed."""
@@ -365,7 +368,7 @@ class Teardown(LifecycleOperation):
         """End the run; only the call that ended it announces the end."""
         ended, made = update_once(self._runs, run.id, lambda current: None if current.is_terminal else ending(current))
         if made:
-            announce(self._events, ended, self._clock())
+            announce(self._events, ended, self._clock(), joiners=self._runs.joiners(ended.id))
         return ended
 
 

@@ -187,7 +187,8 @@ def test_with_a_ttl_of_zero_nothing_is_kept(arm, emulator):
     assert len(_authorization_reads(emulator)) == 3
 
 
-# Deny assignments are read per scope, and per principal only when one names someone other than Everyone.
+# Deny assignments are listed once per subscription, and per principal only when one that applies names someone other
+# than Everyone.
 
 GROUP = "3f4e5d6c-7b8a-4998-8877-665544332211"  # the demo "deployers" group; the requester is a member
 REQUESTER = "6a2e4c8f-1b3d-4e5f-a6b7-c8d9e0f1a2b3"
@@ -200,13 +201,13 @@ WRITE_DENIED = {"scope": WORKSPACE, "actions": [DEPLOY]}
 
 
 @pytest.fixture
-def denying(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, Any]], Any]]:
-    """Start an emulator whose demo scenario holds one deny assignment."""
+def denying(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """Start an emulator whose demo scenario holds these deny assignments."""
     with ExitStack() as stack:
 
-        def start(deny: dict[str, Any]) -> Any:
+        def start(*denies: dict[str, Any]) -> Any:
             document = load_scenario_document()
-            document["denyAssignments"] = [deny]
+            document["denyAssignments"] = list(denies)
             running = stack.enter_context(running_emulator(document))
             for name, value in running.env.items():
                 monkeypatch.setenv(name, value)
@@ -247,3 +248,39 @@ def test_a_deny_naming_a_group_is_read_for_the_principal_so_arm_resolves_members
     assert outsider.denials == []
     # One read for the scope, then one per principal: ARM knows who is in the group.
     assert _authorization_reads(emulator).count("denyAssignments") == 3
+
+
+def test_only_denials_at_the_scope_or_above_apply_and_one_listing_serves_the_subscription(denying):
+    everyone = [{"id": "00000000-0000-0000-0000-000000000000"}]
+    sibling = WORKSPACE.replace("demo-project", "demo-project-westeurope")
+    emulator = denying(
+        {"scope": sibling, "actions": [DEPLOY], "principals": everyone},
+        {"scope": f"{WORKSPACE}/serverlessEndpoints/one-endpoint", "actions": [DEPLOY], "principals": everyone},
+    )
+    adapter = _adapter(emulator)
+    emulator.admin.clear_requests()
+
+    here = adapter.principal_access(REQUESTER, WORKSPACE)
+    there = adapter.principal_access(REQUESTER, sibling)
+    resource_group = adapter.principal_access(REQUESTER, WORKSPACE.split("/providers/", maxsplit=1)[0])
+
+    # Neither the sibling's deny nor the one below the workspace applies at the workspace or its resource group.
+    assert here.denials == []
+    assert resource_group.denials == []
+    assert PermissionSet.from_rest(there.permissions, there.denials).is_denied(DEPLOY)
+    assert _authorization_reads(emulator).count("denyAssignments") == 1
+
+
+def test_a_group_deny_on_a_sibling_workspace_costs_no_principal_read(denying):
+    sibling = WORKSPACE.replace("demo-project", "demo-project-westeurope")
+    emulator = denying({"scope": sibling, "actions": [DEPLOY], "principalId": GROUP})
+    adapter = _adapter(emulator)
+    emulator.admin.clear_requests()
+
+    here = adapter.principal_access(REQUESTER, WORKSPACE)
+    there = adapter.principal_access(REQUESTER, sibling)
+
+    assert here.denials == []
+    assert PermissionSet.from_rest(there.permissions, there.denials).is_denied(DEPLOY)
+    # The listing, then the principal's own listing only for the workspace the group's deny sits on.
+    assert _authorization_reads(emulator).count("denyAssignments") == 2

@@ -94,3 +94,14 @@ def test_a_query_without_a_partition_filters_across_the_table(table):
     page = table.query(None, {"Kind": "run"}, page_size=10)
 
     assert sorted(doc["n"] for doc in page.documents) == [1, 2]
+
+
+def test_query_widened_by_one_key_finds_the_matching_rows_and_that_row_in_key_order(table):
+    table.create("home", "run:r1", {"id": "r1"}, {"Kind": "run"})
+    for request in ("b", "a"):
+        table.create("home", f"joiner:r1:{request}", {"request": request}, {"Kind": "joiner", "RunId": "r1"})
+    table.create("home", "joiner:r2:c", {"request": "c"}, {"Kind": "joiner", "RunId": "r2"})
+
+    page = table.query("home", {"Kind": "joiner", "RunId": "r1"}, page_size=10, or_key="run:r1")
+
+    assert page.documents == [{"request": "a"}, {"request": "b"}, {"id": "r1"}]

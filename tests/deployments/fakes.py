@@ -39,7 +39,7 @@ from shared.ports import (
     WorkspaceConnection,
 )
 from shared.required_permissions import SUFFICIENT_ROLES
-from shared.runs import RunRecord
+from shared.runs import RunRecord, RunRequester
 
 START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -535,6 +535,14 @@ class DocumentPage:
     continuation_token: str | None
 
 
+# Table Storage's largest string property (UTF-16 bytes); the whole JSON document is one.
+MAX_PROPERTY_BYTES = 64 * 1024
+
+
+class PropertyValueTooLargeError(Exception):
+    """What Table Storage answers (PropertyValueTooLarge) to a row whose document is over MAX_PROPERTY_BYTES."""
+
+
 @dataclass
 class _Row:
     document: str
@@ -555,11 +563,19 @@ class InMemoryDocumentTable:
     def _etag(self) -> str:
         return f'W/"{next(self._etags)}"'
 
+    @staticmethod
+    def _document_text(partition: str, key: str, document: Mapping[str, Any]) -> str:
+        """The document as stored, refused as Table Storage refuses a string property over 64 KiB (UTF-16)."""
+        text = json.dumps(document)
+        if len(text.encode("utf-16-le")) > MAX_PROPERTY_BYTES:
+            raise PropertyValueTooLargeError(f"{partition}/{key}: the document is over 64 KiB")
+        return text
+
     def create(self, partition: str, key: str, document: Mapping[str, Any], index: Mapping[str, Any]) -> str:
         with self._lock:
             if (partition, key) in self._rows:
                 raise RecordExistsError(f"{partition}/{key}")
-            row = _Row(json.dumps(document), dict(index), self._etag())
+            row = _Row(self._document_text(partition, key, document), dict(index), self._etag())
             self._rows[(partition, key)] = row
             return row.etag
 
@@ -576,7 +592,8 @@ class InMemoryDocumentTable:
             if row is None or row.etag != etag:
                 self.conflicts += 1
                 raise RecordChangedError(f"{partition}/{key}")
-            row.document, row.index, row.etag = json.dumps(document), dict(index), self._etag()
+            text = self._document_text(partition, key, document)
+            row.document, row.index, row.etag = text, dict(index), self._etag()
             return row.etag
 
     def delete(self, partition: str, key: str) -> None:
@@ -597,9 +614,10 @@ class InMemoryDocumentTable:
                 if write.action == "replace" and (row is None or row.etag != write.etag):
                     self.conflicts += 1
                     raise RecordChangedError(f"{partition}/{write.key}")
+            texts = [self._document_text(partition, write.key, write.document) for write in writes]
             etags = []
-            for write in writes:
-                row = _Row(json.dumps(write.document), dict(write.index), self._etag())
+            for write, text in zip(writes, texts, strict=True):
+                row = _Row(text, dict(write.index), self._etag())
                 self._rows[(partition, write.key)] = row
                 etags.append(row.etag)
             return etags
@@ -611,14 +629,19 @@ class InMemoryDocumentTable:
         *,
         page_size: int,
         continuation_token: str | None = None,
+        or_key: str | None = None,
     ) -> DocumentPage:
+        """Matching documents in (partition, key) order, as Table Storage returns them."""
         if continuation_token is not None and not continuation_token.isdigit():
             raise ValueError("not a continuation token of this store")
+        assert 0 < page_size <= 1000, "Table Storage returns at most 1,000 entities a page"
+        assert or_key is None or equals, "or_key widens a filter on index columns"
         with self._lock:
             matching = [
                 json.loads(row.document)
-                for (row_partition, _), row in self._rows.items()
-                if partition in (None, row_partition) and all(row.index.get(k) == v for k, v in equals.items())
+                for (row_partition, key), row in sorted(self._rows.items(), key=lambda item: item[0])
+                if partition in (None, row_partition)
+                and (all(row.index.get(k) == v for k, v in equals.items()) or key == or_key)
             ]
         start = int(continuation_token or 0)
         end = start + page_size
@@ -645,6 +668,7 @@ class InMemoryRunRepository(RunStore):
         "claim_idempotency_key",
         "start_run",
         "join_run",
+        "save_answered",
     )
 
     def __init__(self) -> None:
@@ -690,11 +714,13 @@ class InMemoryRunRepository(RunStore):
         self._hook("start_run")
         return super().start_run(run, deployment, deployment_etag)
 
-    def join_run(
-        self, run: RunRecord, run_etag: str, deployment: Deployment, deployment_etag: str, *, ticket: str | None
-    ) -> Any:
+    def join_run(self, run_id: str, joiner: RunRequester, *, deployment_id: str | None) -> None:
         self._hook("join_run")
-        return super().join_run(run, run_etag, deployment, deployment_etag, ticket=ticket)
+        super().join_run(run_id, joiner, deployment_id=deployment_id)
+
+    def save_answered(self, deployment: Deployment, etag: str, *, ticket: str | None, run_id: str | None) -> Any:
+        self._hook("save_answered")
+        return super().save_answered(deployment, etag, ticket=ticket, run_id=run_id)
 
     @property
     def all_runs(self) -> list[RunRecord]:

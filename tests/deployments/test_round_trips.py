@@ -56,7 +56,7 @@ def test_a_new_request_with_an_idempotency_key_claims_the_key_first(world):
     assert counted == {"create": 1, "get": 1, "transact": 1, "send:work": 1, "send:events": 1}
 
 
-def test_a_request_joining_a_run_in_flight_reads_deployment_and_run_and_writes_once(world):
+def test_a_request_joining_a_run_in_flight_writes_only_its_own_rows_then_reads_the_run_again(world):
     allow(world, COLLEAGUE)
     world.submit(DIRECT_MODEL)
     counted = count_round_trips(world)
@@ -64,7 +64,10 @@ def test_a_request_joining_a_run_in_flight_reads_deployment_and_run_and_writes_o
     submission = world.service.submit(request(DIRECT_MODEL, ticket="CHG-2"), caller=COLLEAGUE)
 
     assert submission.answer == "joined"
-    assert counted == {"get": 2, "transact": 1, "send:events": 1}
+    # Reads: the deployment and its run; the joiner and ticket rows in one transaction; then one query for the run
+    # and its joiners (whether it ended meanwhile, and the answer's `joined` view).
+    assert counted == {"get": 2, "transact": 1, "query": 1, "send:events": 1}
+    assert world.runs.table.conflicts == 0
 
 
 @pytest.mark.parametrize("ticket", [None, "CHG-3"])
@@ -75,4 +78,5 @@ def test_a_ready_answer_reads_the_deployment_and_writes_it_with_the_ticket_row_o
     submission = world.service.submit(request(DIRECT_MODEL, ticket=ticket), caller=REQUESTER)
 
     assert submission.answer == "ready"
-    assert counted == {"get": 1, "transact": 1, "send:events": 2}
+    # The query reads the requests that joined its runs, for the history the answer shows.
+    assert counted == {"get": 1, "transact": 1, "query": 1, "send:events": 2}

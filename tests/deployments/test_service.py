@@ -303,6 +303,22 @@ def test_every_ready_answer_gets_its_own_events(world):
     assert world.deployment().request_count == 3
 
 
+def test_a_ready_answer_that_loses_its_write_to_another_writes_again_without_reading_azure_again(world):
+    world.deploy(ticket="CHG-1")
+    world.ml.calls.clear()
+    # Another request's Ready answer lands between this request's read of the deployment and its write.
+    world.runs.before_next("save_answered", lambda: world.submit(DIRECT_MODEL, ticket="CHG-2"))
+
+    submission = world.service.submit(request(DIRECT_MODEL, ticket="CHG-3"), caller=REQUESTER)
+
+    assert submission.answer == "ready"
+    assert [item.ticket for item in world.deployment().requests] == ["CHG-1", "CHG-2", "CHG-3"]
+    assert world.deployment().request_count == 3
+    # Each request read the endpoint once: the write it lost was tried again without looking at Azure again.
+    assert world.ml.call_names == ["get_endpoint", "get_endpoint"]
+    assert sorted(body["data"]["ticket"] for body in world.events.bodies[-4:]) == ["CHG-2", "CHG-2", "CHG-3", "CHG-3"]
+
+
 # Joining the run in flight.
 
 
@@ -321,22 +337,26 @@ def test_requests_while_a_run_is_in_flight_join_it_and_each_is_answered_with_its
     assert [(item.caller, item.ticket) for item in third.run.joined] == [(COLLEAGUE, "CHG-2"), (THIRD, "CHG-3")]
     assert [run.id for run in world.runs.all_runs] == [first.run.id]
     assert [message.body["run_id"] for message in world.processed + world.work.sent] == [first.run.id] * 2
+    # Each joiner's events are named by its own request id, the same whoever sends them.
+    second_id, third_id = (joiner.request_id for joiner in world.runs.joiners(first.run.id))
     accepted = events_of(world, "accepted")
     assert [(event["id"], event["data"]["ticket"]) for event in accepted] == [
         (f"{first.run.id}/accepted", "CHG-1"),
-        (f"{first.run.id}/accepted/1", "CHG-2"),
-        (f"{first.run.id}/accepted/2", "CHG-3"),
+        (f"{first.run.id}/accepted/{second_id}", "CHG-2"),
+        (f"{first.run.id}/accepted/{third_id}", "CHG-3"),
     ]
-    assert [item.outcome for item in world.deployment().requests] == ["created", "joined", "joined"]
-    assert world.deployment().requests[-1].run_id == first.run.id
+    history = world.service.get_deployment(world.deployment().id)
+    assert [item.outcome for item in history.requests] == ["created", "joined", "joined"]
+    assert (history.request_count, history.requests[-1].run_id) == (3, first.run.id)
+    assert world.deployment().requests == history.requests[:1], "joins do not write the deployment"
 
     world.drain()
 
     succeeded = events_of(world, "succeeded")
     assert [(event["id"], event["data"]["ticket"]) for event in succeeded] == [
         (f"{first.run.id}/succeeded", "CHG-1"),
-        (f"{first.run.id}/succeeded/1", "CHG-2"),
-        (f"{first.run.id}/succeeded/2", "CHG-3"),
+        (f"{first.run.id}/succeeded/{second_id}", "CHG-2"),
+        (f"{first.run.id}/succeeded/{third_id}", "CHG-3"),
     ]
     assert {event["data"]["secretIds"]["primary"] for event in succeeded} == {
         world.run(first.run.id).secret_ids.primary
@@ -357,9 +377,10 @@ def test_a_run_that_fails_tells_every_request_it_answers(world):
 
     world.drain()
 
+    (joiner,) = world.runs.joiners(first.id)
     assert [(event["id"], event["data"]["ticket"]) for event in events_of(world, "failed")] == [
         (f"{first.id}/failed", "CHG-1"),
-        (f"{first.id}/failed/1", "CHG-2"),
+        (f"{first.id}/failed/{joiner.request_id}", "CHG-2"),
     ]
 
 

@@ -51,9 +51,11 @@ def succeeded(run: RunRecord | None = None) -> RunRecord:
     )
 
 
-def joined_by(run: RunRecord, *tickets: str | None) -> RunRecord:
-    joiners = tuple(RunRequester(caller=f"oid-{index}", ticket=ticket, at=T0) for index, ticket in enumerate(tickets))
-    return run.with_changes(at=T0, joined=joiners)
+def joiners(*tickets: str | None) -> list[RunRequester]:
+    return [
+        RunRequester(caller=f"oid-{index}", ticket=ticket, at=T0, request_id=f"req-{index}")
+        for index, ticket in enumerate(tickets, start=1)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -142,15 +144,15 @@ def test_republishing_an_outcome_yields_the_same_event_id():
 
 
 def test_a_run_announces_its_outcome_once_to_every_request_it_answers():
-    run = succeeded(joined_by(accepted(), "CHG-2", None, "CHG-4"))
+    run = succeeded()
 
-    events = outcome_events(run, time=T0)
+    events = list(outcome_events(run, joiners("CHG-2", None, "CHG-4"), time=T0))
 
     assert [event["id"] for event in events] == [
         "run-1/succeeded",
-        "run-1/succeeded/1",
-        "run-1/succeeded/2",
-        "run-1/succeeded/3",
+        "run-1/succeeded/req-1",
+        "run-1/succeeded/req-2",
+        "run-1/succeeded/req-3",
     ]
     assert [event["data"]["ticket"] for event in events] == ["INC-7", "CHG-2", None, "CHG-4"]
     assert {event["subject"] for event in events} == {"run-1"}
@@ -160,19 +162,18 @@ def test_a_run_announces_its_outcome_once_to_every_request_it_answers():
 
 
 def test_a_run_nobody_joined_announces_its_outcome_once():
-    (event,) = outcome_events(succeeded(), time=T0)
+    (event,) = outcome_events(succeeded(), [], time=T0)
 
     assert event == deployment_event(succeeded(), time=T0)
 
 
 def test_a_joiner_gets_its_own_accepted_event_carrying_the_runs_current_status():
-    run = joined_by(
-        accepted().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.PROVISIONING, at=T0), "CHG-2"
-    )
+    run = accepted().transition(RunStatus.VALIDATING, at=T0).transition(RunStatus.PROVISIONING, at=T0)
+    (colleague,) = joiners("CHG-2")
 
-    first, joiner = accepted_event(run, time=T0), accepted_event(run, time=T0, requester=1)
+    first, joiner = accepted_event(run, time=T0), accepted_event(run, time=T0, requester=colleague)
 
-    assert (first["id"], joiner["id"]) == ("run-1/accepted", "run-1/accepted/1")
+    assert (first["id"], joiner["id"]) == ("run-1/accepted", "run-1/accepted/req-1")
     assert {first["type"], joiner["type"]} == {EventKind.ACCEPTED.event_type}
     assert (first["data"]["ticket"], joiner["data"]["ticket"]) == ("INC-7", "CHG-2")
     assert first["data"]["status"] == joiner["data"]["status"] == "Provisioning"

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from shared.pacing import DEFAULT_RESERVE, WritePacer
+from shared.pacing import DEFAULT_RESERVE, UNMEASURED_HORIZON_SECONDS, WritePacer
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-111122223333"
 
@@ -148,6 +148,76 @@ def test_a_full_bucket_teaches_nothing_about_the_refill(clock):
     paced.observe(SUBSCRIPTION, DEFAULT_RESERVE)
 
     assert paced.admit(SUBSCRIPTION, "run-1/subscribe") == pytest.approx(0.5)
+
+
+def test_a_bucket_that_filled_while_the_pacer_was_too_cautious_still_teaches_a_faster_refill(clock):
+    paced = pacer(clock, refill=1.0)
+    paced.observe(SUBSCRIPTION, 9)  # capacity 10
+    for _ in range(4):
+        clock.now += 1.0
+        paced.admit(SUBSCRIPTION, "run/provision")
+        # Full again a second after each write: at least 1 write refilled a second, perhaps more.
+        paced.observe(SUBSCRIPTION, 9)
+    for _ in range(2):
+        clock.now += 1.0
+        for _ in range(3):
+            paced.admit(SUBSCRIPTION, "run/provision")
+        # Three writes a second, and the bucket full again after each: the refill is at least 3 a second.
+        for _ in range(3):
+            paced.observe(SUBSCRIPTION, 9)
+
+    paced.observe(SUBSCRIPTION, DEFAULT_RESERVE)
+    delay = paced.admit(SUBSCRIPTION, "run-1/subscribe")
+
+    # One write's refill at the cautious 1/s would be 1 s.
+    assert delay is not None
+    assert delay < 0.7
+
+
+def test_a_newcomer_writes_now_when_the_bucket_holds_more_than_the_promised_slots_will_need(clock):
+    paced = pacer(clock, refill=0.5)
+    paced.observe(SUBSCRIPTION, 20)
+    paced.observe(SUBSCRIPTION, DEFAULT_RESERVE)
+    slots = [paced.admit(SUBSCRIPTION, f"run-{number}/provision") for number in range(4)]
+    assert slots == pytest.approx([2.0, 4.0, 6.0, 8.0])
+    clock.now += 1.5
+    paced.observe(SUBSCRIPTION, DEFAULT_RESERVE + 4, spent=False)  # ARM has refilled more than the pacer thought
+
+    # Four slots are promised, but they fall due 2 s apart and each is refilled for by then: spare writes now.
+    assert paced.admit(SUBSCRIPTION, "run-9/provision") is None
+
+
+def test_slots_promised_already_are_not_spent_by_newcomers(clock):
+    paced = pacer(clock, refill=1.0)
+    paced.observe(SUBSCRIPTION, DEFAULT_RESERVE + 1)
+    assert paced.admit(SUBSCRIPTION, "run-1/provision") is None
+    slotted = paced.admit(SUBSCRIPTION, "run-2/provision")
+
+    assert slotted == pytest.approx(1.0)
+    # Nothing refilled yet: a newcomer must not take the token run-2 was promised.
+    assert paced.admit(SUBSCRIPTION, "run-3/provision") == pytest.approx(2.0)
+
+
+def test_before_the_refill_is_measured_no_slot_is_promised_far_ahead(clock):
+    paced = pacer(clock, refill=1.0)
+    paced.observe(SUBSCRIPTION, DEFAULT_RESERVE)
+    waits = [paced.admit(SUBSCRIPTION, f"run-{number}/subscribe") for number in range(12)]
+
+    # Slots at the cautious 1/s up to the horizon; the rest are told to ask again then, holding no slot.
+    assert waits[:8] == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    assert waits[8:] == [UNMEASURED_HORIZON_SECONDS] * 4
+
+
+def test_once_the_refill_is_measured_slots_reach_as_far_as_they_need(clock):
+    paced = pacer(clock, refill=1.0)
+    paced.observe(SUBSCRIPTION, 50)
+    paced.observe(SUBSCRIPTION, DEFAULT_RESERVE)
+    for remaining in (DEFAULT_RESERVE, DEFAULT_RESERVE + 1):  # one write refilled a second: measured
+        clock.now += 1.0
+        paced.observe(SUBSCRIPTION, remaining, spent=False)
+    waits = [paced.admit(SUBSCRIPTION, f"run-{number}/subscribe") for number in range(12)]
+
+    assert waits[-1] == pytest.approx(11.0)
 
 
 def test_concurrent_writers_never_overspend_the_budget(clock):

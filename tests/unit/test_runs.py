@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from shared.requests import DeploymentRequest
 from shared.runs import (
     ALLOWED_TRANSITIONS,
+    MAX_LISTED_JOINERS,
     TERMINAL_STATUSES,
     EndpointInfo,
     IllegalTransitionError,
@@ -332,13 +333,37 @@ def test_the_public_form_is_camel_case_json_without_the_idempotency_key():
 
 
 def test_the_storage_form_round_trips():
-    joiner = RunRequester(caller="colleague-oid", ticket="CHG-2", at=T0)
-    run = happy_path(new_run(idempotency_key="key-1", deployment_id="d-1")).with_changes(at=T0, joined=(joiner,))
+    run = happy_path(new_run(idempotency_key="key-1", deployment_id="d-1"))
 
     stored = run.to_storage_dict()
 
     assert stored["idempotencyKey"] == "key-1"
     assert RunRecord.from_storage_dict(stored) == run
+
+
+def test_the_joined_view_is_never_stored_on_the_run():
+    joiner = RunRequester(caller="colleague-oid", ticket="CHG-2", at=T0, request_id="req-2")
+    run = happy_path(new_run()).with_joiners([joiner])
+
+    stored = run.to_storage_dict()
+
+    assert "joined" not in stored
+    assert "joinedCount" not in stored
+    assert RunRecord.from_storage_dict(stored) == happy_path(new_run())
+
+
+def test_the_joined_view_lists_the_first_joiners_and_counts_them_all():
+    joiners = [
+        RunRequester(caller=f"oid-{number}", at=T0 + timedelta(seconds=number), request_id=f"req-{number}")
+        for number in range(MAX_LISTED_JOINERS + 20)
+    ]
+
+    run = new_run().with_joiners(reversed(joiners))
+    public = run.to_public_dict()
+
+    assert run.joined == tuple(joiners[:MAX_LISTED_JOINERS])
+    assert (public["joinedCount"], len(public["joined"])) == (MAX_LISTED_JOINERS + 20, MAX_LISTED_JOINERS)
+    assert "requestId" not in public["joined"][0], "a joiner's request id stays private to the broker"
 
 
 def test_a_stored_record_whose_steps_disagree_with_its_status_is_refused():
