@@ -5,8 +5,9 @@ Every setting is listed in local.settings.sample.json and the README; names are 
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 PUBLIC_ARM_URL = "https://management.azure.com"
@@ -165,43 +166,32 @@ class Settings:
 
 def _seconds(env: Mapping[str, str], name: str, *, default: float) -> float:
     """A positive number of seconds."""
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"{name}='{env[name]}' is not a positive number of seconds.")
-    return value
+    return _number(env, name, default, lambda value: 0 < value < math.inf, "a positive number of seconds")
 
 
 def _cache_seconds(env: Mapping[str, str], name: str, default: float) -> float:
     """How long a cache keeps what it read: a finite number of seconds, 0 to keep nothing."""
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"{name}='{env[name]}' is not a number of seconds (0 or more).")
-    return value
+    return _number(env, name, default, lambda value: 0 <= value < math.inf, "a number of seconds (0 or more)")
 
 
 def _fraction(env: Mapping[str, str], name: str, *, default: float) -> float:
     """A share above 0 and at most 1."""
+    return _number(env, name, default, lambda value: 0 < value <= 1, "a fraction above 0 and at most 1")
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: float, accepted: Callable[[float], bool], description: str
+) -> float:
+    """The setting as a number `accepted` allows; blank keeps `default`, anything else is refused by name."""
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        value = 0.0
-    if not 0 < value <= 1:
-        raise ValueError(f"{name}='{env[name]}' is not a fraction above 0 and at most 1.")
+        value = math.nan
+    if not accepted(value):
+        raise ValueError(f"{name}='{env[name]}' is not {description}.")
     return value
 
 
