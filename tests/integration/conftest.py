@@ -7,7 +7,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,15 @@ class Broker:
 
 
 STORAGE_SETTINGS = ("DEPLOYMENT_RUNS_TABLE", "DEPLOYMENT_EVENTS_QUEUE", "HYGIENE_FINDINGS_TABLE")
+
+
+def until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """`condition()`'s first truthy value, looked for every 0.25 s; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.25)
+    return value
 
 
 def storage_of(host: HostProcess) -> dict[str, str]:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from azure.keyvault.secrets import SecretClient
 from devstack.emulator.catalog import reference_models
 from devstack.emulator.scenario import load_scenario_document
 from devstack.emulator.testing import running_emulator
-from tests.integration.conftest import Broker, start_broker_host
+from tests.integration.conftest import Broker, start_broker_host, until
 
 pytestmark = pytest.mark.integration
 
@@ -110,14 +109,6 @@ def _deploy(broker: Broker, model_id: str, workspace: str = HUB, **extra: Any) -
 def _delete(broker: Broker, run: dict[str, Any], **params: str) -> requests.Response:
     """DELETE the deployment `run` made."""
     return broker.call("DELETE", f"/api/deployments/{run['deploymentId']}", caller=broker.requester, params=params)
-
-
-def _until(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
-    return value
 
 
 def _statuses(run: dict[str, Any]) -> list[str]:
@@ -254,7 +245,7 @@ def _finished_rotation(broker: Broker, run_id: str, rotation_id: str) -> dict[st
         rotation = next(item for item in run["keyRotations"] if item["id"] == rotation_id)
         return rotation if rotation["status"] in ("Rotated", "Failed") else None
 
-    return _until(finished)
+    return until(finished)
 
 
 @pytest.mark.parametrize(
@@ -333,7 +324,7 @@ def test_a_scheduled_rotation_regenerates_the_alternate_of_an_expired_key_once(b
         rotations = broker.run(run["id"])["keyRotations"]
         return [item for item in rotations if item["trigger"] == "scheduled" and item["status"] == "Rotated"]
 
-    [rotation] = _until(scheduled)
+    [rotation] = until(scheduled)
     assert rotation["keyType"] == "secondary"
     assert primary in rotation["reason"]
     assert "expired" in rotation["reason"]

@@ -6,9 +6,8 @@ and nothing else that Azure must answer. Counts, not times: speed belongs in `ma
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from devstack.emulator.scenario import load_scenario_document
 from devstack.emulator.testing import running_emulator
 
-from .conftest import Broker, start_broker_host
+from .conftest import Broker, start_broker_host, until
 
 pytestmark = pytest.mark.integration
 
@@ -87,16 +86,6 @@ def _post(broker: Broker, caller: str, model_id: str) -> tuple[Any, list[str]]:
     return response, [entry["path"] for entry in entries if _is_preflight_read(entry)]
 
 
-def _until(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError("condition not met in time")
-
-
 def _finish(broker: Broker, run_id: str) -> dict[str, Any]:
     """Complete the emulator's operations until the run ends."""
 
@@ -105,7 +94,7 @@ def _finish(broker: Broker, run_id: str) -> dict[str, Any]:
         run = broker.run(run_id)
         return run if run["status"] in ("Succeeded", "Failed") else None
 
-    return _until(ended)
+    return until(ended, timeout=60)
 
 
 @pytest.fixture(scope="module")

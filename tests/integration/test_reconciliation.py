@@ -3,9 +3,8 @@ what happens the second time a request arrives, joins, repairs or deletes."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,7 +13,7 @@ from azure.keyvault.secrets import SecretClient
 
 from devstack.emulator.testing import running_emulator
 
-from .conftest import Broker, start_broker_host
+from .conftest import Broker, start_broker_host, until
 
 pytestmark = pytest.mark.integration
 
@@ -55,16 +54,6 @@ def _deployed(broker: Broker, model_id: str, **fields: Any) -> dict[str, Any]:
     return broker.deployment(run["deploymentId"])
 
 
-def _until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError("condition not met in time")
-
-
 def _conditions(deployment: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {item["type"]: (item["status"], item["reason"]) for item in deployment["status"]["conditions"]}
 
@@ -84,7 +73,7 @@ def _scan(broker: Broker) -> dict[str, Any]:
     before = broker.call("GET", "/api/hygiene/report")
     previous = before.json().get("scanId") if before.status_code == 200 else None
     broker.invoke("hygiene_scan")
-    return _until(
+    return until(
         lambda: (
             (reply := broker.call("GET", "/api/hygiene/report")).status_code == 200
             and reply.json()["scanId"] != previous
