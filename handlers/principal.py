@@ -19,11 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.access import Caller
 from shared.problems import UNAUTHORIZED, Problem
 
 PRINCIPAL_HEADER = "X-MS-CLIENT-PRINCIPAL"
 PRINCIPAL_ID_HEADER = "X-MS-CLIENT-PRINCIPAL-ID"
 OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
+# App roles arrive under the principal's `role_typ` (App Service names the long claim type there); `roles` as the token
+# names it is accepted too. Groups keep their JWT name.
+ROLE_CLAIMS = ("http://schemas.microsoft.com/ws/2008/06/identity/claims/role", "roles")
+GROUPS_CLAIM = "groups"
 # Set by App Service on the instances it runs (Functions included); either one means "deployed in Azure".
 AZURE_INSTANCE_SETTINGS = ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME")
 EASY_AUTH_SETTING = "WEBSITE_AUTH_ENABLED"
@@ -84,11 +89,16 @@ class UnauthenticatedError(Exception):
 
 
 def caller_object_id(headers: Mapping[str, str], environ: Mapping[str, str] | None = None) -> str:
-    """The caller's object id (a lower-case GUID); raises UnauthenticatedError when the headers do not give one.
+    """The caller's object id (a lower-case GUID); raises UnauthenticatedError when the headers do not give one."""
+    return caller_of(headers, environ).object_id
+
+
+def caller_of(headers: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Caller:
+    """The caller: object id, app roles and groups; raises UnauthenticatedError when the headers do not say who.
 
     The principal's claims win; the id header is the fallback for a principal without an object id claim (and
-    for clients that send only the id). Headers that name two different callers are refused rather than guessed.
-    In Azure without Easy Auth (`header_trust`), no header is believed at all.
+    for clients that send only the id, who then hold no app role). Headers that name two different callers are
+    refused rather than guessed. In Azure without Easy Auth (`header_trust`), no header is believed at all.
     """
     trust = header_trust(environ)
     if not trust.trusted:
@@ -96,7 +106,8 @@ def caller_object_id(headers: Mapping[str, str], environ: Mapping[str, str] | No
     by_name = {name.lower(): value for name, value in headers.items()}
     encoded = by_name.get(PRINCIPAL_HEADER.lower(), "").strip()
     principal_id = by_name.get(PRINCIPAL_ID_HEADER.lower(), "").strip()
-    claimed = _object_id_claim(encoded) if encoded else None
+    document = _principal_document(encoded) if encoded else {}
+    claimed = _object_id_claim(document) if encoded else None
     if principal_id and not _GUID.match(principal_id):
         raise UnauthenticatedError(f"{PRINCIPAL_ID_HEADER} '{principal_id[:64]}' is not an object id (a GUID).")
     if claimed and principal_id and claimed.lower() != principal_id.lower():
@@ -106,11 +117,14 @@ def caller_object_id(headers: Mapping[str, str], environ: Mapping[str, str] | No
         if encoded:
             raise UnauthenticatedError(f"{PRINCIPAL_HEADER} carries no object id claim.")
         raise UnauthenticatedError("The request does not say who is calling.")
-    return object_id.lower()
+    role_types = {str(document.get("role_typ") or ""), *ROLE_CLAIMS} - {""}
+    return Caller.of(
+        object_id, roles=_claim_values(document, role_types), groups=_claim_values(document, {GROUPS_CLAIM})
+    )
 
 
-def _object_id_claim(encoded: str) -> str | None:
-    """The object id claim of a base64 principal, None when it has none; raises when it is not a principal."""
+def _principal_document(encoded: str) -> dict[str, Any]:
+    """The decoded principal; raises when it is not a principal (base64 JSON with a `claims` list)."""
     try:
         # Padding is sometimes lost when a client builds the header by hand; restoring it is harmless.
         document: Any = json.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True))
@@ -119,8 +133,21 @@ def _object_id_claim(encoded: str) -> str | None:
     claims = document.get("claims") if isinstance(document, dict) else None
     if not isinstance(claims, list):
         raise UnauthenticatedError(f"{PRINCIPAL_HEADER} has no 'claims' list.")
+    return document
+
+
+def _claim_values(document: Mapping[str, Any], claim_types: set[str]) -> list[str]:
+    return [
+        str(claim.get("val", "")).strip()
+        for claim in document.get("claims", [])
+        if isinstance(claim, dict) and claim.get("typ") in claim_types and str(claim.get("val", "")).strip()
+    ]
+
+
+def _object_id_claim(document: Mapping[str, Any]) -> str | None:
+    """The object id claim of a principal, None when it has none; raises when the claim is not a GUID."""
     for claim_type in OBJECT_ID_CLAIMS:
-        for claim in claims:
+        for claim in document["claims"]:
             if isinstance(claim, dict) and claim.get("typ") == claim_type:
                 value = str(claim.get("val", "")).strip()
                 if not _GUID.match(value):

@@ -49,6 +49,15 @@ param hygieneRemediation string = ''
 @description('Plan and audit hygiene remediation without touching anything. Turn off only after reviewing the reports.')
 param hygieneDryRun bool = true
 
+@description('Hold requests for Marketplace models in PendingApproval until a Broker.Approver decides (README, "Approvals").')
+param approvalsEnabled bool = true
+
+@description('Object ids of Entra groups whose members may approve requests, besides holders of the Broker.Approver app role.')
+param approverGroupIds array = []
+
+@description('Object ids of Entra groups whose members see every deployment, besides holders of the Broker.Auditor app role.')
+param auditorGroupIds array = []
+
 @description('Optional webhook that also receives hygiene alerts (Azure Monitor common alert schema).')
 param hygieneWebhookUrl string = ''
 
@@ -157,6 +166,18 @@ var brokerSettings = {
   BROKER_POLL_MAX_SECONDS: '30'
   BROKER_ACCESS_CACHE_SECONDS: '120'
   BROKER_ROLE_DEFINITION_CACHE_SECONDS: '21600'
+  // Marketplace models wait for a Broker.Approver's decision when approvals are on (README, "Approvals").
+  BROKER_APPROVALS_ENABLED: approvalsEnabled ? 'true' : 'false'
+  BROKER_APPROVAL_MARKETPLACE: 'true'
+  BROKER_APPROVAL_PUBLISHERS: ''
+  BROKER_APPROVAL_MODELS: ''
+  BROKER_APPROVAL_WORKSPACES: ''
+  BROKER_APPROVAL_SUBSCRIPTIONS: ''
+  BROKER_APPROVAL_EXPIRY_HOURS: '72'
+  BROKER_APPROVER_ROLE: 'Broker.Approver'
+  BROKER_APPROVER_GROUPS: join(approverGroupIds, ',')
+  BROKER_AUDITOR_ROLE: 'Broker.Auditor'
+  BROKER_AUDITOR_GROUPS: join(auditorGroupIds, ',')
   // The watchdog re-enqueues the step of a run silent for 60 s, looking every 30 s: a run a crashed host left behind
   // finishes within 2 minutes of a host being back (README, "Recovery without the lease").
   WATCHDOG_SCHEDULE: '*/30 * * * * *'

@@ -10,6 +10,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from shared.access import DEFAULT_APPROVER_ROLE, DEFAULT_AUDITOR_ROLE
+
 PUBLIC_ARM_URL = "https://management.azure.com"
 # How long a run's chain of steps may be silent before the watchdog re-enqueues its step (shared/watchdog.py).
 DEFAULT_WATCHDOG_STALL_SECONDS = 60.0
@@ -23,6 +25,8 @@ DEFAULT_POLL_AGE_FRACTION = 0.1
 # still enforces every write. Role definitions change rarely and are kept for hours. 0 keeps nothing.
 DEFAULT_ACCESS_CACHE_SECONDS = 120.0
 DEFAULT_ROLE_DEFINITION_CACHE_SECONDS = 21600.0
+# A request waiting for approval is rejected (approval-expired) after this many hours without a decision.
+DEFAULT_APPROVAL_EXPIRY_HOURS = 72.0
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -132,6 +136,18 @@ class Settings:
     poll_age_fraction: float = DEFAULT_POLL_AGE_FRACTION
     access_cache_seconds: float = DEFAULT_ACCESS_CACHE_SECONDS
     role_definition_cache_seconds: float = DEFAULT_ROLE_DEFINITION_CACHE_SECONDS
+    # Approvals (shared/approvals.py) and the broker's app roles (shared/access.py).
+    approvals_enabled: bool = False
+    approval_marketplace: bool = True
+    approval_publishers: str = ""
+    approval_models: str = ""
+    approval_workspaces: str = ""
+    approval_subscriptions: str = ""
+    approval_expiry_hours: float = DEFAULT_APPROVAL_EXPIRY_HOURS
+    approver_role: str = DEFAULT_APPROVER_ROLE
+    approver_groups: str = ""
+    auditor_role: str = DEFAULT_AUDITOR_ROLE
+    auditor_groups: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -161,6 +177,17 @@ class Settings:
             role_definition_cache_seconds=_cache_seconds(
                 env, "BROKER_ROLE_DEFINITION_CACHE_SECONDS", DEFAULT_ROLE_DEFINITION_CACHE_SECONDS
             ),
+            approvals_enabled=_flag(env, "BROKER_APPROVALS_ENABLED", default=False),
+            approval_marketplace=_flag(env, "BROKER_APPROVAL_MARKETPLACE", default=True),
+            approval_publishers=env.get("BROKER_APPROVAL_PUBLISHERS", ""),
+            approval_models=env.get("BROKER_APPROVAL_MODELS", ""),
+            approval_workspaces=env.get("BROKER_APPROVAL_WORKSPACES", ""),
+            approval_subscriptions=env.get("BROKER_APPROVAL_SUBSCRIPTIONS", ""),
+            approval_expiry_hours=_seconds(env, "BROKER_APPROVAL_EXPIRY_HOURS", default=DEFAULT_APPROVAL_EXPIRY_HOURS),
+            approver_role=(env.get("BROKER_APPROVER_ROLE") or "").strip() or DEFAULT_APPROVER_ROLE,
+            approver_groups=env.get("BROKER_APPROVER_GROUPS", ""),
+            auditor_role=(env.get("BROKER_AUDITOR_ROLE") or "").strip() or DEFAULT_AUDITOR_ROLE,
+            auditor_groups=env.get("BROKER_AUDITOR_GROUPS", ""),
         )
 
 

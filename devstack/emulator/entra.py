@@ -65,7 +65,7 @@ _SERVICE_AUDIENCES = frozenset(
 )
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 # Scenario principals the env file names, by their display name.
-DEMO_PRINCIPALS = ("broker", "requester", "reader")
+DEMO_PRINCIPALS = ("broker", "requester", "reader", "approver", "auditor", "outsider")
 
 
 # --- the scenario's directory -----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from aiohttp import web
 from devstack.emulator.admin import register_admin_routes
 from devstack.emulator.arm import ArmRouter, arm_dispatcher, arm_gate_middleware
 from devstack.emulator.authorization import register_authorization_routes
-from devstack.emulator.entra import entra_env, register_entra_routes
+from devstack.emulator.entra import DEMO_PRINCIPALS, entra_env, register_entra_routes
 from devstack.emulator.identity import TOKEN_PATH, register_identity_routes
 from devstack.emulator.keyvault import create_vault_app
 from devstack.emulator.middleware import ADMIN_PREFIX, common_middlewares
@@ -114,7 +114,7 @@ class EmulatorServer:
             env["AZURE_RESOURCE_GROUP"] = scenario.workspaces[0].resource_group
             env["AZURE_WORKSPACE"] = scenario.workspaces[0].name
         env["DEMO_BROKER_OBJECT_ID"] = scenario.broker_principal_id
-        for role in ("requester", "reader"):
+        for role in DEMO_PRINCIPALS[1:]:
             principal = next((item for item in scenario.principals if item.get("displayName") == role), None)
             if principal is not None:
                 env[f"DEMO_{role.upper()}_OBJECT_ID"] = principal["objectId"]

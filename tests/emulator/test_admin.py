@@ -36,6 +36,7 @@ ENV_FILE_KEYS = {
     "DEMO_REQUESTER_CLIENT_ID",
     "DEMO_READER_OBJECT_ID",
     "DEMO_READER_CLIENT_ID",
+    *(f"DEMO_{role}_{field}" for role in ("APPROVER", "AUDITOR", "OUTSIDER") for field in ("OBJECT_ID", "CLIENT_ID")),
     # Entra ID sign-in (devstack/emulator/entra.py) and the local host's Easy Auth.
     "EMULATOR_AUTHORITY",
     "BROKER_API_CLIENT_ID",
@@ -46,6 +47,9 @@ ENV_FILE_KEYS = {
     "DEMO_BROKER_CLIENT_SECRET",
     "DEMO_REQUESTER_CLIENT_SECRET",
     "DEMO_READER_CLIENT_SECRET",
+    "DEMO_APPROVER_CLIENT_SECRET",
+    "DEMO_AUDITOR_CLIENT_SECRET",
+    "DEMO_OUTSIDER_CLIENT_SECRET",
 }
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from handlers.principal import PRINCIPAL_HEADER, PRINCIPAL_ID_HEADER, UnauthenticatedError, caller_object_id
+from handlers.principal import PRINCIPAL_HEADER, PRINCIPAL_ID_HEADER, UnauthenticatedError, caller_object_id, caller_of
 from shared.problems import UNAUTHORIZED
 from tests.handlers.handler_support import CALLER, OBJECT_ID_CLAIM, principal_header
 
@@ -121,3 +121,26 @@ def test_blank_identity_headers_count_as_missing():
     refusal = _refusal({PRINCIPAL_HEADER: " ", PRINCIPAL_ID_HEADER: ""})
 
     assert "does not say who is calling" in refusal.problem.detail
+
+
+def test_app_roles_are_read_under_the_principals_role_type_and_groups_under_groups():
+    role_type = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+    claims = [
+        {"typ": OBJECT_ID_CLAIM, "val": CALLER},
+        {"typ": role_type, "val": "Broker.Approver"},
+        {"typ": "roles", "val": "Broker.Auditor"},
+        {"typ": "groups", "val": OTHER.upper()},
+        {"typ": "custom-role-type", "val": "Custom.Role"},
+    ]
+
+    caller = caller_of({PRINCIPAL_HEADER: _encoded({"claims": claims, "role_typ": "custom-role-type"})})
+
+    assert caller.object_id == CALLER
+    assert caller.roles == {"Broker.Approver", "Broker.Auditor", "Custom.Role"}
+    assert caller.groups == {OTHER}
+
+
+def test_a_caller_named_only_by_the_id_header_holds_no_role():
+    caller = caller_of({PRINCIPAL_ID_HEADER: CALLER})
+
+    assert (caller.object_id, caller.roles, caller.groups) == (CALLER, frozenset(), frozenset())
