@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
+from shared.access import AppRole, BrokerRoles
 from shared.adapters.arm import ArmClient
 from shared.adapters.authorization import AuthorizationAdapter
 from shared.adapters.connections import WorkspaceConnectionsAdapter
@@ -15,6 +16,7 @@ from shared.adapters.monitor import configure_telemetry
 from shared.adapters.queues import JsonQueue
 from shared.adapters.run_store import RunStore
 from shared.adapters.tables import DocumentTable
+from shared.approvals import ApprovalPolicy
 from shared.catalog import ModelCatalog
 from shared.config import Settings
 from shared.deployments.assembly import assemble_deployment_service
@@ -24,7 +26,7 @@ from shared.engine import StepTimings
 from shared.lifecycle.service import LifecycleService
 from shared.lifecycle.settings import LifecycleSettings
 from shared.pacing import WritePacer
-from shared.policy import ApprovedModelPolicy, TargetAllowList
+from shared.policy import ApprovedModelPolicy, TargetAllowList, split_setting
 from shared.required_permissions import Strictness
 
 
@@ -103,4 +105,29 @@ def build_deployment_service(
         lifecycle_settings=lifecycle_settings,
         clock=utc_now,
         pacer=pacer,
+        approvals=approval_policy(settings),
+        roles=broker_roles(settings),
     )
+
+
+def approval_policy(settings: Settings) -> ApprovalPolicy:
+    return ApprovalPolicy.from_settings(
+        enabled=settings.approvals_enabled,
+        marketplace=settings.approval_marketplace,
+        publishers=settings.approval_publishers,
+        model_ids=settings.approval_models,
+        workspace_ids=settings.approval_workspaces,
+        subscription_ids=settings.approval_subscriptions,
+        expiry=timedelta(hours=settings.approval_expiry_hours),
+    )
+
+
+def broker_roles(settings: Settings) -> BrokerRoles:
+    return BrokerRoles(
+        approver=AppRole(settings.approver_role, frozenset(_object_ids(settings.approver_groups))),
+        auditor=AppRole(settings.auditor_role, frozenset(_object_ids(settings.auditor_groups))),
+    )
+
+
+def _object_ids(setting: str) -> list[str]:
+    return [item.lower() for item in split_setting(setting)]

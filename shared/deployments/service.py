@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from shared.access import BrokerRoles
+from shared.approvals import ApprovalPolicy
 from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId
 from shared.catalog import ModelCatalog
@@ -76,6 +78,8 @@ MAX_READY_ANSWER_ATTEMPTS = 256
 MAX_POISON_COPY_BYTES = 48 * 1024
 _LOGGED_DETAIL = 1000
 _SURROGATES = re.compile("[\ud800-\udfff]")
+NO_APPROVALS = ApprovalPolicy()
+DEFAULT_ROLES = BrokerRoles()
 
 
 class IdempotencyConflictError(Exception):
@@ -129,7 +133,11 @@ class DeploymentService:
         lifecycle: LifecycleHandler | None = None,
         healthy_states: Collection[str] = DEFAULT_HEALTHY_STATES,
         telemetry: BrokerTelemetry = BROKER_TELEMETRY,
+        approvals: ApprovalPolicy = NO_APPROVALS,
+        roles: BrokerRoles = DEFAULT_ROLES,
     ) -> None:
+        self._approvals = approvals
+        self._roles = roles
         self._lifecycle = lifecycle
         self._telemetry = telemetry
         self._sleep = sleep

@@ -65,7 +65,23 @@ class Broker:
 
     @property
     def reader(self) -> str:
+        """Reader on rg-demo: may read every demo workspace, deploy into none."""
         return self.emulator.env["DEMO_READER_OBJECT_ID"]
+
+    @property
+    def approver(self) -> str:
+        """Holds the Broker.Approver app role (and Azure AI Developer on demo-project, so it may request too)."""
+        return self.emulator.env["DEMO_APPROVER_OBJECT_ID"]
+
+    @property
+    def auditor(self) -> str:
+        """Holds the Broker.Auditor app role and no Azure role."""
+        return self.emulator.env["DEMO_AUDITOR_OBJECT_ID"]
+
+    @property
+    def outsider(self) -> str:
+        """Holds no role anywhere: may read no demo workspace."""
+        return self.emulator.env["DEMO_OUTSIDER_OBJECT_ID"]
 
     def workspace_id(self, name: str = "demo-project") -> str:
         return self.emulator.workspace_path(name)
