@@ -2,6 +2,7 @@
 
 import azure.functions as func
 
+from handlers.approvals import blueprint as approvals_blueprint
 from handlers.deployments import blueprint as deployments_blueprint
 from handlers.health import blueprint as health_blueprint
 from handlers.hygiene import blueprint as hygiene_blueprint
@@ -11,12 +12,15 @@ from handlers.models import blueprint as models_blueprint
 from handlers.openapi import blueprint as openapi_blueprint
 from handlers.runs import blueprint as runs_blueprint
 from handlers.watchdog import blueprint as watchdog_blueprint
+from handlers.what_if import blueprint as what_if_blueprint
 from handlers.worker import blueprint as worker_blueprint
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_blueprint)
 app.register_functions(deployments_blueprint)
+app.register_functions(what_if_blueprint)
 app.register_functions(runs_blueprint)
+app.register_functions(approvals_blueprint)
 app.register_functions(models_blueprint)
 app.register_functions(openapi_blueprint)
 app.register_functions(intake_blueprint)

@@ -87,7 +87,7 @@ def _complete(stack: BenchStack, run_id: str, timeout: float = 120) -> dict[str,
     deadline = time.monotonic() + timeout
     while True:
         stack.emulator.admin.complete_operations()
-        run = stack.broker.run(run_id)
+        run = stack.run(run_id)
         if run["status"] in TERMINAL or time.monotonic() > deadline:
             return run
         time.sleep(0.5)

@@ -1,10 +1,10 @@
 """Bearer tokens for the demo principals from the emulator's Entra ID token endpoint, through azure-identity.
 
 `python -m devstack token --as requester` prints one for curl; tests and scripts call `credential_for` /
-`bearer_token`. The principal is a demo role (`requester`, `reader`, `broker`, `approver`, `auditor`, `outsider`), an object id or a client id; its
-client id and dev secret, the tenant, the emulator's authority and the broker API's scope come from the environment
-(sourcing .devstack/run.env or emulator.env) or, when unset there, from those files themselves ($DEVSTACK_DIR
-moves the folder, as for `make run`).
+`bearer_token`. The principal is a demo role (`requester`, `reader`, `broker`, `approver`, `auditor`, `outsider`),
+an object id or a client id; its client id and dev secret, the tenant, the emulator's authority and the broker API's
+scope come from the environment (sourcing .devstack/run.env or emulator.env) or, when unset there, from those files
+themselves ($DEVSTACK_DIR moves the folder, as for `make run`).
 """
 
 from __future__ import annotations
@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Print an access token for a demo principal, from the emulator's token endpoint.",
     )
     parser.add_argument(
-        "--as", dest="who", default="requester", help="requester (default), reader, approver, auditor, outsider, broker, or an object/client id"
+        "--as",
+        dest="who",
+        default="requester",
+        help="requester (default), reader, approver, auditor, outsider, broker, or an object/client id",
     )
     parser.add_argument("--scope", help="the scope to ask for (default: BROKER_API_SCOPE, the broker's API)")
     arguments = parser.parse_args(argv)

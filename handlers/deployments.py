@@ -1,7 +1,9 @@
 """/api/deployments: request a deployment, read one, list them, and repair one.
 
-Only request parsing and response shaping live here; the deployment service decides everything else. It is
-imported inside each function so that importing function_app (every cold start) loads no Azure SDK.
+Every route needs a signed-in caller. Reads show only the deployments the caller may see
+(shared/deployments/visibility.py); one they may not answers 404 as a missing one does (repair included), and lists
+leave it out. Only request parsing and response shaping live here; the deployment service decides everything else.
+It is imported inside each function so that importing function_app (every cold start) loads no Azure SDK.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pydantic import ValidationError
 
 from handlers.http_responses import json_object_body, json_response, problem_response, problems_on_crash
 from handlers.listing import choice_filter, model_filter, page_size, paged_response, query_parameters, workspace_filter
-from handlers.principal import UnauthenticatedError, caller_object_id
+from handlers.principal import UnauthenticatedError, caller_object_id, caller_of
 from handlers.submissions import CHALLENGE, submission_response
 from shared.deployment import Phase
 from shared.problems import NOT_FOUND, Problem
@@ -59,8 +61,12 @@ def submit_deployment(req: func.HttpRequest) -> func.HttpResponse:
 def get_deployment(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployments.composition import deployment_service
 
+    try:
+        caller = caller_of(req.headers)
+    except UnauthenticatedError as error:
+        return problem_response(error.problem, headers=CHALLENGE)
     the_id = req.route_params.get("deploymentId", "")
-    deployment = deployment_service().get_deployment(the_id)
+    deployment = deployment_service().get_deployment(the_id, caller=caller)
     if deployment is None:
         return problem_response(Problem(NOT_FOUND, f"There is no deployment '{the_id}'."))
     return json_response(deployment.to_public_dict())
@@ -72,6 +78,10 @@ def get_deployment(req: func.HttpRequest) -> func.HttpResponse:
 def list_deployments(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployments.composition import deployment_service
 
+    try:
+        caller = caller_of(req.headers)
+    except UnauthenticatedError as error:
+        return problem_response(error.problem, headers=CHALLENGE)
     params = query_parameters(req)
     errors: list[dict[str, str]] = []
     workspace_id = workspace_filter(params.get("workspaceId"), errors)
@@ -83,6 +93,7 @@ def list_deployments(req: func.HttpRequest) -> func.HttpResponse:
 
     def fetch(token: str | None) -> tuple[list[dict], str | None]:
         page = deployment_service().list_deployments(
+            caller=caller,
             workspace_id=workspace_id,
             model_id=model_id,
             phase=phase,
@@ -90,7 +101,7 @@ def list_deployments(req: func.HttpRequest) -> func.HttpResponse:
             page_size=size,
             continuation_token=token,
         )
-        return [deployment.to_public_dict() for deployment in page.deployments], page.continuation_token
+        return [deployment.to_public_dict() for deployment in page.items], page.continuation_token
 
     return paged_response(req, params, LIST_PARAMETERS, fetch)
 
@@ -102,11 +113,15 @@ def repair_deployment(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployments.composition import deployment_service
 
     try:
-        caller = caller_object_id(req.headers)
+        caller = caller_of(req.headers)
     except UnauthenticatedError as error:
         return problem_response(error.problem, headers=CHALLENGE)
     the_id = req.route_params.get("deploymentId", "")
-    submission = deployment_service().repair(the_id, caller=caller)
+    service = deployment_service()
+    # Asked first, so a deployment the caller may not see is answered as a missing one, whatever its state.
+    submission = None
+    if service.get_deployment(the_id, caller=caller) is not None:
+        submission = service.repair(the_id, caller=caller.object_id)
     if submission is None:
         return problem_response(Problem(NOT_FOUND, f"There is no deployment '{the_id}'."))
     return submission_response(req, submission)

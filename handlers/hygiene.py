@@ -2,6 +2,9 @@
 /api/hygiene/findings and /api/hygiene/report to read what it found. Each finding names the deployment it is about
 (deploymentId, runId, tickets) and its recommendedAction; `?deploymentId=` lists the findings about one deployment.
 
+Both reads need a signed-in caller and follow the visibility rule of runs and deployments
+(shared/deployments/visibility.py), judged on each finding's workspace and the deployment it is about: lists leave
+out what the caller may not see, and the report is counted over what they may (whole for auditors and approvers).
 Only parsing and response shaping live here. The scanner and store are imported inside each function, so importing
 function_app (every cold start) loads no Azure SDK.
 """
@@ -14,7 +17,11 @@ import azure.functions as func
 
 from handlers.http_responses import json_response, problem_response, problems_on_crash
 from handlers.listing import choice_filter, page_size, paged_response, query_parameters, workspace_filter
-from shared.hygiene.findings import FindingState, Severity
+from handlers.principal import UnauthenticatedError, caller_of
+from handlers.submissions import CHALLENGE
+from shared.deployments.visibility import visible_page
+from shared.hygiene.findings import FindingRecord, FindingState, Severity
+from shared.hygiene.report import report_as_seen
 from shared.hygiene.rules import RULES
 from shared.problems import NOT_FOUND, Problem
 
@@ -41,8 +48,13 @@ def hygiene_scan(timer: func.TimerRequest) -> None:
 @blueprint.route(route="hygiene/findings", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @problems_on_crash
 def hygiene_findings(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.deployments.composition import deployment_service
     from shared.hygiene.composition import finding_store
 
+    try:
+        caller = caller_of(req.headers)
+    except UnauthenticatedError as error:
+        return problem_response(error.problem, headers=CHALLENGE)
     params = query_parameters(req)
     errors: list[dict[str, str]] = []
     rule = choice_filter(params.get("rule"), "rule", RULES, errors)
@@ -54,17 +66,28 @@ def hygiene_findings(req: func.HttpRequest) -> func.HttpResponse:
     if errors:
         return problem_response(Problem.validation(errors))
 
-    def fetch(token: str | None) -> tuple[list[dict], str | None]:
+    visibility = deployment_service().visibility(caller)
+
+    def read(count: int, token: str | None) -> tuple[list[FindingRecord], str | None]:
         page = finding_store().query(
             rule=rule,
             severity=severity,
             workspace_id=workspace_id,
             state=state,
             deployment_id=deployment_id,
+            page_size=count,
+            continuation_token=token,
+        )
+        return page.records, page.continuation_token
+
+    def fetch(token: str | None) -> tuple[list[dict], str | None]:
+        page = visible_page(
+            read,
+            lambda record: visibility.sees_finding(record.workspace_id, record.deployment_id),
             page_size=size,
             continuation_token=token,
         )
-        return [record.to_public_dict() for record in page.records], page.continuation_token
+        return [record.to_public_dict() for record in page.items], page.continuation_token
 
     return paged_response(req, params, LIST_PARAMETERS, fetch)
 
@@ -73,9 +96,19 @@ def hygiene_findings(req: func.HttpRequest) -> func.HttpResponse:
 @blueprint.route(route="hygiene/report", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @problems_on_crash
 def hygiene_report(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.deployments.composition import deployment_service
     from shared.hygiene.composition import finding_store
 
-    report = finding_store().latest_report()
+    try:
+        caller = caller_of(req.headers)
+    except UnauthenticatedError as error:
+        return problem_response(error.problem, headers=CHALLENGE)
+    store = finding_store()
+    report = store.latest_report()
     if report is None:
         return problem_response(Problem(NOT_FOUND, "No hygiene scan has finished yet."))
-    return json_response(report)
+    visibility = deployment_service().visibility(caller)
+    if visibility.sees_everything:
+        return json_response(report_as_seen(report, None))
+    visible = [record for record in store.live() if visibility.sees_finding(record.workspace_id, record.deployment_id)]
+    return json_response(report_as_seen(report, visible))

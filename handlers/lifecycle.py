@@ -2,8 +2,9 @@
 the timer that rotates keys whose secrets near expiry (%KEY_ROTATION_SCHEDULE%; run it now with
 POST /admin/functions/rotate_expiring_keys and the master key).
 
-Only request parsing and response shaping live here; the lifecycle service is imported inside each function so
-that importing function_app loads no Azure SDK.
+A deployment the caller may not see (shared/deployments/visibility.py) answers 404 as a missing one does, before
+anything that would tell it exists. Only request parsing and response shaping live here; the lifecycle service is
+imported inside each function so that importing function_app loads no Azure SDK.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from handlers.http_responses import json_object_body, json_response, problem_response, problems_on_crash
-from handlers.principal import UnauthenticatedError, caller_object_id
+from handlers.principal import UnauthenticatedError, caller_of
 from handlers.submissions import CHALLENGE, deployment_url, run_url, submission_response
 from shared.problems import NOT_FOUND, Problem
 from shared.requests import RotateKeysRequest, validation_problems
@@ -30,10 +31,10 @@ blueprint = func.Blueprint()
 @blueprint.route(route="deployments/{deploymentId}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
 @problems_on_crash
 def delete_deployment(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.deployments.composition import lifecycle_service
+    from shared.deployments.composition import deployment_service, lifecycle_service
 
     try:
-        caller = caller_object_id(req.headers)
+        caller = caller_of(req.headers)
     except UnauthenticatedError as error:
         return problem_response(error.problem, headers=CHALLENGE)
     flag = (req.params.get(DELETE_SUBSCRIPTION_PARAMETER) or "false").strip().lower()
@@ -42,7 +43,9 @@ def delete_deployment(req: func.HttpRequest) -> func.HttpResponse:
         return problem_response(Problem.validation([{"field": DELETE_SUBSCRIPTION_PARAMETER, "message": message}]))
 
     the_id = req.route_params.get("deploymentId", "")
-    submission = lifecycle_service().delete(the_id, caller=caller, delete_subscription=_BOOLEANS[flag])
+    submission = None
+    if deployment_service().get_deployment(the_id, caller=caller) is not None:
+        submission = lifecycle_service().delete(the_id, caller=caller.object_id, delete_subscription=_BOOLEANS[flag])
     if submission is None:
         return problem_response(Problem(NOT_FOUND, f"There is no deployment '{the_id}'."))
     return submission_response(req, submission)
@@ -52,10 +55,10 @@ def delete_deployment(req: func.HttpRequest) -> func.HttpResponse:
 @blueprint.route(route="deployments/{deploymentId}/rotate-keys", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @problems_on_crash
 def rotate_deployment_keys(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.deployments.composition import lifecycle_service
+    from shared.deployments.composition import deployment_service, lifecycle_service
 
     try:
-        caller = caller_object_id(req.headers)
+        caller = caller_of(req.headers)
     except UnauthenticatedError as error:
         return problem_response(error.problem, headers=CHALLENGE)
     parsed = _rotate_request(req)
@@ -63,7 +66,9 @@ def rotate_deployment_keys(req: func.HttpRequest) -> func.HttpResponse:
         return problem_response(parsed)
 
     the_id = req.route_params.get("deploymentId", "")
-    outcome = lifecycle_service().rotate(the_id, parsed.key_type, caller=caller)
+    outcome = None
+    if deployment_service().get_deployment(the_id, caller=caller) is not None:
+        outcome = lifecycle_service().rotate(the_id, parsed.key_type, caller=caller.object_id)
     if outcome is None:
         return problem_response(Problem(NOT_FOUND, f"There is no deployment '{the_id}'."))
     headers = {"Location": deployment_url(req, the_id)}

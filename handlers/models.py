@@ -1,10 +1,14 @@
-"""GET /api/models/availability: where a model deploys, how it is sold, and whether a workspace's region fits."""
+"""GET /api/models/availability: where a model deploys, how it is sold, and whether a workspace's region fits.
+
+Like every read, it needs a signed-in caller."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from handlers.http_responses import json_response, problem_response, problems_on_crash
+from handlers.principal import UnauthenticatedError, caller_of
+from handlers.submissions import CHALLENGE
 from shared.azure_errors import AzureCallError
 from shared.azure_ids import InvalidResourceIdError, WorkspaceId
 from shared.model_ids import EXPECTED_FORM, InvalidModelIdError, parse_model_id
@@ -19,6 +23,10 @@ blueprint = func.Blueprint()
 def model_availability(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployments.composition import deployment_service
 
+    try:
+        caller_of(req.headers)
+    except UnauthenticatedError as error:
+        return problem_response(error.problem, headers=CHALLENGE)
     model_id = req.params.get("modelId", "").strip()
     workspace_id = req.params.get("workspaceId", "").strip() or None
     errors: list[dict[str, str]] = []

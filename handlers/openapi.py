@@ -22,7 +22,9 @@ from handlers.principal import OBJECT_ID_CLAIMS, PRINCIPAL_HEADER, PRINCIPAL_ID_
 from handlers.runs import DEFAULT_PAGE_SIZE as RUN_PAGE_SIZE
 from handlers.runs import MAX_PAGE_SIZE as MAX_RUN_PAGE_SIZE
 from handlers.submissions import RESOURCE_LOCATION
+from shared.approvals import MAX_APPROVAL_COMMENT, DecisionRequest
 from shared.deployment import Deployment
+from shared.deployments.what_if import WhatIf
 from shared.problems import (
     AZURE_UNAVAILABLE,
     CATALOG,
@@ -110,7 +112,9 @@ def _paths() -> dict[str, Any]:
                     },
                     "202": _run_response(
                         "Accepted: a new deploy or repair run, or the run already in flight for the same spec, "
-                        "which now answers this request too; poll Operation-Location until it ends"
+                        "which now answers this request too; poll Operation-Location until it ends. A new "
+                        "deployment the approval policy names waits in PendingApproval, before any Azure write, "
+                        "until an approver decides (POST /api/runs/{runId}/approve or /reject) or it expires"
                     ),
                     **_problem_responses(
                         "validation-failed",
@@ -128,6 +132,9 @@ def _paths() -> dict[str, Any]:
                         "region-unsupported",
                         "model-unknown",
                         "idempotency-conflict",
+                        "approval-rejected",
+                        "approval-expired",
+                        "approval-withdrawn",
                         "azure-unavailable",
                         "internal",
                         recorded=True,
@@ -137,7 +144,12 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "list_deployments",
                 "summary": "List deployments matching the filters, a page at a time",
+                "description": "Only the deployments the caller may see: in workspaces they may read "
+                "(Microsoft.MachineLearningServices/workspaces/read), those they requested, or every one for the "
+                "auditor and approver app roles. The others are left out silently, and a page is filled from "
+                "further store pages (a page may still come back short, with its nextLink).",
                 "parameters": [
+                    *_PRINCIPAL_HEADERS,
                     _query("workspaceId", "Only deployments into this workspace (ARM id)"),
                     _query("modelId", "Only deployments of this model (azureml://registries/<registry>/models/<name>)"),
                     _query("phase", "Only deployments in this phase", _ref("Phase")),
@@ -147,7 +159,35 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json_response("A page of deployments", _ref("DeploymentPage")),
-                    **_problem_responses("validation-failed", "internal"),
+                    **_problem_responses("validation-failed", "unauthorized", "azure-unavailable", "internal"),
+                },
+            },
+        },
+        f"{ROUTE_PREFIX}/deployments/what-if": {
+            "post": {
+                "operationId": "what_if_deployment",
+                "summary": "What POST /api/deployments with this body would do, writing nothing anywhere",
+                "description": "Walks intake's path with reads only (ARM GETs, permission reads, Key Vault secret "
+                "properties): the verdict, what intake would do (create, join, ready, repair or rejected), every "
+                "preflight check with its outcome (not only the first failure), the approval a deploy run would "
+                "wait for, each Azure write its run would make, and the per-deployment limits. No run, row, queue "
+                "message, ARM or Key Vault write, and no listKeys. A caller who may not deploy into the workspace "
+                "(and holds neither the auditor nor the approver role) is answered as if no deployment existed.",
+                "parameters": list(_PRINCIPAL_HEADERS),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("DeploymentRequest")}},
+                },
+                "responses": {
+                    "200": _json_response("What the request would do", _ref("WhatIf")),
+                    **_problem_responses(
+                        "validation-failed",
+                        "payload-too-large",
+                        "unsupported-media-type",
+                        "unauthorized",
+                        "azure-unavailable",
+                        "internal",
+                    ),
                 },
             },
         },
@@ -155,10 +195,12 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "get_deployment",
                 "summary": "A deployment: its spec, phase, conditions, endpoint, Key Vault secret ids and runs",
-                "parameters": [_DEPLOYMENT_ID],
+                "description": "A deployment the caller may not see (see the list) answers 404 exactly as a "
+                "missing one does; so do its repair, delete and rotate-keys.",
+                "parameters": [_DEPLOYMENT_ID, *_PRINCIPAL_HEADERS],
                 "responses": {
                     "200": _json_response("The deployment", _ref("Deployment")),
-                    **_problem_responses("not-found", "internal"),
+                    **_problem_responses("unauthorized", "not-found", "azure-unavailable", "internal"),
                 },
             },
             "delete": {
@@ -168,7 +210,9 @@ def _paths() -> dict[str, Any]:
                 "description": "Answered with a delete run (Validating, Deleting, Deleted). Idempotent at the "
                 "resource: a deployment already Deleted answers 200 with itself (status.deleteRunId names the "
                 "run that deleted it; no new run, no new event), and a teardown in flight answers 202 with its "
-                "run, which then answers this request too. Refused while a deploy or repair run is in flight.",
+                "run, which then answers this request too. Refused while a deploy or repair run is in flight, except "
+                "a deploy run waiting for approval: that request is withdrawn (its run ends Rejected, "
+                "approval-withdrawn) and the teardown goes on, finding nothing made in Azure.",
                 "parameters": [
                     _DEPLOYMENT_ID,
                     _query(
@@ -290,7 +334,12 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "list_runs",
                 "summary": "List runs (deploy, repair and delete operations) matching the filters, a page at a time",
+                "description": "Only the runs the caller may see: in workspaces they may read "
+                "(Microsoft.MachineLearningServices/workspaces/read), those they started or joined, or every one "
+                "for the auditor and approver app roles. The others are left out silently, and a page is filled "
+                "from further store pages (a page may still come back short, with its nextLink).",
                 "parameters": [
+                    *_PRINCIPAL_HEADERS,
                     _query("deploymentId", "Only runs of this deployment"),
                     _query("workspaceId", "Only runs for this workspace (ARM id)"),
                     _query("status", "Only runs in this status", _ref("RunStatus")),
@@ -300,7 +349,7 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json_response("A page of runs", _ref("RunPage")),
-                    **_problem_responses("validation-failed", "internal"),
+                    **_problem_responses("validation-failed", "unauthorized", "azure-unavailable", "internal"),
                 },
             },
         },
@@ -309,15 +358,18 @@ def _paths() -> dict[str, Any]:
                 "operationId": "get_run",
                 "summary": "A run, the status monitor of one operation: its status, step history, endpoint, Key "
                 "Vault secret ids or error, and once a deploy or repair run has ended, resourceLocation",
+                "description": "A run the caller may not see (see the list) answers 404 as a missing one does.",
                 "parameters": [
                     {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}},
+                    *_PRINCIPAL_HEADERS,
                 ],
                 "responses": {
                     "200": _json_response("The run", _ref("RunRecord")),
-                    **_problem_responses("not-found", "internal"),
+                    **_problem_responses("unauthorized", "not-found", "azure-unavailable", "internal"),
                 },
             },
         },
+        **_approval_paths(),
         f"{ROUTE_PREFIX}/models/availability": {
             "get": {
                 "operationId": "model_availability",
@@ -326,10 +378,13 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     _query("modelId", "azureml://registries/<registry>/models/<name>", required=True),
                     _query("workspaceId", "Also check this workspace's region (ARM id)"),
+                    *_PRINCIPAL_HEADERS,
                 ],
                 "responses": {
                     "200": _json_response("The model's availability", _ref("ModelAvailability")),
-                    **_problem_responses("validation-failed", "not-found", "azure-unavailable", "internal"),
+                    **_problem_responses(
+                        "validation-failed", "unauthorized", "not-found", "azure-unavailable", "internal"
+                    ),
                 },
             },
         },
@@ -338,7 +393,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "hygiene_findings",
                 "summary": "Hygiene findings: Unhealthy, failed or unmanaged endpoints, missing or orphaned secrets, "
                 "stuck runs",
+                "description": "Only the findings in workspaces the caller may read, or every one for the auditor "
+                "and approver app roles; the others are left out silently, as in the run and deployment lists.",
                 "parameters": [
+                    *_PRINCIPAL_HEADERS,
                     _query("rule", "Only findings of this rule"),
                     _query("severity", "Only findings of this severity"),
                     _query("workspaceId", "Only findings in this workspace (ARM id)"),
@@ -349,7 +407,7 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json_response("A page of findings", {"type": "object"}),
-                    **_problem_responses("validation-failed", "internal"),
+                    **_problem_responses("validation-failed", "unauthorized", "azure-unavailable", "internal"),
                 },
             },
         },
@@ -357,9 +415,13 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "hygiene_report",
                 "summary": "The latest hygiene scan: when, how long, what was scanned, counts and errors",
+                "description": "Whole (scope: all) for the auditor and approver app roles; for anyone else "
+                "(scope: visible) when the scan ran and with which rules, and the open and pending findings "
+                "counted over those the caller may see.",
+                "parameters": [*_PRINCIPAL_HEADERS],
                 "responses": {
                     "200": _json_response("The latest scan report", {"type": "object"}),
-                    **_problem_responses("not-found", "internal"),
+                    **_problem_responses("unauthorized", "not-found", "azure-unavailable", "internal"),
                 },
             },
         },
@@ -385,14 +447,81 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _approval_paths() -> dict[str, Any]:
+    """POST /api/runs/{runId}/approve and /reject (handlers/approvals.py)."""
+    common = (
+        "Only for callers holding the approver app role (or group), who neither made nor joined the request. The "
+        "answer is the run as the decision left it; the same decision made again, by anyone, answers 200 with the "
+        "run as it is (its `approval` shows the decision that was made). The other decision, an expired approval "
+        "or a run not waiting for approval is 409 run-state-conflict, naming the run's status and decision."
+    )
+    described = {
+        "approve": (
+            "Approve a deploy run waiting in PendingApproval",
+            "The full preflight runs again for the original request and requester (access may have changed while "
+            "it waited): the run then goes on to its first step (Subscribing, Provisioning or StoringKeys) and the "
+            "deployment to Provisioning, or, if preflight now refuses it, the run ends Rejected with that problem "
+            "(still 200: the approval was recorded). Events: approved, to every request the run answers. ",
+            False,
+        ),
+        "reject": (
+            "Reject a deploy run waiting in PendingApproval, saying why",
+            "The run ends Rejected (error code approval-rejected, with the comment), which releases a new "
+            "deployment so that a later request starts afresh. Events: approvalrejected, then rejected, to every "
+            "request the run answers. ",
+            True,
+        ),
+    }
+    return {
+        f"{ROUTE_PREFIX}/runs/{{runId}}/{verb}": {
+            "post": {
+                "operationId": f"{verb}_run",
+                "summary": summary,
+                "description": description + common,
+                "parameters": [
+                    {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}},
+                    *_PRINCIPAL_HEADERS,
+                ],
+                "requestBody": {
+                    "required": required,
+                    "description": f"The decision's comment (at most {MAX_APPROVAL_COMMENT} characters)"
+                    + ("; required" if required else "; the body may be left out"),
+                    "content": {"application/json": {"schema": _ref("DecisionRequest")}},
+                },
+                "responses": {
+                    "200": {
+                        **_json_response("The run, with its approval decided", _ref("RunRecord")),
+                        "headers": {"Operation-Location": _RUN_LOCATION},
+                    },
+                    **_problem_responses(
+                        "validation-failed",
+                        "payload-too-large",
+                        "unsupported-media-type",
+                        "unauthorized",
+                        "approver-required",
+                        "self-approval-forbidden",
+                        "not-found",
+                        "run-state-conflict",
+                        "azure-unavailable",
+                        "internal",
+                    ),
+                },
+            },
+        }
+        for verb, (summary, description, required) in described.items()
+    }
+
+
 def _schemas() -> dict[str, Any]:
     _, generated = models_json_schema(
         [
             (DeploymentRequest, "validation"),
             (QueueDeploymentRequest, "validation"),
             (RotateKeysRequest, "validation"),
+            (DecisionRequest, "validation"),
             (RunRecord, "serialization"),
             (Deployment, "serialization"),
+            (WhatIf, "serialization"),
         ],
         by_alias=True,
         ref_template=SCHEMAS + "{model}",
@@ -415,7 +544,9 @@ def _schemas() -> dict[str, Any]:
     run["description"] = (
         "A run: one operation (deploy, repair or delete) on a deployment, from acceptance to its end, with every "
         "status it went through. Requests that joined it while it was in flight are counted in `joinedCount` and "
-        f"the first {MAX_LISTED_JOINERS} listed in `joined`; each hears the run's end by its own event."
+        f"the first {MAX_LISTED_JOINERS} listed in `joined`; each hears the run's end by its own event. A deploy "
+        "run the approval policy named carries `approval`: why it waited and until when, then the decision "
+        "(approved, rejected, expired or withdrawn), who made it, when and why."
     )
     schemas["Deployment"]["description"] = (
         "The Deployment resource: one per (workspace, model). `spec` is what was asked for; `status` is what "

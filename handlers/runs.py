@@ -1,7 +1,8 @@
 """/api/runs: the status monitors of operations on deployments (deploy, repair, delete), one run per operation.
 
-Only request parsing and response shaping live here; the deployment service is imported inside each function so
-that importing function_app loads no Azure SDK.
+Every read needs a signed-in caller and shows only the runs they may see (shared/deployments/visibility.py): another's
+run answers 404 as a missing one does, and lists leave it out. Only request parsing and response shaping live here;
+the deployment service is imported inside each function so that importing function_app loads no Azure SDK.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import azure.functions as func
 
 from handlers.http_responses import json_response, problem_response, problems_on_crash
 from handlers.listing import choice_filter, page_size, paged_response, query_parameters, workspace_filter
-from handlers.submissions import public_run
+from handlers.principal import UnauthenticatedError, caller_of
+from handlers.submissions import CHALLENGE, public_run
 from shared.problems import NOT_FOUND, Problem
 from shared.runs import RunStatus
 
@@ -27,8 +29,12 @@ blueprint = func.Blueprint()
 def get_run(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployments.composition import deployment_service
 
+    try:
+        caller = caller_of(req.headers)
+    except UnauthenticatedError as error:
+        return problem_response(error.problem, headers=CHALLENGE)
     run_id = req.route_params.get("runId", "")
-    run = deployment_service().get(run_id)
+    run = deployment_service().get(run_id, caller=caller)
     if run is None:
         return problem_response(Problem(NOT_FOUND, f"There is no run '{run_id}'."))
     return json_response(public_run(req, run))
@@ -40,6 +46,10 @@ def get_run(req: func.HttpRequest) -> func.HttpResponse:
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployments.composition import deployment_service
 
+    try:
+        caller = caller_of(req.headers)
+    except UnauthenticatedError as error:
+        return problem_response(error.problem, headers=CHALLENGE)
     params = query_parameters(req)
     errors: list[dict[str, str]] = []
     workspace_id = workspace_filter(params.get("workspaceId"), errors)
@@ -50,6 +60,7 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 
     def fetch(token: str | None) -> tuple[list[dict], str | None]:
         page = deployment_service().list(
+            caller=caller,
             workspace_id=workspace_id,
             status=status,
             ticket=params.get("ticket"),
@@ -57,6 +68,6 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
             page_size=size,
             continuation_token=token,
         )
-        return [public_run(req, run) for run in page.runs], page.continuation_token
+        return [public_run(req, run) for run in page.items], page.continuation_token
 
     return paged_response(req, params, LIST_PARAMETERS, fetch)

@@ -1,5 +1,6 @@
 """The watchdog timer (%WATCHDOG_SCHEDULE%, every 30 s by default; run it now with POST /admin/functions/watchdog and
-the master key): re-enqueues the step of every run whose chain of work messages went quiet (shared/watchdog.py).
+the master key): re-enqueues the step of every run whose chain of work messages went quiet, and rejects every run
+whose approval expired (shared/watchdog.py).
 
 The adapters are imported inside the composition below, so importing function_app (every cold start) loads no Azure
 SDK; one watchdog is built per worker process.
@@ -26,7 +27,7 @@ blueprint = func.Blueprint()
 @blueprint.schedule(arg_name="timer", schedule="%WATCHDOG_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def watchdog(timer: func.TimerRequest) -> None:
     report = run_watchdog().sweep()
-    acted = report.recovered or report.raced or report.exhausted or report.unresumable
+    acted = report.recovered or report.raced or report.exhausted or report.unresumable or report.expired
     LOGGER.log(
         logging.INFO if acted else logging.DEBUG,
         "watchdog%s: %s",
@@ -44,13 +45,20 @@ def run_watchdog() -> Watchdog:
     from shared.adapters.run_store import RunStore
     from shared.adapters.tables import DocumentTable
     from shared.config import Settings
+    from shared.deployments.approvals import ApprovalExpiry
     from shared.watchdog import Watchdog
 
     configure_telemetry()
     settings = Settings.from_env()
+    runs = RunStore(DocumentTable.open(settings.storage, settings.runs_table))
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
     return Watchdog(
-        runs=RunStore(DocumentTable.open(settings.storage, settings.runs_table)),
+        runs=runs,
         work=JsonQueue.open(settings.storage, settings.work_queue),
-        clock=lambda: datetime.now(UTC),
+        clock=clock,
         stall_seconds=settings.watchdog_stall_seconds,
+        expire=ApprovalExpiry(runs=runs, events=JsonQueue.open(settings.storage, settings.events_queue), clock=clock),
     )

@@ -4,12 +4,17 @@ Marketplace (partner and community) models bill through Azure Marketplace, and s
 the offer's terms, so enterprises put an approval in front of that. The policy is off unless enabled; once enabled it
 covers Marketplace models unless told otherwise, and any of the listed publishers, models, workspaces or
 subscriptions besides. Only a new deployment (a deploy run) asks: a repair re-creates what was approved already.
+Approvers decide with `POST /api/runs/{runId}/approve` or `/reject`, whose body is a DecisionRequest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 
 from shared.azure_ids import WorkspaceId
 from shared.catalog import ModelClassification
@@ -17,6 +22,7 @@ from shared.model_ids import ModelId, parse_model_id
 from shared.policy import publisher_of, split_setting
 
 DEFAULT_APPROVAL_EXPIRY = timedelta(hours=72)
+MAX_APPROVAL_COMMENT = 1000
 
 
 @dataclass(frozen=True)
@@ -89,3 +95,27 @@ class ApprovalPolicy:
             ),
         )
         return next((ApprovalRequirement(rule, reason) for asks, rule, reason in rules if asks), None)
+
+
+class DecisionRequest(BaseModel):
+    """`POST /api/runs/{runId}/approve` and `/reject` body (a rejection needs its comment)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="forbid", frozen=True)
+
+    comment: str | None = Field(
+        default=None,
+        max_length=MAX_APPROVAL_COMMENT,
+        description=f"Why; recorded on the run and sent with its events (required to reject, at most "
+        f"{MAX_APPROVAL_COMMENT} characters)",
+    )
+
+    @field_validator("comment")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value.strip() or None
+
+    @classmethod
+    def from_wire(cls, body: Any) -> Self:
+        return cls.model_validate(body, by_alias=True, by_name=False)

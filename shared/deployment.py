@@ -30,12 +30,18 @@ DEPLOYMENT_ID_HASH_LENGTH = 10
 
 
 class Phase(StrEnum):
+    PENDING_APPROVAL = "PendingApproval"
     PROVISIONING = "Provisioning"
     READY = "Ready"
     DEGRADED = "Degraded"
     DELETING = "Deleting"
     DELETED = "Deleted"
     FAILED = "Failed"
+
+
+# A run holds the claim and has not ended: requests join it, hygiene leaves the deployment to it. A deployment
+# PendingApproval holds nothing in Azure yet; its run waits for an approver.
+IN_FLIGHT_PHASES = frozenset({Phase.PENDING_APPROVAL, Phase.PROVISIONING, Phase.DELETING})
 
 
 class ConditionType(StrEnum):
@@ -132,12 +138,20 @@ class Deployment(_Value):
     updated_at: AwareDatetime
 
     @classmethod
-    def new(cls, spec: DeploymentSpec, *, run_id: str, requester: DeploymentRequester, at: datetime) -> Deployment:
-        """A deployment whose first run, `run_id`, is about to start."""
+    def new(
+        cls,
+        spec: DeploymentSpec,
+        *,
+        run_id: str,
+        requester: DeploymentRequester,
+        at: datetime,
+        phase: Phase = Phase.PROVISIONING,
+    ) -> Deployment:
+        """A deployment whose first run, `run_id`, is about to start (or to wait for approval, `phase`)."""
         return cls(
             id=deployment_id_of(spec),
             spec=spec,
-            status=DeploymentStatus(phase=Phase.PROVISIONING, current_run_id=run_id, conditions=pending(at)),
+            status=DeploymentStatus(phase=phase, current_run_id=run_id, conditions=pending(at)),
             requests=(requester,),
             request_count=1,
             created_at=at,
@@ -145,10 +159,16 @@ class Deployment(_Value):
         )
 
     def recreated(
-        self, spec: DeploymentSpec, *, run_id: str, requester: DeploymentRequester, at: datetime
+        self,
+        spec: DeploymentSpec,
+        *,
+        run_id: str,
+        requester: DeploymentRequester,
+        at: datetime,
+        phase: Phase = Phase.PROVISIONING,
     ) -> Deployment:
         """The same deployment id made again after it was deleted or failed: a fresh spec, status and history."""
-        fresh = Deployment.new(spec, run_id=run_id, requester=requester, at=at)
+        fresh = Deployment.new(spec, run_id=run_id, requester=requester, at=at, phase=phase)
         return fresh.model_copy(update={"request_count": self.request_count + 1})
 
     def changed(self, *, at: datetime, **status_changes: Any) -> Deployment:
@@ -200,7 +220,8 @@ class Deployment(_Value):
             return updated.with_conditions(gone, at=at).changed(
                 at=at, phase=Phase.DELETED, delete_run_id=run.id, secret_ids=None, error=None
             )
-        # A failed repair leaves the deployment as broken as it was; a failed deploy or delete leaves it Failed.
+        # A failed repair leaves the deployment as broken as it was; a failed deploy or delete leaves it Failed, and so
+        # does a rejected deploy (an approver said no): Failed is gone, so the next request makes it afresh.
         phase = Phase.DEGRADED if run.operation == "repair" else Phase.FAILED
         return updated.changed(at=at, phase=phase, error=run.error)
 
@@ -214,6 +235,11 @@ class Deployment(_Value):
     @property
     def workspace(self) -> WorkspaceId:
         return WorkspaceId.parse(self.spec.workspace_id)
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether its current run holds it: deploying, waiting for approval, or tearing it down."""
+        return self.status.phase in IN_FLIGHT_PHASES
 
     @property
     def is_gone(self) -> bool:

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.runs import KeyRotation, RunRecord, RunRequester, RunStatus
+from shared.runs import ApprovalDecision, KeyRotation, RunRecord, RunRequester, RunStatus
 
 EVENT_TYPE_PREFIX = "com.contoso.broker.deployment"
 DEFAULT_SOURCE = "/serverless-deployment-broker"
@@ -30,6 +30,9 @@ class EventKind(StrEnum):
     DELETED = "deleted"
     KEY_ROTATED = "keyrotated"
     KEY_ROTATION_FAILED = "keyrotationfailed"
+    APPROVAL_REQUESTED = "approvalrequested"
+    APPROVED = "approved"
+    APPROVAL_REJECTED = "approvalrejected"
 
     @property
     def event_type(self) -> str:
@@ -101,6 +104,50 @@ def outcome_events(run: RunRecord, joiners: Iterable[RunRequester], *, time: dat
     yield deployment_event(run, time=time)
     for joiner in joiners:
         yield deployment_event(run, time=time, requester=joiner)
+
+
+# The approval event a decision announces; an expired or withdrawn approval is a rejection too.
+_KIND_OF_DECISION: dict[ApprovalDecision | None, EventKind] = {
+    None: EventKind.APPROVAL_REQUESTED,
+    "approved": EventKind.APPROVED,
+    "rejected": EventKind.APPROVAL_REJECTED,
+    "expired": EventKind.APPROVAL_REJECTED,
+    "withdrawn": EventKind.APPROVAL_REJECTED,
+}
+
+
+def approval_event(
+    run: RunRecord, *, time: datetime, requester: RunRequester | None = None, source: str = DEFAULT_SOURCE
+) -> dict[str, Any]:
+    """The CloudEvent telling one of `run`'s requesters where its approval stands: requested (undecided), approved,
+    or rejected (by an approver, by expiry, or withdrawn). Its data carries the requester's ticket and the approval
+    (rule, reason, expiresAt and, once decided, decision, decidedBy, decidedAt, comment), so a ticketing system can
+    mirror it; ids follow the terminal events' (`<run>/<kind>[/<request id>]`)."""
+    if run.approval is None:
+        raise ValueError(f"Run {run.id} never waited for approval.")
+    kind = _KIND_OF_DECISION[run.approval.decision]
+    data = {
+        "runId": run.id,
+        "deploymentId": run.deployment_id,
+        "operation": run.operation,
+        "ticket": requester.ticket if requester else run.ticket,
+        "status": run.status.value,
+        "workspaceId": run.request.workspace_id,
+        "modelId": run.request.model_id,
+        "approval": run.approval.model_dump(mode="json", by_alias=True),
+    }
+    event_id = f"{run.id}/{kind.value}"
+    if requester is not None:
+        assert requester.request_id, "a joiner's events are named by its request id"
+        event_id += f"/{requester.request_id}"
+    return _envelope(kind, event_id=event_id, subject=run.id, time=time, source=source, data=data)
+
+
+def approval_events(run: RunRecord, joiners: Iterable[RunRequester], *, time: datetime) -> Iterator[dict[str, Any]]:
+    """`run`'s approval event to the request that started it and then to every one that joined it."""
+    yield approval_event(run, time=time)
+    for joiner in joiners:
+        yield approval_event(run, time=time, requester=joiner)
 
 
 # What a request answered without a run hears: the deployment was already as asked (succeeded, naming the run that

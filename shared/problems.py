@@ -60,6 +60,15 @@ SUBSCRIPTION_IN_USE = ProblemType(
 DEPLOYMENT_STATE_CONFLICT = ProblemType(
     "deployment-state-conflict", "The deployment's current state does not allow this operation", 409
 )
+# Approvals (shared/deployments/approvals.py): who may decide, on which run, and how a waiting request ends.
+APPROVER_REQUIRED = ProblemType("approver-required", "Only an approver may decide on requests that need approval", 403)
+SELF_APPROVAL_FORBIDDEN = ProblemType("self-approval-forbidden", "Requesters may not decide on their own requests", 403)
+RUN_STATE_CONFLICT = ProblemType("run-state-conflict", "The run's current state does not allow this decision", 409)
+APPROVAL_REJECTED = ProblemType("approval-rejected", "An approver rejected the request", 403)
+APPROVAL_EXPIRED = ProblemType("approval-expired", "No approver decided on the request in time", 403)
+APPROVAL_WITHDRAWN = ProblemType(
+    "approval-withdrawn", "The deployment was deleted while its request waited for approval", 409
+)
 AZURE_UNAVAILABLE = ProblemType("azure-unavailable", "Azure did not answer in time; retry later", 503)
 INTERNAL = ProblemType("internal", "The broker failed unexpectedly", 500)
 
@@ -82,6 +91,12 @@ CATALOG: Mapping[str, ProblemType] = {
         IDEMPOTENCY_CONFLICT,
         SUBSCRIPTION_IN_USE,
         DEPLOYMENT_STATE_CONFLICT,
+        APPROVER_REQUIRED,
+        SELF_APPROVAL_FORBIDDEN,
+        RUN_STATE_CONFLICT,
+        APPROVAL_REJECTED,
+        APPROVAL_EXPIRED,
+        APPROVAL_WITHDRAWN,
         AZURE_UNAVAILABLE,
         INTERNAL,
     )

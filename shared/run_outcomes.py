@@ -1,5 +1,5 @@
 """What every operation's intake shares: how a request was answered, refusing with a stored, announced rejection,
-and checking the requester's permission."""
+checking the requester's permission, and ending a run that waits for approval."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from shared.azure_errors import RecordChangedError
 from shared.azure_ids import WorkspaceId
 from shared.deployment import Deployment
-from shared.events import accepted_event, deployment_event, outcome_events
+from shared.events import accepted_event, approval_event, approval_events, deployment_event, outcome_events
 from shared.ports import AuthorizationPort, MessageQueuePort, PrincipalAccess, RunRepositoryPort
 from shared.problems import Problem
 from shared.rbac import PermissionSet
 from shared.required_permissions import RequesterCheck, check_requester_permission
-from shared.runs import RunError, RunRecord, RunRequester, RunStatus
+from shared.runs import ApprovalDecision, RunError, RunRecord, RunRequester, RunStatus
 from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
 LOGGER = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ def requester_problem(
     return None if result.allowed else Problem.of("requester-forbidden", result.rejection_text)
 
 
-def rejected(run: RunRecord, problem: Problem, *, at: datetime) -> RunRecord:
+def rejected(run: RunRecord, problem: Problem, *, at: datetime, **changes: Any) -> RunRecord:
+    """`run` ended Rejected with `problem` as its error; `changes` are other fields the transition sets (the decided
+    approval)."""
     extensions = dict(problem.extensions)
     return run.transition(
         RunStatus.REJECTED,
@@ -54,6 +56,7 @@ def rejected(run: RunRecord, problem: Problem, *, at: datetime) -> RunRecord:
             message=problem.detail or problem.kind.title,
             details=[extensions] if extensions else [],
         ),
+        **changes,
     )
 
 
@@ -119,13 +122,13 @@ def join_in_flight(
     at: datetime,
 ) -> Submission:
     """Answer a request by the run in flight, `current` (as just read), which then answers it too: its own accepted
-    event now, its own terminal event when the run ends. RecordChangedError when that run has ended already, so the
-    caller looks again.
+    event now (and, while the run waits for approval, its own approvalrequested event), its own approval decision
+    and terminal event when they come. RecordChangedError when that run has ended already, so the caller looks again.
 
     The join writes only the request's own rows (joiner and ticket), so joins never contend with each other or with
-    the workflow. The run may end between the read of `current` and that write, and its announcer may have listed
-    the joiners before this one was written: the run is read again after the write, and if it has ended this request
-    is sent its terminal event here, under the id the announcer would give it (a duplicate at worst, never a miss).
+    the workflow. The run may be decided or end between the read of `current` and that write, and its announcer may
+    have listed the joiners before this one was written: the run is read again after the write, and what this
+    request missed is sent here, under the ids the announcer would give it (a duplicate at worst, never a miss).
     """
     if current.is_terminal:
         raise RecordChangedError(f"run {current.id} ended while a request joined it")
@@ -134,11 +137,55 @@ def join_in_flight(
     if idempotency_key:
         runs.answer_idempotency_key(caller, idempotency_key, run_id=current.id)
     events.send(accepted_event(current, time=at, requester=joiner))
+    waited = current.awaiting_approval
+    if waited:
+        events.send(approval_event(current, time=at, requester=joiner))
     latest = runs.run_view(current.id)
     assert latest is not None, "runs are never removed"
+    if waited and latest.approval is not None and not latest.approval.pending:
+        events.send(approval_event(latest, time=at, requester=joiner))
     if latest.is_terminal:
         events.send(deployment_event(latest, time=at, requester=joiner))
     return Submission("joined", run=latest, deployment=deployment)
+
+
+def close_approval(
+    runs: RunRepositoryPort,
+    events: MessageQueuePort,
+    run_id: str,
+    *,
+    decision: ApprovalDecision,
+    problem: Problem,
+    at: datetime,
+    by: str | None = None,
+    comment: str | None = None,
+    telemetry: BrokerTelemetry = BROKER_TELEMETRY,
+) -> tuple[RunRecord, bool]:
+    """End run `run_id` Rejected with `problem`, recording `decision` on its approval, if it still waits for one:
+    the run as stored, and whether this call ended it (False when a concurrent decision, expiry or withdrawal came
+    first; the ETag-conditional write lets exactly one of them through).
+
+    The run is written first and its deployment second, which releases it (`Deployment.run_finished`: a rejected
+    deploy leaves it Failed, so the next request makes it afresh); should the host die in between, the next request
+    for the deployment catches it up. Only the call that ended the run announces it: the approval event, then the
+    rejected event, to the request that started it and to every one that joined it.
+    """
+
+    def close(current: RunRecord) -> RunRecord | None:
+        if not current.awaiting_approval or current.approval is None:
+            return None
+        approval = current.approval.decided(decision, at=at, by=by, comment=comment)
+        return rejected(current, problem, at=at, approval=approval)
+
+    ended, made = update_once(runs, run_id, close)
+    if ended.is_terminal and ended.deployment_id:
+        runs.update_deployment(ended.deployment_id, lambda deployment: deployment.run_finished(ended, at=at))
+    if made:
+        joiners = runs.joiners(run_id)
+        for event in approval_events(ended, joiners, time=at):
+            events.send(event)
+        announce(events, ended, at, telemetry, joiners=joiners)
+    return ended, made
 
 
 def update_once(

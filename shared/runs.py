@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_jsonable_python
 
+from shared.approvals import MAX_APPROVAL_COMMENT
 from shared.azure_ids import WorkspaceId
 from shared.requests import DeploymentRequest
 
@@ -28,6 +29,7 @@ _SECRET_PATH = re.compile(r"^/secrets/[A-Za-z][A-Za-z0-9-]{0,126}(/[A-Za-z0-9]+)
 class RunStatus(StrEnum):
     ACCEPTED = "Accepted"
     VALIDATING = "Validating"
+    PENDING_APPROVAL = "PendingApproval"
     SUBSCRIBING = "Subscribing"
     PROVISIONING = "Provisioning"
     STORING_KEYS = "StoringKeys"
@@ -45,7 +47,8 @@ RunOperation = Literal["deploy", "repair", "delete"]
 
 # Sold-directly models skip Subscribing; a repair starts where Azure's state first differs from the spec. Every
 # deploy and repair run ends by re-reading Azure (Verifying), so Succeeded means Azure reports the deployment whole.
-# Delete runs go Validating -> Deleting -> Deleted.
+# A deploy run the approval policy names waits in PendingApproval, before any Azure write, and goes on from there to
+# where intake would have started it, or ends Rejected. Delete runs go Validating -> Deleting -> Deleted.
 ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.ACCEPTED: frozenset({RunStatus.VALIDATING, RunStatus.REJECTED, RunStatus.FAILED}),
     RunStatus.VALIDATING: frozenset(
@@ -55,9 +58,13 @@ ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
             RunStatus.STORING_KEYS,
             RunStatus.VERIFYING,
             RunStatus.DELETING,
+            RunStatus.PENDING_APPROVAL,
             RunStatus.REJECTED,
             RunStatus.FAILED,
         }
+    ),
+    RunStatus.PENDING_APPROVAL: frozenset(
+        {RunStatus.SUBSCRIBING, RunStatus.PROVISIONING, RunStatus.STORING_KEYS, RunStatus.REJECTED, RunStatus.FAILED}
     ),
     RunStatus.SUBSCRIBING: frozenset({RunStatus.PROVISIONING, RunStatus.FAILED}),
     RunStatus.PROVISIONING: frozenset({RunStatus.STORING_KEYS, RunStatus.FAILED}),
@@ -67,7 +74,14 @@ ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     **{status: frozenset() for status in TERMINAL_STATUSES},
 }
 _DEPLOY_ONLY = frozenset(
-    {RunStatus.SUBSCRIBING, RunStatus.PROVISIONING, RunStatus.STORING_KEYS, RunStatus.VERIFYING, RunStatus.SUCCEEDED}
+    {
+        RunStatus.PENDING_APPROVAL,
+        RunStatus.SUBSCRIBING,
+        RunStatus.PROVISIONING,
+        RunStatus.STORING_KEYS,
+        RunStatus.VERIFYING,
+        RunStatus.SUCCEEDED,
+    }
 )
 _DELETE_ONLY = frozenset({RunStatus.DELETING, RunStatus.DELETED})
 
@@ -173,6 +187,41 @@ class CrossRegion(_Value):
     connection: ConnectionInfo | None = None
 
 
+ApprovalDecision = Literal["approved", "rejected", "expired", "withdrawn"]
+
+
+class Approval(_Value):
+    """A run's wait for an approver: why it waits and until when, then who decided what, when and why.
+
+    `expired` is the watchdog's decision when nobody decided in time (decidedBy stays empty); `withdrawn` is a delete
+    of the deployment before anybody decided (decidedBy is who deleted it).
+    """
+
+    rule: str
+    reason: str
+    requested_at: AwareDatetime
+    expires_at: AwareDatetime
+    decision: ApprovalDecision | None = None
+    decided_by: str | None = None
+    decided_at: AwareDatetime | None = None
+    comment: str | None = Field(default=None, max_length=MAX_APPROVAL_COMMENT)
+
+    @property
+    def pending(self) -> bool:
+        return self.decision is None
+
+    def expired_by(self, now: datetime) -> bool:
+        """Whether nobody decided before `now` and the wait has run out."""
+        return self.pending and now >= self.expires_at
+
+    def decided(
+        self, decision: ApprovalDecision, *, at: datetime, by: str | None = None, comment: str | None = None
+    ) -> Approval:
+        return self.model_copy(
+            update={"decision": decision, "decided_by": by, "decided_at": at, "comment": comment or None}
+        )
+
+
 # The public run lists this many of its joiners (the first to join) and counts them all.
 MAX_LISTED_JOINERS = 50
 
@@ -212,6 +261,8 @@ class RunRecord(_Value):
     warnings: tuple[str, ...] = ()
     cross_region: CrossRegion | None = None
     key_rotations: tuple[KeyRotation, ...] = ()
+    # Set when the approval policy named the request: the wait, then the decision (kept once decided).
+    approval: Approval | None = None
     # The step chain (shared/engine.py), private to the broker: a work message counts only while it carries the run's
     # current step token, which every status change, every new rotation and every watchdog re-enqueue moves on, so one
     # chain of messages at a time carries a run. `stepped_at` is when a step of that chain last ran (refreshed every
@@ -268,6 +319,7 @@ class RunRecord(_Value):
         endpoint: EndpointInfo | None = None,
         secret_ids: SecretIds | None = None,
         error: RunError | None = None,
+        approval: Approval | None = None,
     ) -> RunRecord:
         """The record after moving to `status`; moving to the current status again changes nothing.
 
@@ -289,9 +341,8 @@ class RunRecord(_Value):
             "step_token": self.step_token + 1,
             "recoveries": 0,
         }
-        for name, value in (("endpoint", endpoint), ("secret_ids", secret_ids), ("error", error)):
-            if value is not None:
-                changes[name] = value
+        given = {"endpoint": endpoint, "secret_ids": secret_ids, "error": error, "approval": approval}
+        changes.update({name: value for name, value in given.items() if value is not None})
         updated = RunRecord.model_validate({**dict(self), **changes})
         _check_outcome(updated)
         return updated
@@ -323,9 +374,13 @@ class RunRecord(_Value):
 
     @property
     def in_flight(self) -> bool:
-        """Whether a chain of work messages should be carrying this run: it has not ended, or a key rotation on it
-        has not."""
+        """Whether the watchdog should watch this run: it has not ended, or a key rotation on it has not. A run waiting
+        for approval has no chain of work messages yet, but the watchdog ends it when its approval expires."""
         return not self.is_terminal or self.pending_rotation is not None
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return self.status is RunStatus.PENDING_APPROVAL
 
     @property
     def last_activity(self) -> datetime:
@@ -369,3 +424,9 @@ def _check_outcome(run: RunRecord) -> None:
         raise IllegalTransitionError(f"Run {run.id} cannot succeed before its endpoint and secret ids are recorded.")
     if run.status in (RunStatus.REJECTED, RunStatus.FAILED) and run.error is None:
         raise IllegalTransitionError(f"Run {run.id} cannot end {run.status} without an error.")
+    # Waiting for approval needs a wait that is still open; moving on from it needs the decision recorded.
+    if run.status is RunStatus.PENDING_APPROVAL and (run.approval is None or not run.approval.pending):
+        raise IllegalTransitionError(f"Run {run.id} cannot wait for approval without an undecided approval.")
+    waited = any(step.status is RunStatus.PENDING_APPROVAL for step in run.steps)
+    if waited and run.status is not RunStatus.PENDING_APPROVAL and (run.approval is None or run.approval.pending):
+        raise IllegalTransitionError(f"Run {run.id} cannot leave PendingApproval before a decision is recorded.")

@@ -17,6 +17,10 @@ for, keys already in Key Vault are not written again, and only the status change
 A run re-enqueued MAX_RECOVERIES times without moving is left alone (a step that fails the same way each time is a
 bug, not a lost message); hygiene's run-stuck rule reports it. Runs are stored only once intake has moved them past
 Validating, so an Accepted or Validating run in flight has no step to resume; it is reported, never guessed at.
+
+A run waiting for approval (PendingApproval) has no chain to lose: it is never silent here. Once its approval has
+expired the watchdog hands it to `expire` (shared/deployments/approvals.py, wired by the timer's handler), which ends
+it Rejected with an ETag-conditional write, so of two sweeps at once exactly one expires it and announces that.
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ class SweepReport:
     exhausted: list[str] = field(default_factory=list)
     # Runs in flight with no step to resume (Accepted, Validating).
     unresumable: list[str] = field(default_factory=list)
+    # Runs waiting for an approver, and those of them this sweep ended because their approval expired.
+    awaiting_approval: int = 0
+    expired: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -69,6 +76,8 @@ class SweepReport:
             "raced": self.raced,
             "exhausted": self.exhausted,
             "unresumable": self.unresumable,
+            "awaitingApproval": self.awaiting_approval,
+            "expired": self.expired,
         }
 
 
@@ -100,13 +109,17 @@ class Watchdog:
         stall_seconds: float,
         max_recoveries: int = MAX_RECOVERIES,
         telemetry: WatchdogTelemetry = WATCHDOG_TELEMETRY,
+        expire: Callable[[RunRecord], bool] | None = None,
     ) -> None:
+        """`expire` ends a run whose approval has expired (True when this call ended it); without it, runs waiting
+        for approval are only counted."""
         self._runs = runs
         self._work = work
         self._clock = clock
         self._stall = timedelta(seconds=stall_seconds)
         self._max_recoveries = max_recoveries
         self._telemetry = telemetry
+        self._expire = expire
 
     def sweep(self) -> SweepReport:
         """One pass over the runs in flight: re-enqueue the step of each one silent for the stall threshold."""
@@ -124,6 +137,12 @@ class Watchdog:
 
     def _look_at(self, run: RunRecord, report: SweepReport) -> None:
         now = self._clock()
+        if run.awaiting_approval:
+            report.awaiting_approval += 1
+            expired = run.approval is not None and run.approval.expired_by(now)
+            if expired and self._expire is not None and self._expire(run):
+                report.expired.append(run.id)
+            return
         if not self._silent(run, now):
             return
         step = resume_step(run)

@@ -91,12 +91,18 @@ class BenchStack:
         run_id = location.rstrip("/").rsplit("/", 1)[-1] if location else None
         return Submitted(response.status_code, response.json(), started, time.time() - started, attempt, run_id)
 
+    def run(self, run_id: str) -> dict[str, Any]:
+        """The run, read as the requester who made it (see wait_for_runs)."""
+        return self.broker.call("GET", f"/api/runs/{run_id}", headers=self.requester_headers()).json()
+
     def wait_for_runs(self, ticket: str, run_ids: Iterable[str], *, timeout: float) -> dict[str, dict[str, Any]]:
-        """The runs, once every one is terminal (one list call per second, not one call per run)."""
+        """The runs, once every one is terminal (one list call per second, not one call per run), read as the
+        requester who made them: a caller sees only what it may, and the bench's resource group is not the reader's."""
         wanted = set(run_ids)
         deadline = time.monotonic() + timeout
         while True:
-            listed = self.broker.call("GET", "/api/runs", params={"ticket": ticket, "pageSize": "100"}).json()
+            query = {"ticket": ticket, "pageSize": "100"}
+            listed = self.broker.call("GET", "/api/runs", headers=self.requester_headers(), params=query).json()
             runs = {run["id"]: run for run in listed["value"] if run["id"] in wanted}
             if len(runs) == len(wanted) and all(run["status"] in TERMINAL for run in runs.values()):
                 return runs

@@ -3,6 +3,10 @@
 Checks are small registered classes run in order, cheapest first (Cloud Custodian's filter pattern): local policy
 before any Azure call, so a request the broker would refuse anyway costs no ARM traffic. The first failing check
 rejects the request with a problem that says what is wrong and how to fix it.
+
+What-if (shared/deployments/what_if.py) evaluates every check instead (`evaluate_every_check`,
+`evaluate_join_checks`): past a failure, a check is skipped only when it needs one that failed (`Check.needs`), or
+when Azure refused an earlier check's read for good.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import ClassVar
+from typing import ClassVar, Literal
 
+from shared.azure_errors import AzureCallError
 from shared.azure_ids import ScopeLevel, WorkspaceId
 from shared.catalog import SOLD_DIRECTLY_PREFIX, ModelCatalog
 from shared.cross_region import CrossRegionHubs, Hub
@@ -80,9 +85,19 @@ class Check:
     name: ClassVar[str]
     # Decided from the request and configuration alone, without calling Azure.
     local: ClassVar[bool] = False
+    # The earlier checks whose failure leaves this one nothing sound to judge (for evaluate_every_check).
+    needs: ClassVar[tuple[str, ...]] = ()
+    # Why a check that needs this one cannot be judged once this one has failed.
+    unmet: ClassVar[str] = ""
+    # What passing establishes, for callers shown every check.
+    establishes: ClassVar[str] = ""
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         raise NotImplementedError
+
+    def passed_detail(self, context: PreflightContext) -> str:
+        """What passing established for this request (called only after `evaluate` passed)."""
+        return self.establishes
 
 
 CHECKS: list[type[Check]] = []
@@ -97,6 +112,7 @@ def register(check: type[Check]) -> type[Check]:
 class ModelApproved(Check):
     name = "model-approved"
     local = True
+    establishes = "The approved-model policy allows the model."
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         model = context.request.model
@@ -114,6 +130,7 @@ class ModelKnown(Check):
 
     name = "model-known"
     local = True
+    unmet = "how the model is sold and where it deploys are unknown"
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         catalog = context.policy.catalog
@@ -136,11 +153,18 @@ class ModelKnown(Check):
             suggestions=suggestions,
         )
 
+    def passed_detail(self, context: PreflightContext) -> str:
+        if context.policy.catalog.get(context.request.model) is not None:
+            return "The model is in the model catalog, which says how it is sold and where it deploys."
+        return "The model is not in the catalog; BROKER_ALLOW_UNCATALOGUED_MODELS lets the prefix rule classify it."
+
 
 @register
 class WorkspaceAllowed(Check):
     name = "workspace-allowed"
     local = True
+    unmet = "the broker reads nothing of a workspace it does not deploy into"
+    establishes = "The broker deploys into this workspace."
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         decision = context.policy.allowed_targets.evaluate(context.request.workspace)
@@ -151,6 +175,7 @@ class WorkspaceAllowed(Check):
 class EndpointNameValid(Check):
     name = "endpoint-name-valid"
     local = True
+    unmet = "the deployment has no valid names to plan with"
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         try:
@@ -159,10 +184,15 @@ class EndpointNameValid(Check):
             return Problem.of("endpoint-name-invalid", str(error))
         return None
 
+    def passed_detail(self, context: PreflightContext) -> str:
+        return f"Endpoint name '{_plan(context).endpoint_name}' is valid."
+
 
 @register
 class BrokerPermissions(Check):
     name = "broker-permissions"
+    needs = ("model-known", "workspace-allowed", "endpoint-name-valid")
+    establishes = "The broker's identity holds what the deployment needs at each scope."
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         return _broker_permission_problem(context, context.request.workspace)
@@ -171,6 +201,9 @@ class BrokerPermissions(Check):
 @register
 class RequesterMayDeploy(Check):
     name = "requester-permission"
+    needs = ("workspace-allowed",)
+    unmet = "the broker shows what a workspace holds only to callers who may deploy into it"
+    establishes = "The caller may deploy serverless endpoints into the workspace."
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         return requester_problem(
@@ -183,6 +216,9 @@ class RegionSupported(Check):
     """The workspace's region offers the model, or a configured hub region does and the request allows using it."""
 
     name = "region-supported"
+    # The endpoint name too: a cross-region deployment is planned in its hub.
+    needs = ("model-known", "workspace-allowed", "endpoint-name-valid")
+    unmet = "where the endpoint would live is not settled"
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         location = context.workspace.location
@@ -215,6 +251,17 @@ class RegionSupported(Check):
             crossRegionHub={"workspaceId": hub.workspace.resource_id, "location": hub.location},
         )
 
+    def passed_detail(self, context: PreflightContext) -> str:
+        location = context.workspace.location
+        if context.target is not None:
+            return (
+                f"{location} does not offer the model; it deploys in hub project {context.target.name}, connected "
+                f"to workspace {context.workspace.name}."
+            )
+        if context.policy.catalog.supports_location(context.request.model, location) is None:
+            return f"The catalog does not list the model's regions, so Azure decides whether {location} offers it."
+        return f"{location}, the workspace's region, offers the model."
+
 
 def _deploy_in_hub(context: PreflightContext, hub: Hub) -> Problem | None:
     """Retarget the deployment to `hub`, once the broker may deploy there and connect the requester's project."""
@@ -241,6 +288,7 @@ def _deploy_in_hub(context: PreflightContext, hub: Hub) -> Problem | None:
 @register
 class OneDeploymentPerModel(Check):
     name = "one-deployment-per-model"
+    needs = ("endpoint-name-valid", "region-supported", "requester-permission")
 
     def evaluate(self, context: PreflightContext) -> Problem | None:
         plan = _plan(context)
@@ -272,6 +320,14 @@ class OneDeploymentPerModel(Check):
                     existingEndpoint=endpoint.name,
                 )
         return None
+
+    def passed_detail(self, context: PreflightContext) -> str:
+        if context.existing_endpoint is not None:
+            return (
+                f"Workspace {context.target_name} holds the broker's endpoint '{context.existing_endpoint.name}' for "
+                "the model; the deployment uses it."
+            )
+        return f"Workspace {context.target_name} holds no other endpoint of the model, nor one with its name."
 
 
 def spec_for(request: DeploymentRequest, plan: DeploymentPlan, target: WorkspaceId | None) -> DeploymentSpec:
@@ -347,6 +403,94 @@ def _hub_kept(context: PreflightContext, deployment: Deployment) -> WorkspaceId 
     policy = context.policy
     hub = policy.hubs.for_model(context.request.model, policy.catalog, requester=context.request.workspace)
     return hub.workspace if hub is not None and hub.workspace.resource_id.lower() == hub_id.lower() else None
+
+
+CheckVerdict = Literal["passed", "failed", "skipped", "notNeeded"]
+# How an Azure refusal met during a check becomes that check's problem: None lets the error through (transient).
+AzureRefusal = Callable[[AzureCallError], Problem | None]
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check as what-if reports it: evaluated past earlier failures, unlike run_preflight."""
+
+    name: str
+    verdict: CheckVerdict
+    detail: str
+    problem: Problem | None = None
+    # A skipped check: the earlier check it needed, or whose read Azure refused.
+    blocked_by: str | None = None
+
+
+def evaluate_every_check(context: PreflightContext, *, refusal: AzureRefusal) -> list[CheckOutcome]:
+    """Every check in order, as run_preflight runs them, but carrying on past a failure, so every failing check is
+    found. A check is skipped when one it needs failed or was skipped, and a check calling Azure is skipped once
+    Azure refused an earlier check's read for good (`refusal` turns that into the earlier check's problem)."""
+    evaluation = _Evaluation(context, refusal)
+    evaluation.run(CHECKS)
+    return list(evaluation.outcomes.values())
+
+
+def evaluate_join_checks(
+    context: PreflightContext, deployment: Deployment, *, refusal: AzureRefusal
+) -> list[CheckOutcome] | None:
+    """run_join_preflight's checks, each evaluated past a failure; the checks it leaves out are `notNeeded`. None
+    when the request asks `deployment` for something else: then intake runs every check (evaluate_every_check)."""
+    evaluation = _Evaluation(context, refusal)
+    evaluation.run([check for check in CHECKS if check.local])
+    if evaluation.all_passed:
+        context.target = _hub_kept(context, deployment)
+        context.plan = plan_for(context.request, context.policy.catalog, target=context.target)
+        if deployment.spec.differences(spec_for(context.request, context.plan, context.target)):
+            return None
+    evaluation.run([RequesterMayDeploy])
+    not_needed = (
+        f"Checked when deployment {deployment.id} was made: a request asking for it exactly as it is runs only "
+        "local policy and the requester's permission."
+    )
+    return [
+        evaluation.outcomes.get(check.name) or CheckOutcome(check.name, "notNeeded", not_needed) for check in CHECKS
+    ]
+
+
+class _Evaluation:
+    """Outcomes of checks run one after another on one context, each judged in the light of those before it."""
+
+    def __init__(self, context: PreflightContext, refusal: AzureRefusal) -> None:
+        self._context = context
+        self._refusal = refusal
+        self._refused_by: str | None = None
+        self.outcomes: dict[str, CheckOutcome] = {}
+
+    @property
+    def all_passed(self) -> bool:
+        return all(outcome.verdict == "passed" for outcome in self.outcomes.values())
+
+    def run(self, checks: list[type[Check]]) -> None:
+        for check_type in checks:
+            self.outcomes[check_type.name] = self._outcome(check_type())
+
+    def _outcome(self, check: Check) -> CheckOutcome:
+        unmet = [self.outcomes[name] for name in check.needs if name in self.outcomes]
+        blocking = next((outcome for outcome in unmet if outcome.verdict in ("failed", "skipped")), None)
+        if blocking is not None:
+            how = "failed" if blocking.verdict == "failed" else "was skipped"
+            why = next(known.unmet for known in CHECKS if known.name == blocking.name)
+            detail = f"Not evaluated: {blocking.name} {how}, so {why}."
+            return CheckOutcome(check.name, "skipped", detail, blocked_by=blocking.name)
+        if self._refused_by is not None and not check.local:
+            detail = f"Not evaluated: Azure refused {self._refused_by}'s read for good, and this check calls Azure too."
+            return CheckOutcome(check.name, "skipped", detail, blocked_by=self._refused_by)
+        try:
+            problem = check.evaluate(self._context)
+        except AzureCallError as error:
+            problem = self._refusal(error)
+            if problem is None:
+                raise
+            self._refused_by = check.name
+        if problem is not None:
+            return CheckOutcome(check.name, "failed", problem.detail or problem.kind.title, problem)
+        return CheckOutcome(check.name, "passed", check.passed_detail(self._context))
 
 
 def _run_checks(

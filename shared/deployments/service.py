@@ -6,11 +6,13 @@ Intake reconciles each request against the Deployment resource of its (project, 
 - Ready as asked, and Azure agrees -> the deployment, nothing written (200);
 - Degraded, or Ready but Azure disagrees -> a repair run (202);
 - asking for another spec -> 409 deployment-conflict.
+
+A deploy run the approval policy names waits in PendingApproval instead of starting, and approvers decide it
+(shared/deployments/approvals.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared.access import BrokerRoles
+from shared.access import BrokerRoles, Caller
 from shared.approvals import ApprovalPolicy
 from shared.azure_errors import AzureCallError, RecordChangedError, RecordExistsError
 from shared.azure_ids import WorkspaceId
@@ -38,6 +40,7 @@ from shared.deployment import (
     RequestOutcome,
     deployment_id,
 )
+from shared.deployments.approvals import ApprovalDesk, Decision
 from shared.deployments.observe import DEFAULT_HEALTHY_STATES, Observation, observe
 from shared.deployments.preflight import (
     PreflightContext,
@@ -48,9 +51,16 @@ from shared.deployments.preflight import (
     run_preflight,
     spec_for,
 )
+from shared.deployments.visibility import Visibility, VisiblePage, visible_page
 from shared.deployments.workflow import SUCCEEDED, Workflow
 from shared.engine import LIFECYCLE_STEPS, WorkItem, settled_run
-from shared.events import EventKind, accepted_event, answered_without_a_run_events, malformed_request_rejected_event
+from shared.events import (
+    EventKind,
+    accepted_event,
+    answered_without_a_run_events,
+    approval_event,
+    malformed_request_rejected_event,
+)
 from shared.model_ids import parse_model_id
 from shared.plan import DeploymentPlan
 from shared.ports import (
@@ -64,7 +74,7 @@ from shared.ports import (
 from shared.problems import Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, validation_problems
 from shared.run_outcomes import Submission, announce, join_in_flight, problem_of, rejected
-from shared.runs import CrossRegion, EndpointInfo, RunOperation, RunRecord, RunStatus
+from shared.runs import Approval, CrossRegion, EndpointInfo, RunOperation, RunRecord, RunStatus
 from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 from shared.wire import QUEUE_LIMITS, WireError, decoded_text, read_json_object, top_level_string
 
@@ -152,6 +162,15 @@ class DeploymentService:
         self._clock = clock
         self._new_id = new_id
         self._healthy_states = healthy_states
+        self._desk = ApprovalDesk(
+            runs=runs,
+            events=queues.events,
+            roles=roles,
+            clock=clock,
+            restart=self._restart,
+            start=workflow.start,
+            telemetry=telemetry,
+        )
 
     @property
     def catalog(self) -> ModelCatalog:
@@ -160,6 +179,24 @@ class DeploymentService:
     @property
     def lifecycle(self) -> LifecycleHandler | None:
         return self._lifecycle
+
+    # -- approvals -------------------------------------------------------------------------------------------------
+
+    def approve(self, run_id: str, *, caller: Caller, comment: str | None = None) -> Decision:
+        return self._desk.approve(run_id, caller=caller, comment=comment)
+
+    def reject(self, run_id: str, *, caller: Caller, comment: str) -> Decision:
+        return self._desk.reject(run_id, caller=caller, comment=comment)
+
+    def _restart(self, run: RunRecord) -> tuple[RunStatus, str] | Problem:
+        """Where an approved run goes on, from the full preflight run again for its request and original caller."""
+        stored = self._runs.get_deployment(run.deployment_id) if run.deployment_id else None
+        deployment = stored.deployment if stored is not None and not stored.deployment.is_gone else None
+        result, problem = self._preflight(run.request, run.caller, deployment, joining=False)
+        if problem is not None:
+            return problem
+        assert result.plan is not None, "a passed preflight always has a plan"
+        return _first_status(result.plan, result.existing_endpoint, None)
 
     # -- intake ----------------------------------------------------------------------------------------------------
 
@@ -272,7 +309,8 @@ class DeploymentService:
         operation: RunOperation,
         seen: Observation | None = None,
     ) -> Submission:
-        """Claim the deployment for a new run of `operation`, store the run and queue its first step."""
+        """Claim the deployment for a new run of `operation`, store the run and queue its first step; or, for a deploy
+        run the approval policy names, store it waiting for approval (holding the claim) and queue nothing."""
         if not result.complete:
             known = stored.deployment if stored is not None and not stored.deployment.is_gone else None
             result, problem = self._preflight(ask.request, ask.caller, known, joining=False)
@@ -283,24 +321,31 @@ class DeploymentService:
         plan = result.plan
         assert plan is not None
         at = self._clock()
+        # Only a new deployment asks: a repair re-creates what was approved already.
+        requirement = (
+            self._approvals.requirement(ask.request.workspace, plan.model, plan.classification)
+            if operation == "deploy"
+            else None
+        )
+        phase = Phase.PROVISIONING if requirement is None else Phase.PENDING_APPROVAL
         outcome: RequestOutcome = "created" if operation == "deploy" else "repair"
         requester = DeploymentRequester(caller=ask.caller, ticket=ask.ticket, run_id=ask.run.id, outcome=outcome, at=at)
-        if stored is None:
-            claimed = Deployment.new(spec, run_id=ask.run.id, requester=requester, at=at)
+        claimed = _claimed(stored, spec, requester, phase=phase, seen=seen, at=at)
+        endpoint = EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id)
+        claiming = ask.run.model_copy(update={"operation": operation, "deployment_id": claimed.id})
+        if requirement is None:
+            status, detail = _first_status(plan, result.existing_endpoint, seen)
+            run = claiming.transition(status, at=at, detail=detail, endpoint=endpoint)
         else:
-            deployment: Deployment = stored.deployment
-            if deployment.is_gone:
-                claimed = deployment.recreated(spec, run_id=ask.run.id, requester=requester, at=at)
-            else:
-                claimed = deployment.with_request(requester, at=at).changed(
-                    at=at, phase=Phase.PROVISIONING, current_run_id=ask.run.id, error=None
-                )
-                if seen is not None:
-                    claimed = claimed.with_conditions(seen.conditions, at=at)
-        status, detail = _first_status(plan, result.existing_endpoint, seen)
-        run = ask.run.model_copy(update={"operation": operation, "deployment_id": claimed.id}).transition(
-            status, at=at, detail=detail, endpoint=EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id)
-        )
+            approval = Approval(
+                rule=requirement.rule,
+                reason=requirement.reason,
+                requested_at=at,
+                expires_at=at + self._approvals.expiry,
+            )
+            run = claiming.transition(
+                RunStatus.PENDING_APPROVAL, at=at, detail=requirement.reason, endpoint=endpoint, approval=approval
+            )
         if result.target is not None:
             run = run.with_changes(at=at, cross_region=CrossRegion(hub_workspace_id=result.target.resource_id))
         try:
@@ -311,6 +356,10 @@ class DeploymentService:
             # Only attempts sharing an Idempotency-Key share a run id: the other one stored, queues and announces it.
             LOGGER.info("run %s was stored by a concurrent attempt", run.id)
             return self._stored_answer(run.id)
+        if run.awaiting_approval:
+            self._queues.events.send(accepted_event(run, time=self._clock()))
+            self._queues.events.send(approval_event(run, time=self._clock()))
+            return Submission("created", run=run, deployment=claimed)
         self._workflow.start(run)
         self._queues.events.send(accepted_event(run, time=self._clock()))
         return Submission("created" if operation == "deploy" else "repair", run=run, deployment=claimed)
@@ -456,26 +505,65 @@ class DeploymentService:
 
     # -- reads -----------------------------------------------------------------------------------------------------
 
-    # Reads for the API show who each run answers and each deployment's whole request history, joiners included.
+    # Reads for the API show who each run answers and each deployment's whole request history, joiners included,
+    # and only what the caller may see (shared/deployments/visibility.py): what they may not is answered as missing.
 
-    def get(self, run_id: str) -> RunRecord | None:
-        return self._runs.run_view(run_id)
+    def visibility(self, caller: Caller) -> Visibility:
+        """What `caller` may see, for one request: build one per request, so each workspace is judged once."""
+        return Visibility(
+            caller, roles=self._roles, authorization=self._authorization, deployment=self._deployment_view
+        )
 
-    def get_deployment(self, the_id: str) -> Deployment | None:
-        stored = self._runs.get_deployment(the_id)
-        return self._runs.deployment_view(stored.deployment) if stored else None
+    def get(self, run_id: str, *, caller: Caller) -> RunRecord | None:
+        """The run; None when there is none or `caller` may not see it (the two are answered alike)."""
+        run = self._runs.run_view(run_id)
+        return run if run is not None and self._sees_run(self.visibility(caller), run) else None
 
-    def list(self, **filters: Any) -> Any:
-        page = self._runs.list(**filters)
-        return dataclasses.replace(page, runs=[self._runs.with_joiners(run) for run in page.runs])
+    def get_deployment(self, the_id: str, *, caller: Caller) -> Deployment | None:
+        """The deployment; None when there is none or `caller` may not see it (the two are answered alike)."""
+        deployment = self._deployment_view(the_id)
+        visible = deployment is not None and self.visibility(caller).sees_deployment(deployment)
+        return deployment if visible else None
 
-    def list_deployments(self, **filters: Any) -> Any:
-        page = self._runs.list_deployments(**filters)
-        return dataclasses.replace(page, deployments=[self._runs.deployment_view(item) for item in page.deployments])
+    def list(
+        self, *, caller: Caller, page_size: int = 50, continuation_token: str | None = None, **filters: Any
+    ) -> VisiblePage[RunRecord]:
+        """The runs `filters` select that `caller` may see, a full page at a time (see visible_page)."""
+        visibility = self.visibility(caller)
+
+        def read(count: int, token: str | None) -> tuple[list[RunRecord], str | None]:
+            page = self._runs.list(**filters, page_size=count, continuation_token=token)
+            return [self._runs.with_joiners(run) for run in page.runs], page.continuation_token
+
+        return visible_page(
+            read,
+            lambda run: self._sees_run(visibility, run),
+            page_size=page_size,
+            continuation_token=continuation_token,
+        )
+
+    def list_deployments(
+        self, *, caller: Caller, page_size: int = 50, continuation_token: str | None = None, **filters: Any
+    ) -> VisiblePage[Deployment]:
+        """The deployments `filters` select that `caller` may see, a full page at a time (see visible_page)."""
+        visibility = self.visibility(caller)
+
+        def read(count: int, token: str | None) -> tuple[list[Deployment], str | None]:
+            page = self._runs.list_deployments(**filters, page_size=count, continuation_token=token)
+            return [self._runs.deployment_view(item) for item in page.deployments], page.continuation_token
+
+        return visible_page(
+            read,
+            visibility.sees_deployment,
+            page_size=page_size,
+            continuation_token=continuation_token,
+        )
 
     def repair(self, the_id: str, *, caller: str) -> Submission | None:
-        """Re-reconcile a deployment as if its request had been sent again; None when there is no such deployment."""
-        deployment = self.get_deployment(the_id)
+        """Re-reconcile a deployment as if its request had been sent again; None when there is no such deployment.
+        The HTTP route asks get_deployment first, so a caller who may not see it is answered as if it were missing;
+        hygiene's resubscribe remediation repairs as the broker itself."""
+        deployment = self._deployment_view(the_id)
         if deployment is None:
             return None
         if deployment.status.phase in (Phase.DELETED, Phase.DELETING):
@@ -489,6 +577,13 @@ class DeploymentService:
                 ),
             )
         return self.submit(deployment.spec.to_request(), caller=caller)
+
+    def _deployment_view(self, the_id: str) -> Deployment | None:
+        stored = self._runs.get_deployment(the_id)
+        return self._runs.deployment_view(stored.deployment) if stored else None
+
+    def _sees_run(self, visibility: Visibility, run: RunRecord) -> bool:
+        return visibility.sees_run(run, all_joiners=lambda: self._runs.joiners(run.id))
 
     # -- queue and worker ------------------------------------------------------------------------------------------
 
@@ -544,6 +639,24 @@ class DeploymentService:
                 "supported": self.catalog.supports_location(model, workspace.location),
             }
         return answer
+
+    def what_if(self, request: DeploymentRequest, *, caller: Caller) -> Any:
+        """What submitting `request` would do, from reads alone: a shared.deployments.what_if.WhatIf. Imported here
+        because what_if builds on this module's intake rules."""
+        from shared.deployments.what_if import WhatIfPlanner
+
+        planner = WhatIfPlanner(
+            runs=self._runs,
+            machine_learning=self._ml,
+            authorization=self._authorization,
+            secrets=self._secrets,
+            policy=self._policy,
+            approvals=self._approvals,
+            roles=self._roles,
+            clock=self._clock,
+            healthy_states=self._healthy_states,
+        )
+        return planner.what_if(request, caller=caller)
 
     def _poison(self, raw: bytes | str, message_id: str, refusal: _Refusal, *, ticket: str | None) -> None:
         """Copy a malformed message to the poison queue once however often it is delivered, and tell its ticket.
@@ -642,6 +755,27 @@ def _ticket_of(document: dict[str, Any]) -> str | None:
     return ticket if isinstance(ticket, str) and ticket.strip() else None
 
 
+def _claimed(
+    stored: Any,
+    spec: DeploymentSpec,
+    requester: DeploymentRequester,
+    *,
+    phase: Phase,
+    seen: Observation | None,
+    at: datetime,
+) -> Deployment:
+    """The deployment as `requester`'s new run claims it: made (afresh, when it is gone), or taken over."""
+    run_id = requester.run_id
+    assert run_id is not None, "a request that starts a run names it"
+    if stored is None:
+        return Deployment.new(spec, run_id=run_id, requester=requester, at=at, phase=phase)
+    deployment: Deployment = stored.deployment
+    if deployment.is_gone:
+        return deployment.recreated(spec, run_id=run_id, requester=requester, at=at, phase=phase)
+    claimed = deployment.with_request(requester, at=at).changed(at=at, phase=phase, current_run_id=run_id, error=None)
+    return claimed.with_conditions(seen.conditions, at=at) if seen is not None else claimed
+
+
 def _first_status(plan: DeploymentPlan, existing: Endpoint | None, seen: Observation | None) -> tuple[RunStatus, str]:
     """Where a run starts: at the first thing Azure's state lacks (a repair) or at the beginning."""
     if seen is not None:
@@ -680,7 +814,7 @@ def _same_ready(current: Deployment, answered: Deployment) -> bool:
 
 
 def _still_marked_in_flight(deployment: Deployment) -> bool:
-    return deployment.status.phase in (Phase.PROVISIONING, Phase.DELETING)
+    return deployment.in_flight
 
 
 def _fingerprint(request: DeploymentRequest) -> str:

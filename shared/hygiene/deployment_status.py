@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from shared.deployment import Condition, ConditionType, Deployment, Phase, condition
+from shared.deployment import IN_FLIGHT_PHASES, Condition, ConditionType, Deployment, Phase, condition
 from shared.hygiene.context import ScanContext, Source, endpoint_workspace
 from shared.hygiene.findings import FindingRecord, FindingState, finding_key
 from shared.hygiene.inventory import CallFailure
 from shared.hygiene.rules import ENDPOINT_STATE, SUBSCRIPTION_MISSING, SUBSCRIPTION_STATUS, EndpointUnhealthy
 
 LOGGER = logging.getLogger(__name__)
-OWNED_BY_A_RUN = frozenset({Phase.PROVISIONING, Phase.DELETING})
 # Conditions describe what Azure holds; a deleted deployment holds nothing, so only its open findings are kept.
 NO_CONDITIONS = frozenset({Phase.DELETED})
 
@@ -71,7 +70,7 @@ def update_deployments(
         linked = by_deployment.get(deployment.id, [])
         if not linked and not deployment.status.open_findings:
             continue
-        if deployment.status.phase in OWNED_BY_A_RUN:
+        if deployment.status.phase in IN_FLIGHT_PHASES:
             tally.owned_by_run += 1
             continue
         _update(context, writer, deployment, linked, tally, now=now)
@@ -97,7 +96,7 @@ def _update(
 
     def change(current: Deployment) -> Deployment:
         owned.clear()
-        if current.status.phase in OWNED_BY_A_RUN:
+        if current.status.phase in IN_FLIGHT_PHASES:
             owned.append(True)  # a run claimed it since the scan read it
             return current
         updated = current

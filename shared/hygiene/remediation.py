@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.deployment import Deployment, Phase
+from shared.deployment import IN_FLIGHT_PHASES, Deployment, Phase
 from shared.hygiene.findings import AlertKind, AuditEntry, FindingRecord, FindingState, Outcome
 from shared.hygiene.inventory import CallFailure, ScanMachineLearningPort
 from shared.hygiene.rules import RULES, SUBSCRIPTION_MISSING, SUBSCRIPTION_STATUS, Remediation
@@ -40,7 +40,7 @@ LOGGER = logging.getLogger(__name__)
 # a Submission (None when there is no such deployment).
 RepairPort = Callable[[str], object]
 # A run owns these deployments; a deleted one has nothing to re-subscribe.
-NOT_REPAIRABLE = frozenset({Phase.PROVISIONING, Phase.DELETING, Phase.DELETED})
+NOT_REPAIRABLE = IN_FLIGHT_PHASES | {Phase.DELETED}
 
 
 class Action(StrEnum):

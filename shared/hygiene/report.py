@@ -1,13 +1,14 @@
 """The scan report: when, how long, what was scanned, what was found, alerted and done, and what went wrong.
 
-It is stored as one Table Storage property (at most 64 KiB), so long lists are cut and the full count kept.
+It is stored as one Table Storage property (at most 64 KiB), so long lists are cut and the full count kept. Callers
+who see every workspace read it whole; others read `report_as_seen`, counted over the findings they may see.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,10 @@ from shared.hygiene.findings import FindingRecord, FindingState, Outcome
 from shared.hygiene.key_drift import REPORT_KEY
 
 MAX_REPORTED_ITEMS = 50
+# Says whether a report was read whole or counted over what the caller may see.
+SCOPE = "scope"
+# What a report says of the scan itself, shown to every caller: it names no workspace and no resource.
+_SCAN_FIELDS = ("scanId", "startedAt", "finishedAt", "durationSeconds", "dryRun", "rules")
 
 
 @dataclass
@@ -46,7 +51,6 @@ def build_report(
     inventories = list(context.inventories.values())
     reachable = [inventory for inventory in inventories if inventory.reachable]
     records = list(records)
-    open_records = [record for record in records if record.state is FindingState.OPEN]
     outcomes = Counter(action["outcome"] for action in tally.actions)
     return {
         "scanId": str(uuid.uuid4()),
@@ -72,13 +76,7 @@ def build_report(
             "updatedIds": tally.deployments.ids[:MAX_REPORTED_ITEMS],
         },
         "rules": {"evaluated": sorted(evaluated), "skipped": sorted(skipped)},
-        "findings": {
-            "open": dict(sorted(Counter(record.rule for record in open_records).items())),
-            "openBySeverity": dict(sorted(Counter(record.severity.value for record in open_records).items())),
-            "pending": sum(record.state is FindingState.PENDING for record in records),
-            "opened": tally.opened,
-            "resolved": tally.resolved,
-        },
+        "findings": {**_finding_counts(records), "opened": tally.opened, "resolved": tally.resolved},
         "alerts": {"delivered": tally.alerts.delivered, "failed": tally.alerts.failed},
         "remediation": {
             **{outcome.value: outcomes.get(outcome.value, 0) for outcome in Outcome},
@@ -87,4 +85,29 @@ def build_report(
         REPORT_KEY: context.key_drift.as_report(),
         "errors": context.errors[:MAX_REPORTED_ITEMS],
         "errorCount": len(context.errors),
+    }
+
+
+def report_as_seen(report: Mapping[str, Any], visible: Iterable[FindingRecord] | None) -> dict[str, Any]:
+    """The latest report as a caller sees it: whole when `visible` is None (they see every workspace); otherwise
+    what it says of the scan and the findings counted over `visible`, the live (open and pending) findings they may
+    see as stored now. Left out then is what describes the whole estate: workspaces, resources and deployments
+    scanned or updated, alerts, remediation actions, key drift and errors."""
+    if visible is None:
+        return {**report, SCOPE: "all"}
+    return {
+        **{name: report[name] for name in _SCAN_FIELDS if name in report},
+        SCOPE: "visible",
+        "findings": _finding_counts(visible),
+    }
+
+
+def _finding_counts(records: Iterable[FindingRecord]) -> dict[str, Any]:
+    """Open findings by rule and by severity, and how many are pending."""
+    records = list(records)
+    open_records = [record for record in records if record.state is FindingState.OPEN]
+    return {
+        "open": dict(sorted(Counter(record.rule for record in open_records).items())),
+        "openBySeverity": dict(sorted(Counter(record.severity.value for record in open_records).items())),
+        "pending": sum(record.state is FindingState.PENDING for record in records),
     }

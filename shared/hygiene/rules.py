@@ -72,7 +72,7 @@ class Rule:
 
     def recommend(self, finding: Finding, deployment: Deployment | None) -> str:
         """What to do about `finding`: the broker call that fixes it, naming `deployment` when it is about one."""
-        if deployment is not None and deployment.status.phase in (Phase.PROVISIONING, Phase.DELETING):
+        if deployment is not None and deployment.in_flight:
             run = deployment.status.current_run_id
             return (
                 f"Run {run} is working on deployment {deployment.id} ({deployment.status.phase}): follow it with "
@@ -476,7 +476,10 @@ class EndpointUnmanaged(Rule):
 class RunStuck(Rule):
     id = "run-stuck"
     severity = Severity.MEDIUM
-    description = "A deployment run that has not reached a terminal status within the timeout."
+    description = (
+        "A deployment run that has not reached a terminal status within the timeout (counted from its approval for a "
+        "run that waited for one; a run waiting for an approver is not stuck)."
+    )
     sources = frozenset({Source.RUNS})
 
     def recommend(self, finding: Finding, deployment: Deployment | None) -> str:
@@ -498,7 +501,10 @@ class RunStuck(Rule):
     def evaluate(self, context: ScanContext) -> Iterable[Finding]:
         timeout = context.settings.run_stuck_after
         for run in context.active_runs or ():
-            if context.now - run.created_at > timeout:
+            if run.awaiting_approval:
+                continue
+            decided_at = run.approval.decided_at if run.approval else None
+            if context.now - (decided_at or run.created_at) > timeout:
                 yield self.finding(
                     run_resource_id(run.id),
                     run.request.workspace_id,

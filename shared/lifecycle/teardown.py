@@ -9,6 +9,11 @@ run, no new event), and a delete in flight answers with that run, which then ans
 
 Every check happens before anything is deleted: the requester's permission, an endpoint the broker did not make
 (refused), and a subscription other endpoints still bill through (refused, naming them).
+
+Deleting a deployment whose deploy run waits for approval withdraws that request: once the checks pass, the waiting
+run ends Rejected (`approval-withdrawn`, with its approval and rejected events), which releases the deployment, and
+the teardown goes on as for any failed deployment (nothing was made in Azure, so its steps find nothing to delete),
+leaving it Deleted.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from shared.required_permissions import REQUESTER_DELETE_ACTION
 from shared.run_outcomes import (
     Submission,
     announce,
+    close_approval,
     join_in_flight,
     problem_of,
     rejected,
@@ -173,10 +179,14 @@ class Teardown(LifecycleOperation):
                     idempotency_key=run.idempotency_key,
                     at=self._clock(),
                 )
-            return self._reject(run, _busy(deployment, current))
+            if not current.awaiting_approval:
+                return self._reject(run, _busy(deployment, current))
         plan, problem = self._checked(run)
         if problem is not None:
             return self._reject(run, problem)
+        if current is not None and current.awaiting_approval:
+            self._withdraw(current, run)
+            raise RecordChangedError(f"run {current.id} was withdrawn: deployment {deployment_id} is released")
         assert plan is not None
         at = self._clock()
         requester = DeploymentRequester(caller=run.caller, ticket=run.ticket, run_id=run.id, outcome="created", at=at)
@@ -191,6 +201,25 @@ class Teardown(LifecycleOperation):
         self._events.send(accepted_event(started, time=self._clock()))
         self._steps.send(WorkItem(started.id, DELETE_ENDPOINT, step_token=started.step_token))
         return Submission("created", run=started, deployment=saved)
+
+    def _withdraw(self, waiting: RunRecord, teardown: RunRecord) -> None:
+        """End the deploy run `waiting` for approval, for the delete request `teardown` (no-op if it was decided or
+        withdrawn meanwhile: the next round sees what it became)."""
+        problem = Problem.of(
+            "approval-withdrawn",
+            f"{teardown.caller} deleted deployment {waiting.deployment_id} (run {teardown.id}) before an approver "
+            "decided; nothing had been made in Azure.",
+            deleteRunId=teardown.id,
+        )
+        close_approval(
+            self._runs,
+            self._events,
+            waiting.id,
+            decision="withdrawn",
+            problem=problem,
+            at=self._clock(),
+            by=teardown.caller,
+        )
 
     def _already_deleted(self, run: RunRecord, stored: Any) -> Submission:
         """The original delete run answers; a request with a ticket (a queue message) also hears so by event, while

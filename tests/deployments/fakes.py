@@ -391,6 +391,10 @@ class FakeAuthorization(_Recorder):
         access = PrincipalAccess(permissions=tuple(permissions), denials=tuple(denials), role_names=frozenset(roles))
         self._grants.append((principal_id.lower(), scope, access))
 
+    def revoke(self, principal_id: str) -> None:
+        """Take every role and deny assignment of `principal_id` away, at every scope."""
+        self._grants = [grant for grant in self._grants if grant[0] != principal_id.lower()]
+
     def own_principal_id(self) -> str:
         self._enter("own_principal_id")
         return self.principal_id

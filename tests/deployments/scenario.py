@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from itertools import count
 
+from shared.access import DEFAULT_AUDITOR_ROLE, Caller
 from shared.catalog import CatalogEntry, ModelCatalog
 from shared.deployment import Deployment
 from shared.deployments.assembly import assemble_deployment_service
@@ -53,6 +54,8 @@ UNKNOWN_REGIONS_MODEL = "azureml://registries/azureml-deepseek/models/DeepSeek-V
 
 REQUESTER = "3f0c8a61-7e2b-4c1d-9a55-0123456789ab"
 BROKER = "5a6b7c8d-0000-4111-8222-333344445555"
+# Holds the broker's auditor app role, so it sees every run and deployment: how tests read state back by the API.
+AUDITOR = Caller.of("6c5d4e3f-0000-4aaa-8bbb-cccc0000dddd", roles=[DEFAULT_AUDITOR_ROLE])
 
 ML = "Microsoft.MachineLearningServices/workspaces"
 OWNER_BLOCK = {"actions": ["*"]}

@@ -14,7 +14,7 @@ from shared.run_outcomes import announce, join_in_flight
 from shared.runs import MAX_LISTED_JOINERS, RunRequester, RunStatus
 
 from .fakes import MAX_PROPERTY_BYTES, InMemoryDocumentTable, PropertyValueTooLargeError
-from .scenario import DIRECT_MODEL, MARKETPLACE_MODEL, request
+from .scenario import AUDITOR, DIRECT_MODEL, MARKETPLACE_MODEL, request
 from .test_round_trips import count_round_trips
 from .test_service import allow
 
@@ -45,12 +45,12 @@ def test_three_hundred_joiners_each_hear_accepted_and_succeeded_and_the_run_stil
     assert tickets_per_event(world, "accepted") == everyone
     assert tickets_per_event(world, "succeeded") == everyone
     assert len({event["id"] for event in world.events.bodies}) == len(world.events.bodies)
-    view = world.service.get(first.id)
+    view = world.service.get(first.id, caller=AUDITOR)
     assert (view.joined_count, len(view.joined)) == (MANY_JOINERS, MAX_LISTED_JOINERS)
     assert [joiner.ticket for joiner in view.joined] == [f"CHG-{n}" for n in range(1, MAX_LISTED_JOINERS + 1)]
-    history = world.service.get_deployment(first.deployment_id)
+    history = world.service.get_deployment(first.deployment_id, caller=AUDITOR)
     assert (history.request_count, len(history.requests)) == (MANY_JOINERS + 1, MAX_INLINE_REQUESTS)
-    assert [run.id for run in world.service.list(ticket=f"CHG-{MANY_JOINERS}").runs] == [first.id]
+    assert [run.id for run in world.service.list(ticket=f"CHG-{MANY_JOINERS}", caller=AUDITOR).items] == [first.id]
 
 
 def test_a_run_that_ends_while_a_request_joins_it_is_announced_to_that_request_by_the_request(world):
@@ -124,7 +124,7 @@ def test_a_redelivered_join_writes_its_joiner_row_once(world):
     world.runs.join_run(first.id, joiner, deployment_id=first.deployment_id)
 
     assert world.runs.joiners(first.id) == [joiner]
-    assert [run.id for run in world.service.list(ticket="CHG-2").runs] == [first.id]
+    assert [run.id for run in world.service.list(ticket="CHG-2", caller=AUDITOR).items] == [first.id]
 
 
 def test_joins_write_no_run_or_deployment_row(world):
@@ -179,8 +179,8 @@ def test_a_run_read_for_the_api_is_one_query_for_the_run_and_its_joiners(world):
     world.submit(DIRECT_MODEL, caller=COLLEAGUE, ticket="CHG-2")
     counted = count_round_trips(world)
 
-    view = world.service.get(first.id)
+    view = world.service.get(first.id, caller=AUDITOR)
 
     assert counted == {"query": 1}
     assert (view.joined_count, [joiner.ticket for joiner in view.joined]) == (1, ["CHG-2"])
-    assert world.service.get("nobody.0000abcd") is None
+    assert world.service.get("nobody.0000abcd", caller=AUDITOR) is None

@@ -26,6 +26,7 @@ from shared.runs import RunError, RunRecord, RunStatus
 from .fakes import AZURE_QUEUE_MESSAGE_BYTES, limit_like_azure
 from .scenario import (
     AI_DEVELOPER_BLOCK,
+    AUDITOR,
     CATALOG,
     DIRECT_MODEL,
     DIRECT_REGIONS,
@@ -287,8 +288,8 @@ def test_a_ready_answer_is_found_by_its_ticket(world):
 
     deployment = world.service.submit(request(DIRECT_MODEL, ticket="CHG-2"), caller=REQUESTER).deployment
 
-    assert [item.id for item in world.service.list_deployments(ticket="CHG-2").deployments] == [deployment.id]
-    assert [run.id for run in world.service.list(ticket="CHG-2").runs] == [first.id]
+    assert [item.id for item in world.service.list_deployments(ticket="CHG-2", caller=AUDITOR).items] == [deployment.id]
+    assert [run.id for run in world.service.list(ticket="CHG-2", caller=AUDITOR).items] == [first.id]
 
 
 def test_every_ready_answer_gets_its_own_events(world):
@@ -345,7 +346,7 @@ def test_requests_while_a_run_is_in_flight_join_it_and_each_is_answered_with_its
         (f"{first.run.id}/accepted/{second_id}", "CHG-2"),
         (f"{first.run.id}/accepted/{third_id}", "CHG-3"),
     ]
-    history = world.service.get_deployment(world.deployment().id)
+    history = world.service.get_deployment(world.deployment().id, caller=AUDITOR)
     assert [item.outcome for item in history.requests] == ["created", "joined", "joined"]
     assert (history.request_count, history.requests[-1].run_id) == (3, first.run.id)
     assert world.deployment().requests == history.requests[:1], "joins do not write the deployment"
@@ -362,8 +363,8 @@ def test_requests_while_a_run_is_in_flight_join_it_and_each_is_answered_with_its
         world.run(first.run.id).secret_ids.primary
     }
     for ticket in ("CHG-1", "CHG-2", "CHG-3"):
-        assert [run.id for run in world.service.list(ticket=ticket).runs] == [first.run.id]
-        assert [item.id for item in world.service.list_deployments(ticket=ticket).deployments] == [
+        assert [run.id for run in world.service.list(ticket=ticket, caller=AUDITOR).items] == [first.run.id]
+        assert [item.id for item in world.service.list_deployments(ticket=ticket, caller=AUDITOR).items] == [
             world.deployment().id
         ]
     assert len(world.ml.calls_to("begin_create_endpoint")) == 1
@@ -1145,15 +1146,15 @@ def test_runs_are_read_back_by_id_and_listed_by_filter(world):
     accepted = world.submit(DIRECT_MODEL, ticket="T-1").run
     rejected = world.submit(MARKETPLACE_MODEL, caller="someone-else", ticket="T-2").run
 
-    assert world.service.get(accepted.id) == accepted
-    assert world.service.get("no-such-run") is None
-    by_status = world.service.list(workspace_id=WORKSPACE_ID, status="Rejected", page_size=10)
-    assert [run.id for run in by_status.runs] == [rejected.id]
-    by_deployment = world.service.list(deployment_id=world.deployment().id)
-    assert [run.id for run in by_deployment.runs] == [accepted.id]
-    first_page = world.service.list(page_size=1)
-    second_page = world.service.list(page_size=1, continuation_token=first_page.continuation_token)
-    assert [run.id for run in first_page.runs + second_page.runs] == [accepted.id, rejected.id]
+    assert world.service.get(accepted.id, caller=AUDITOR) == accepted
+    assert world.service.get("no-such-run", caller=AUDITOR) is None
+    by_status = world.service.list(workspace_id=WORKSPACE_ID, status="Rejected", page_size=10, caller=AUDITOR)
+    assert [run.id for run in by_status.items] == [rejected.id]
+    by_deployment = world.service.list(deployment_id=world.deployment().id, caller=AUDITOR)
+    assert [run.id for run in by_deployment.items] == [accepted.id]
+    first_page = world.service.list(page_size=1, caller=AUDITOR)
+    second_page = world.service.list(page_size=1, continuation_token=first_page.continuation_token, caller=AUDITOR)
+    assert [run.id for run in first_page.items + second_page.items] == [accepted.id, rejected.id]
     assert second_page.continuation_token is None
 
 
@@ -1162,11 +1163,13 @@ def test_deployments_are_read_back_by_id_and_listed_by_filter(world):
     world.submit(DIRECT_MODEL)
     ready, provisioning = sorted(world.runs.all_deployments, key=lambda item: item.status.phase != Phase.READY)
 
-    assert world.service.get_deployment(ready.id) == ready
-    assert world.service.get_deployment("no-such-deployment") is None
-    assert [item.id for item in world.service.list_deployments(phase="Ready").deployments] == [ready.id]
-    by_model = world.service.list_deployments(model_id=DIRECT_MODEL.upper(), workspace_id=WORKSPACE_ID.upper())
-    assert [item.id for item in by_model.deployments] == [provisioning.id]
+    assert world.service.get_deployment(ready.id, caller=AUDITOR) == ready
+    assert world.service.get_deployment("no-such-deployment", caller=AUDITOR) is None
+    assert [item.id for item in world.service.list_deployments(phase="Ready", caller=AUDITOR).items] == [ready.id]
+    by_model = world.service.list_deployments(
+        model_id=DIRECT_MODEL.upper(), workspace_id=WORKSPACE_ID.upper(), caller=AUDITOR
+    )
+    assert [item.id for item in by_model.items] == [provisioning.id]
 
 
 def test_the_service_exposes_its_catalog(world):

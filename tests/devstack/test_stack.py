@@ -133,8 +133,13 @@ class RunningStack:
         return json.loads((self.state_dir / "pids.json").read_text())
 
     def call(self, method: str, path: str, *, env: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+        """Call the broker as the requester (every route needs a caller), unless `headers` name another."""
         env = env or self.env
-        headers = {"x-functions-key": env["BROKER_FUNCTION_KEY"], **kwargs.pop("headers", {})}
+        headers = {
+            "x-functions-key": env["BROKER_FUNCTION_KEY"],
+            **principal_headers(env["DEMO_REQUESTER_OBJECT_ID"]),
+            **kwargs.pop("headers", {}),
+        }
         return requests.request(method, f"{env['BROKER_URL']}{path}", headers=headers, timeout=30, **kwargs)
 
     def stop(self) -> int:
@@ -448,7 +453,10 @@ def test_make_run_gives_the_app_no_connection_string_and_every_flow_works_over_i
         timeout=30,
     )
     assert scan.status_code == 202, scan.text
-    report = _until(lambda: (reply := stack.call("GET", "/api/hygiene/report")).status_code == 200 and reply.json())
+    auditor = principal_headers(env["DEMO_AUDITOR_OBJECT_ID"], roles=("Broker.Auditor",))
+    report = _until(
+        lambda: (reply := stack.call("GET", "/api/hygiene/report", headers=auditor)).status_code == 200 and reply.json()
+    )
     assert report["errors"] == [], report
     assert stack.stop() == 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,8 +13,10 @@ from urllib.parse import urlencode
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
+from shared.access import Caller
 from shared.deployment import Deployment, DeploymentRequester, DeploymentSpec, Phase, deployment_id
 from shared.deployments.service import IdempotencyConflictError
+from shared.deployments.visibility import VisiblePage
 from shared.naming import derive_endpoint_name
 from shared.problems import Problem
 from shared.requests import DeploymentRequest
@@ -31,18 +33,6 @@ MODEL = "azureml://registries/azureml-meta/models/Llama-3.3-70B-Instruct"
 OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 STARTED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 VAULT = "https://kv-broker.vault.azure.net/secrets"
-
-
-@dataclass(frozen=True)
-class RunPage:
-    runs: list[RunRecord]
-    continuation_token: str | None
-
-
-@dataclass(frozen=True)
-class DeploymentPage:
-    deployments: list[Deployment]
-    continuation_token: str | None
 
 
 @dataclass
@@ -204,26 +194,30 @@ class FakeDeploymentService:
 
     # -- reads -----------------------------------------------------------------------------------------------------
 
-    def get(self, run_id: str) -> RunRecord | None:
-        self._record("get", run_id=run_id)
+    # The caller is recorded, not judged: the real service's visibility rule has tests of its own.
+
+    def get(self, run_id: str, *, caller: Caller) -> RunRecord | None:
+        self._record("get", run_id=run_id, caller=caller)
         return self.runs.get(run_id)
 
-    def get_deployment(self, the_id: str) -> Deployment | None:
-        self._record("get_deployment", the_id=the_id)
+    def get_deployment(self, the_id: str, *, caller: Caller) -> Deployment | None:
+        self._record("get_deployment", the_id=the_id, caller=caller)
         return self.deployments.get(the_id)
 
     def list(
         self,
         *,
+        caller: Caller,
         workspace_id: str | None,
         status: str | None,
         ticket: str | None,
         deployment_id: str | None,
         page_size: int,
         continuation_token: str | None,
-    ) -> RunPage:
+    ) -> VisiblePage[RunRecord]:
         self._record(
             "list",
+            caller=caller,
             workspace_id=workspace_id,
             status=status,
             ticket=ticket,
@@ -240,20 +234,22 @@ class FakeDeploymentService:
             and (deployment_id is None or run.deployment_id == deployment_id)
         ]
         page, token = _page(matching, page_size, continuation_token)
-        return RunPage(page, token)
+        return VisiblePage(page, token)
 
     def list_deployments(
         self,
         *,
+        caller: Caller,
         workspace_id: str | None,
         model_id: str | None,
         phase: str | None,
         ticket: str | None,
         page_size: int,
         continuation_token: str | None,
-    ) -> DeploymentPage:
+    ) -> VisiblePage[Deployment]:
         self._record(
             "list_deployments",
+            caller=caller,
             workspace_id=workspace_id,
             model_id=model_id,
             phase=phase,
@@ -270,7 +266,7 @@ class FakeDeploymentService:
             and (model_id is None or deployment.spec.model_id.lower() == model_id.lower())
         ]
         page, token = _page(matching, page_size, continuation_token)
-        return DeploymentPage(page, token)
+        return VisiblePage(page, token)
 
     # -- queue and worker ------------------------------------------------------------------------------------------
 
@@ -311,10 +307,12 @@ def user_function(builder: Any) -> Callable[..., Any]:
     return builder.build().get_user_function()
 
 
-def principal_header(object_id: str = CALLER, *, claim: str = OBJECT_ID_CLAIM) -> str:
+def principal_header(object_id: str = CALLER, *, claim: str = OBJECT_ID_CLAIM, roles: Iterable[str] = ()) -> str:
+    """The principal Easy Auth injects for `object_id`, carrying the app `roles` its token holds."""
+    app_roles = [{"typ": "roles", "val": role} for role in roles]
     principal = {
         "auth_typ": "aad",
-        "claims": [{"typ": "name", "val": "Ada"}, {"typ": claim, "val": object_id}],
+        "claims": [{"typ": "name", "val": "Ada"}, {"typ": claim, "val": object_id}, *app_roles],
         "name_typ": "name",
         "role_typ": "roles",
     }

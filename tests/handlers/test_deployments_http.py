@@ -6,6 +6,7 @@ import pytest
 
 from handlers import deployments, runs
 from handlers.principal import PRINCIPAL_HEADER
+from shared.access import Caller
 from shared.azure_errors import AzureCallError
 from shared.deployment import Phase, deployment_id
 from shared.deployments import composition
@@ -278,9 +279,7 @@ def test_azure_throttling_is_a_503_with_retry_after(service):
 def test_a_deployment_is_read_by_its_id(service):
     _post()
 
-    response = get_deployment(
-        http_request("GET", f"/api/deployments/{DEPLOYMENT_ID}", route_params={"deploymentId": DEPLOYMENT_ID})
-    )
+    response = _get_deployment(DEPLOYMENT_ID)
 
     assert response.status_code == 200
     assert response.mimetype == "application/json"
@@ -290,10 +289,11 @@ def test_a_deployment_is_read_by_its_id(service):
 
 
 def test_an_unknown_deployment_is_a_404_problem(service):
-    response = get_deployment(http_request("GET", "/api/deployments/nope", route_params={"deploymentId": "nope"}))
+    response = _get_deployment("nope")
 
     body = _problem(response, 404, "not-found")
     assert "'nope'" in body["detail"]
+    assert service.calls == [("get_deployment", {"the_id": "nope", "caller": Caller.of(CALLER)})]
 
 
 SHOUTED_WORKSPACE = (
@@ -302,8 +302,13 @@ SHOUTED_WORKSPACE = (
 )
 
 
-def _list_deployments(params: dict[str, str] | None = None):
-    return list_deployments(http_request("GET", "/api/deployments", params=params))
+def _get_deployment(the_id: str, headers: dict[str, str] = AUTHENTICATED_HEADERS):
+    path = f"/api/deployments/{the_id}"
+    return get_deployment(http_request("GET", path, headers=headers, route_params={"deploymentId": the_id}))
+
+
+def _list_deployments(params: dict[str, str] | None = None, headers: dict[str, str] = AUTHENTICATED_HEADERS):
+    return list_deployments(http_request("GET", "/api/deployments", params=params, headers=headers))
 
 
 def test_listing_deployments_passes_canonical_filters_and_the_default_page_size(service):
@@ -317,6 +322,7 @@ def test_listing_deployments_passes_canonical_filters_and_the_default_page_size(
         (
             "list_deployments",
             {
+                "caller": Caller.of(CALLER),
                 "workspace_id": WORKSPACE,
                 "model_id": MODEL,
                 "phase": "Ready",
@@ -433,8 +439,8 @@ def test_repairing_an_unknown_deployment_or_anonymously_is_refused(service, the_
 # GET /api/runs/{runId} and GET /api/runs.
 
 
-def _get_run(run_id: str):
-    return get_run(http_request("GET", f"/api/runs/{run_id}", route_params={"runId": run_id}))
+def _get_run(run_id: str, headers: dict[str, str] = AUTHENTICATED_HEADERS):
+    return get_run(http_request("GET", f"/api/runs/{run_id}", headers=headers, route_params={"runId": run_id}))
 
 
 def test_a_run_in_flight_is_read_by_its_id_without_a_resource_location(service):
@@ -476,8 +482,8 @@ def test_an_unknown_run_is_a_404_problem(service):
     assert "'nope'" in body["detail"]
 
 
-def _list_runs(params: dict[str, str] | None = None):
-    return list_runs(http_request("GET", "/api/runs", params=params))
+def _list_runs(params: dict[str, str] | None = None, headers: dict[str, str] = AUTHENTICATED_HEADERS):
+    return list_runs(http_request("GET", "/api/runs", params=params, headers=headers))
 
 
 def test_listing_runs_passes_canonical_filters_and_the_default_page_size(service):
@@ -492,6 +498,7 @@ def test_listing_runs_passes_canonical_filters_and_the_default_page_size(service
         (
             "list",
             {
+                "caller": Caller.of(CALLER),
                 "workspace_id": WORKSPACE,
                 "status": "Succeeded",
                 "ticket": "CHG-1",
@@ -507,6 +514,7 @@ def test_empty_query_parameters_filter_nothing(service):
     _list_runs({"workspaceId": "", "status": " ", "ticket": "", "deploymentId": "", "continuationToken": ""})
 
     assert service.calls[0][1] == {
+        "caller": Caller.of(CALLER),
         "workspace_id": None,
         "status": None,
         "ticket": None,
@@ -587,6 +595,28 @@ def test_a_forged_continuation_token_is_a_400(service):
     assert "forged" not in json.dumps(body)
 
 
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda headers: _get_deployment(DEPLOYMENT_ID, headers),
+        lambda headers: _list_deployments(headers=headers),
+        lambda headers: _get_run("run-1", headers),
+        lambda headers: _list_runs(headers=headers),
+    ],
+    ids=["get-deployment", "list-deployments", "get-run", "list-runs"],
+)
+def test_every_read_needs_a_signed_in_caller(service, read):
+    _post()
+    service.calls.clear()
+
+    response = read({})
+
+    body = _problem(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert "detail" in body
+    assert service.calls == []
+
+
 def test_a_value_error_without_a_token_is_a_bug_not_a_bad_request(service):
     service.failure = ValueError("unexpected")
 
@@ -617,8 +647,8 @@ def test_a_deployment_requested_over_http_is_followed_from_its_run_to_the_ready_
     the_id = json_body(accepted)["deploymentId"]
     world.drain()
 
-    run = json_body(get_run(http_request("GET", f"/api/runs/{run_id}", route_params={"runId": run_id})))
-    resource = get_deployment(http_request("GET", f"/api/deployments/{the_id}", route_params={"deploymentId": the_id}))
+    run = json_body(_get_run(run_id, AS_REQUESTER))
+    resource = _get_deployment(the_id, AS_REQUESTER)
     again = _world_post()
 
     assert accepted.status_code == 202
@@ -639,14 +669,14 @@ def test_deployments_and_their_runs_are_listed_by_ticket_and_deployment(world):
     world.drain()
     _world_post({**WORLD_BODY, "ticket": "CHG-6"})
 
-    by_ticket = json_body(_list_deployments({"ticket": "CHG-6"}))
-    by_phase = json_body(_list_deployments({"phase": "ready", "workspaceId": scenario.WORKSPACE_ID}))
-    runs_of = json_body(_list_runs({"deploymentId": the_id}))
+    by_ticket = json_body(_list_deployments({"ticket": "CHG-6"}, AS_REQUESTER))
+    by_phase = json_body(_list_deployments({"phase": "ready", "workspaceId": scenario.WORKSPACE_ID}, AS_REQUESTER))
+    runs_of = json_body(_list_runs({"deploymentId": the_id}, AS_REQUESTER))
 
     assert [item["id"] for item in by_ticket["value"]] == [the_id]
     assert [item["id"] for item in by_phase["value"]] == [the_id]
     assert [(item["operation"], item["status"]) for item in runs_of["value"]] == [("deploy", "Succeeded")]
-    assert json_body(_list_deployments({"phase": "Deleted"}))["value"] == []
+    assert json_body(_list_deployments({"phase": "Deleted"}, AS_REQUESTER))["value"] == []
 
 
 def test_repair_over_http_recreates_what_azure_lost_and_a_second_repair_finds_nothing_to_do(world):
@@ -684,3 +714,40 @@ def test_a_request_for_another_spec_is_a_409_naming_the_deployment_its_run_and_t
     assert world.run(refusal).status is RunStatus.REJECTED
     assert response.headers["Operation-Location"] == body["instance"]
     assert response.headers["Location"] == f"{ORIGIN}/api/deployments/{first['deploymentId']}"
+
+
+STRANGER = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+AS_STRANGER = {PRINCIPAL_HEADER: principal_header(STRANGER)}
+
+
+def test_another_callers_run_and_deployment_answer_404_exactly_as_missing_ones_do(world):
+    accepted = json_body(_world_post())
+    world.drain()
+    run_id, the_id = accepted["id"], accepted["deploymentId"]
+
+    hidden = [_get_run(run_id, AS_STRANGER), _get_deployment(the_id, AS_STRANGER)]
+    missing = [_get_run("nope", AS_STRANGER), _get_deployment("nope", AS_STRANGER)]
+
+    assert [response.status_code for response in hidden + missing] == [404] * 4
+    for response, absent, asked in zip(hidden, missing, (run_id, the_id), strict=True):
+        same = {**json_body(absent), "detail": json_body(absent)["detail"].replace("'nope'", f"'{asked}'")}
+        assert json_body(response) == same
+        assert response.headers == absent.headers
+    assert json_body(_list_runs({"deploymentId": the_id}, AS_STRANGER)) == {"value": [], "nextLink": None}
+    assert json_body(_list_deployments({"ticket": "CHG-5"}, AS_STRANGER)) == {"value": [], "nextLink": None}
+    assert _get_run(run_id, AS_REQUESTER).status_code == 200
+
+
+def test_repairing_a_deployment_the_caller_may_not_see_is_a_404_that_starts_nothing(world):
+    accepted = json_body(_world_post())
+    world.drain()
+    world.ml.endpoints.clear()
+    runs_before = len(world.runs.all_runs)
+
+    response = _repair(accepted["deploymentId"], AS_STRANGER)
+
+    body = _problem(response, 404, "not-found")
+    assert body["detail"] == f"There is no deployment '{accepted['deploymentId']}'."
+    assert "Location" not in response.headers
+    assert len(world.runs.all_runs) == runs_before
+    assert world.work.sent == []

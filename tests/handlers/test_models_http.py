@@ -3,13 +3,29 @@ import pytest
 from handlers import models
 from shared.azure_errors import AzureCallError
 from shared.problems import CONTENT_TYPE, PROBLEM_TYPE_BASE
-from tests.handlers.handler_support import MODEL, SUBSCRIPTION, WORKSPACE, http_request, json_body, user_function
+from tests.handlers.handler_support import (
+    AUTHENTICATED_HEADERS,
+    MODEL,
+    SUBSCRIPTION,
+    WORKSPACE,
+    http_request,
+    json_body,
+    user_function,
+)
 
 availability = user_function(models.model_availability)
 
 
-def _get(params: dict[str, str]):
-    return availability(http_request("GET", "/api/models/availability", params=params))
+def _get(params: dict[str, str], headers: dict[str, str] = AUTHENTICATED_HEADERS):
+    return availability(http_request("GET", "/api/models/availability", params=params, headers=headers))
+
+
+def test_an_anonymous_caller_gets_401_with_the_challenge_and_the_service_is_not_asked(service):
+    response = _get({"modelId": MODEL}, headers={})
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert service.calls == []
 
 
 def test_the_service_answer_is_returned_for_the_normalised_ids(service):

@@ -9,6 +9,7 @@ from jsonschema import Draft202012Validator
 
 from handlers import deployments, openapi, runs
 from handlers.openapi import ROUTE_PREFIX, openapi_document
+from shared.access import Caller
 from shared.catalog import ModelCatalog
 from shared.deployment import Deployment, Phase
 from shared.health import check_health
@@ -92,6 +93,7 @@ def test_the_expected_routes_are_registered(registered_http_functions):
         ("GET", "health", "anonymous"),
         ("GET", "openapi.json", "anonymous"),
         ("POST", "deployments", "function"),
+        ("POST", "deployments/what-if", "function"),
         ("GET", "deployments", "function"),
         ("GET", "deployments/{deploymentId}", "function"),
         ("DELETE", "deployments/{deploymentId}", "function"),
@@ -99,6 +101,8 @@ def test_the_expected_routes_are_registered(registered_http_functions):
         ("POST", "deployments/{deploymentId}/rotate-keys", "function"),
         ("GET", "runs", "function"),
         ("GET", "runs/{runId}", "function"),
+        ("POST", "runs/{runId}/approve", "function"),
+        ("POST", "runs/{runId}/reject", "function"),
         ("GET", "models/availability", "function"),
         ("GET", "hygiene/findings", "function"),
         ("GET", "hygiene/report", "function"),
@@ -183,7 +187,12 @@ def test_every_operation_is_described_with_its_statuses_and_headers():
         assert responses["413"]["description"].startswith("payload-too-large: ")
         assert responses["415"]["description"].startswith("unsupported-media-type: ")
         assert "headers" not in responses["413"], "no run records a body refused before it is read"
-    assert statuses("/deployments/{deploymentId}", "get") == statuses("/runs/{runId}", "get") == {"200", "404", "500"}
+    reads = ("/deployments/{deploymentId}", "/runs/{runId}", "/deployments", "/runs", "/hygiene/findings")
+    for path in reads:  # each read needs a caller and may read their access to a workspace
+        assert statuses(path, "get") >= {"200", "401", "500", "503"}, path
+        assert "WWW-Authenticate" in operations[(f"{ROUTE_PREFIX}{path}", "get")]["responses"]["401"]["headers"]
+    for path in ("/deployments/{deploymentId}", "/runs/{runId}"):
+        assert statuses(path, "get") == {"200", "401", "404", "500", "503"}, path
     for path, method in [
         ("/deployments", "post"),
         ("/deployments/{deploymentId}", "delete"),
@@ -203,7 +212,11 @@ def test_every_operation_is_described_with_its_statuses_and_headers():
     deleted = operations[(f"{ROUTE_PREFIX}/deployments/{{deploymentId}}", "delete")]["responses"]["200"]
     assert deleted["content"]["application/json"]["schema"] == {"$ref": SCHEMA_REF.format(model="Deployment")}
     listed = {
-        path: {parameter["name"] for parameter in operations[(f"{ROUTE_PREFIX}{path}", "get")]["parameters"]}
+        path: {
+            parameter["name"]
+            for parameter in operations[(f"{ROUTE_PREFIX}{path}", "get")]["parameters"]
+            if parameter["in"] == "query"
+        }
         for path in ("/deployments", "/runs")
     }
     assert listed["/deployments"] == {"workspaceId", "modelId", "phase", "ticket", "continuationToken", "pageSize"}
@@ -214,13 +227,19 @@ def test_real_responses_match_the_schemas(service):
     accepted = submit(http_request("POST", "/api/deployments", body=_body(), headers=AUTHENTICATED_HEADERS))
     invalid = submit(http_request("POST", "/api/deployments", body={"modelId": 3}, headers=AUTHENTICATED_HEADERS))
     submit(http_request("POST", "/api/deployments", body=_body("Phi-4"), headers=AUTHENTICATED_HEADERS))
-    run_page = list_runs(http_request("GET", "/api/runs", params={"pageSize": "1"}))
-    deployment_page = list_deployments(http_request("GET", "/api/deployments", params={"pageSize": "1"}))
+    run_page = list_runs(http_request("GET", "/api/runs", params={"pageSize": "1"}, headers=AUTHENTICATED_HEADERS))
+    deployment_page = list_deployments(
+        http_request("GET", "/api/deployments", params={"pageSize": "1"}, headers=AUTHENTICATED_HEADERS)
+    )
     the_id = json_body(accepted)["deploymentId"]
     service.finish(json_body(accepted)["id"])
-    finished = get_run(http_request("GET", "/api/runs/run-1", route_params={"runId": "run-1"}))
+    finished = get_run(
+        http_request("GET", "/api/runs/run-1", headers=AUTHENTICATED_HEADERS, route_params={"runId": "run-1"})
+    )
     deployment = get_deployment(
-        http_request("GET", f"/api/deployments/{the_id}", route_params={"deploymentId": the_id})
+        http_request(
+            "GET", f"/api/deployments/{the_id}", headers=AUTHENTICATED_HEADERS, route_params={"deploymentId": the_id}
+        )
     )
     ready = submit(http_request("POST", "/api/deployments", body=_body(), headers=AUTHENTICATED_HEADERS))
 
@@ -244,7 +263,7 @@ def test_a_deployment_made_by_the_real_service_matches_its_schema():
     submission = world.service.submit(scenario_request(DIRECT_MODEL), caller=REQUESTER)
     world.drain()
 
-    deployment = world.service.get_deployment(submission.deployment.id).to_public_dict()
+    deployment = world.service.get_deployment(submission.deployment.id, caller=Caller.of(REQUESTER)).to_public_dict()
     run = world.run(submission.run.id).to_public_dict()
 
     assert _errors("Deployment", deployment) == []

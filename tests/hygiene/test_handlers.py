@@ -3,18 +3,46 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
 from handlers import hygiene as handlers
+from shared.access import DEFAULT_APPROVER_ROLE, DEFAULT_AUDITOR_ROLE, BrokerRoles, Caller
+from shared.deployment import Deployment
+from shared.deployments import composition as deployment_composition
+from shared.deployments.visibility import Visibility
 from shared.hygiene import composition
+from tests.deployments.fakes import FakeAuthorization
+from tests.handlers.handler_support import principal_header
 
 from .conftest import World
 from .fakes import WS_A, WS_B, deployment, endpoint
 
 BASE = "https://broker.example.com/api/hygiene"
+AUDITOR = "0a0a0a0a-0000-4000-8000-00000000a0d1"
+APPROVER = "0a0a0a0a-0000-4000-8000-00000000a990"
+READER_OF_A = "0a0a0a0a-0000-4000-8000-0000000000ea"
+NOBODY = "0a0a0a0a-0000-4000-8000-000000000000"
+ROLES = {AUDITOR: [DEFAULT_AUDITOR_ROLE], APPROVER: [DEFAULT_APPROVER_ROLE]}
+
+
+@dataclass
+class Readers:
+    """What the handlers ask of the deployment service here: its visibility rule, over an authorization fake and
+    the world's deployments."""
+
+    authorization: FakeAuthorization
+    world: World
+
+    def visibility(self, caller: Caller) -> Visibility:
+        def deployment(the_id: str) -> Deployment | None:
+            stored = self.world.runs.get_deployment(the_id)
+            return stored.deployment if stored else None
+
+        return Visibility(caller, roles=BrokerRoles(), authorization=self.authorization, deployment=deployment)
 
 
 @pytest.fixture
@@ -24,11 +52,18 @@ def scanned(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(composition, "finding_store", lambda: world.store)
     scanner = world.scanner(workspaces=(WS_A, WS_B), disabled_rules=frozenset({"secrets-missing"}))
     monkeypatch.setattr(composition, "hygiene_scanner", lambda: scanner)
+    authorization = FakeAuthorization("broker")
+    authorization.grant(READER_OF_A, WS_A, permissions=[{"actions": ["*/read"]}], roles=["Reader"])
+    monkeypatch.setattr(deployment_composition, "deployment_service", lambda: Readers(authorization, world))
     return world
 
 
-def get(function, path: str, **params: str) -> tuple[int, dict]:
-    response = function(func.HttpRequest("GET", f"{BASE}/{path}", params=params, body=b""))
+def get(function, path: str, *, as_: str | None = AUDITOR, **params: str) -> tuple[int, dict]:
+    """GET as `as_` (signed in, with its app roles; None: anonymous)."""
+    headers = {}
+    if as_ is not None:
+        headers["X-MS-CLIENT-PRINCIPAL"] = principal_header(as_, roles=ROLES.get(as_, ()))
+    response = function(func.HttpRequest("GET", f"{BASE}/{path}", params=params, headers=headers, body=b""))
     return response.status_code, json.loads(response.get_body())
 
 
@@ -130,3 +165,61 @@ def test_invalid_filters_are_a_validation_problem_naming_each_field(scanned: Wor
         "state",
         "workspaceId",
     ]
+
+
+def test_both_reads_need_a_signed_in_caller(scanned: World):
+    handlers.hygiene_scan(TimerRequest())
+
+    for function, path in ((handlers.hygiene_findings, "findings"), (handlers.hygiene_report, "report")):
+        response = function(func.HttpRequest("GET", f"{BASE}/{path}", body=b""))
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+
+
+def test_a_caller_sees_the_findings_of_the_workspaces_they_may_read_a_full_page_at_a_time(scanned: World):
+    handlers.hygiene_scan(TimerRequest())
+
+    _, everything = get(handlers.hygiene_findings, "findings", as_=APPROVER)
+    _, first = get(handlers.hygiene_findings, "findings", as_=READER_OF_A, pageSize="1")
+    next_params = dict(item.split("=", 1) for item in first["nextLink"].split("?", 1)[1].split("&"))
+    _, second = get(handlers.hygiene_findings, "findings", as_=READER_OF_A, **next_params)
+    _, none = get(handlers.hygiene_findings, "findings", as_=NOBODY)
+
+    assert len(everything["value"]) == 3, "approvers see every workspace"
+    in_a = [item["resourceId"] for item in everything["value"] if item["workspaceId"] == WS_A]
+    assert [item["resourceId"] for item in first["value"] + second["value"]] == in_a
+    assert len(first["value"]) == len(second["value"]) == 1
+    assert none == {"value": [], "nextLink": None}
+
+
+def test_the_report_is_whole_for_auditors_and_counted_over_what_others_may_see(scanned: World):
+    handlers.hygiene_scan(TimerRequest())
+
+    _, whole = get(handlers.hygiene_report, "report")
+    _, of_a = get(handlers.hygiene_report, "report", as_=READER_OF_A)
+    _, of_nothing = get(handlers.hygiene_report, "report", as_=NOBODY)
+
+    assert whole["scope"] == "all"
+    assert whole["findings"]["open"] == {"endpoint-unhealthy": 2, "endpoint-unmanaged": 1}
+    assert of_a["scope"] == "visible"
+    assert of_a["scanId"] == whole["scanId"]
+    assert of_a["findings"] == {
+        "open": {"endpoint-unhealthy": 1, "endpoint-unmanaged": 1},
+        "openBySeverity": {"high": 1, "info": 1},
+        "pending": 0,
+    }
+    assert {"workspaces", "resources", "deployments", "remediation", "errors"}.isdisjoint(of_a)
+    assert of_nothing["findings"] == {"open": {}, "openBySeverity": {}, "pending": 0}
+
+
+def test_the_requester_of_a_deployment_sees_the_findings_about_it_without_reading_its_workspace(scanned: World):
+    made = deployment(WS_B, scanned.ml.endpoints[WS_B][0], tickets=("INC-8",))
+    scanned.runs.add_deployment(made)
+    handlers.hygiene_scan(TimerRequest())
+    [requester] = {request.caller for request in made.requests}
+
+    _, findings = get(handlers.hygiene_findings, "findings", as_=requester)
+    _, report = get(handlers.hygiene_report, "report", as_=requester)
+
+    assert [(item["deploymentId"], item["rule"]) for item in findings["value"]] == [(made.id, "endpoint-unhealthy")]
+    assert report["findings"]["open"] == {"endpoint-unhealthy": 1}

@@ -25,10 +25,11 @@ OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier
 TERMINAL = {"Succeeded", "Failed", "Rejected", "Deleted"}
 
 
-def principal_headers(object_id: str) -> dict[str, str]:
+def principal_headers(object_id: str, *, roles: tuple[str, ...] = ()) -> dict[str, str]:
     """The headers Easy Auth puts in front of the app for a signed-in caller, built by hand: what a forger sends
     (the local host's Easy Auth drops them, as App Service does)."""
-    principal = {"auth_typ": "aad", "claims": [{"typ": OBJECT_ID_CLAIM, "val": object_id}], "name_typ": "name"}
+    claims = [{"typ": OBJECT_ID_CLAIM, "val": object_id}, *({"typ": "roles", "val": role} for role in roles)]
+    principal = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
     return {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(principal).encode()).decode()}
 
 
@@ -96,7 +97,8 @@ class Broker:
 
     def call(self, method: str, path: str, *, caller: str | None = None, **kwargs: Any) -> requests.Response:
         """Call the broker through Easy Auth with the function key and a bearer token for `caller` (the reader when
-        None: reads need someone signed in, and do not look at who). An Authorization header in `headers` wins."""
+        None: Reader on rg-demo, who sees every run and deployment in the demo projects). An Authorization header in
+        `headers` wins."""
         headers = {"x-functions-key": self.host.function_key, **kwargs.pop("headers", {})}
         if not any(name.lower() == "authorization" for name in headers):
             headers["Authorization"] = f"Bearer {self.token(caller or self.reader)}"

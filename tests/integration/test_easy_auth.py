@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
 
 from devstack.host.process import HostProcess
 from tests.integration.conftest import Broker, principal_headers, start_broker_host
@@ -108,9 +110,19 @@ def test_deployed_without_easy_auth_principal_headers_are_refused_saying_why(bro
     assert problem["type"].endswith("/unauthorized")
     assert "WEBSITE_INSTANCE_ID and WEBSITE_SITE_NAME are set" in problem["detail"]
     assert "WEBSITE_AUTH_ENABLED is not 'true'" in problem["detail"]
-    key = {"x-functions-key": exposed.function_key}
+    key = {"x-functions-key": exposed.function_key, **principal_headers(broker.reader)}
     runs = requests.get(f"{exposed.url}/api/runs", params={"ticket": ticket}, headers=key, timeout=30)
-    assert runs.json()["value"] == [], "refused before intake: no run, not even a rejected one"
+    assert runs.status_code == 401, "reads are refused the same way"
+    assert _stored_runs(broker, exposed) == [], "refused before intake: no run, not even a rejected one"
+
+
+def _stored_runs(broker: Broker, host: HostProcess) -> list[dict]:
+    """The run rows in `host`'s runs table, read from storage (the host itself answers no read without Easy Auth)."""
+    table = TableClient.from_connection_string(broker.storage, host.env["DEPLOYMENT_RUNS_TABLE"])
+    try:
+        return list(table.query_entities("Kind eq 'run'"))
+    except ResourceNotFoundError:  # nothing was ever written
+        return []
 
 
 def test_deployed_without_easy_auth_health_is_degraded_saying_why(exposed: HostProcess):

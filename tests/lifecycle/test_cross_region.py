@@ -8,8 +8,8 @@ from shared.lifecycle.settings import LifecycleSettingError, LifecycleSettings
 from shared.model_ids import parse_model_id
 from shared.plan import plan_for
 from shared.runs import RunStatus
+from tests.deployments.scenario import AUDITOR, DIRECT_MODEL, WORKSPACE_ID
 from tests.deployments.scenario import CATALOG as SCENARIO_CATALOG
-from tests.deployments.scenario import DIRECT_MODEL, WORKSPACE_ID
 from tests.deployments.scenario import REQUESTER as SCENARIO_REQUESTER
 from tests.deployments.scenario import request as scenario_request
 
@@ -129,7 +129,7 @@ def test_a_cross_region_deployment_lives_in_the_hub_and_the_project_reaches_it_t
     assert (stored.connection.target, stored.connection.metadata["keyType"]) == (endpoint.scoring_uri, "primary")
     assert run.cross_region.connection.id == stored.connection.id
     assert world.secrets.latest(plan.secret_names.primary).value == stored.key
-    deployment = world.service.get_deployment(run.deployment_id)
+    deployment = world.service.get_deployment(run.deployment_id, caller=AUDITOR)
     assert deployment.spec.cross_region_hub == HUB_ID
     assert deployment.spec.workspace_id == WORKSPACE_ID, "the deployment is the requesting project's"
     assert run.deployment_id == deployment_id(run.request.workspace, run.request.model)

@@ -7,7 +7,7 @@ from handlers import lifecycle as handlers
 from handlers import runs as run_handlers
 from shared.deployments import composition
 from shared.runs import RunStatus
-from tests.deployments.scenario import REQUESTER, request
+from tests.deployments.scenario import AUDITOR, REQUESTER, request
 from tests.handlers.handler_support import ORIGIN, http_request, json_body, principal_header, user_function
 
 from .world import LifecycleWorld, build
@@ -87,14 +87,18 @@ def test_deleting_twice_over_http_joins_the_teardown_in_flight_then_answers_200_
     assert [joiner["caller"] for joiner in json_body(joined)["joined"]] == [REQUESTER]
     assert joined.headers["Operation-Location"] == run_url(delete_run_id)
     body = json_body(deleted)
-    assert body == world.service.get_deployment(run.deployment_id).to_public_dict()
+    assert body == world.service.get_deployment(run.deployment_id, caller=AUDITOR).to_public_dict()
     assert (body["status"]["phase"], body["status"]["deleteRunId"]) == ("Deleted", delete_run_id)
     assert deleted.headers["Location"] == deployment_url(run.deployment_id)
     assert deleted.headers["Operation-Location"] == run_url(delete_run_id), "the original delete run"
     assert (len(world.runs.all_runs), len(world.events.sent)) == (runs_before, events_before), "no new run or event"
     assert world.run(delete_run_id).status is RunStatus.DELETED
     monitor = json_body(
-        get_run(http_request("GET", f"/api/runs/{delete_run_id}", route_params={"runId": delete_run_id}))
+        get_run(
+            http_request(
+                "GET", f"/api/runs/{delete_run_id}", headers=AS_REQUESTER, route_params={"runId": delete_run_id}
+            )
+        )
     )
     assert monitor["status"] == "Deleted"
     assert "resourceLocation" not in monitor, "a delete run leaves no resource to point at"
@@ -186,3 +190,33 @@ def test_the_timer_starts_the_rotations_due(world):
     rotate_expiring(TimerRequest(past_due=False))
 
     assert [item.trigger for item in world.run(run.id).key_rotations] == ["scheduled"]
+
+
+STRANGER = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+AS_STRANGER = {"X-MS-CLIENT-PRINCIPAL": principal_header(STRANGER)}
+
+
+def test_a_deployment_the_caller_may_not_see_is_neither_deleted_nor_rotated_and_answers_404_as_a_missing_one(world):
+    run = world.deploy()
+    runs_before, events_before = len(world.runs.all_runs), len(world.events.sent)
+
+    hidden = [
+        delete(
+            http_request(
+                "DELETE",
+                f"/api/deployments/{run.deployment_id}",
+                headers=AS_STRANGER,
+                route_params={"deploymentId": run.deployment_id},
+            )
+        ),
+        rotate(rotate_request(run.deployment_id, {"keyType": "primary"}, headers=AS_STRANGER)),
+    ]
+    missing = rotate(rotate_request("no-such-deployment", {"keyType": "primary"}, headers=AS_STRANGER))
+
+    for response in hidden:
+        assert response.status_code == 404
+        body = json_body(response)
+        assert body == {**json_body(missing), "detail": f"There is no deployment '{run.deployment_id}'."}
+        assert "Location" not in response.headers
+    assert (len(world.runs.all_runs), len(world.events.sent)) == (runs_before, events_before)
+    assert world.work.sent == []

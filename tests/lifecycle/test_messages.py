@@ -9,7 +9,7 @@ from shared.deployment import Phase
 from shared.plan import plan_for
 from shared.requests import QueueDeploymentRequest, validation_problems
 from shared.runs import RunStatus
-from tests.deployments.scenario import CATALOG, DIRECT_MODEL, MARKETPLACE_MODEL, REQUESTER, WORKSPACE_ID
+from tests.deployments.scenario import AUDITOR, CATALOG, DIRECT_MODEL, MARKETPLACE_MODEL, REQUESTER, WORKSPACE_ID
 
 from .world import build
 
@@ -43,7 +43,7 @@ def test_a_delete_message_tears_the_deployment_down_and_its_ticket_hears_how_it_
     run = world.run(submission.run.id)
     assert (run.operation, run.status, run.ticket, run.caller) == ("delete", RunStatus.DELETED, "INC-9", REQUESTER)
     assert run.deployment_id == deployed.deployment_id
-    assert world.service.get_deployment(deployed.deployment_id).status.phase is Phase.DELETED
+    assert world.service.get_deployment(deployed.deployment_id, caller=AUDITOR).status.phase is Phase.DELETED
     announced = [(body["type"].rsplit(".", 1)[-1], body["data"]["ticket"]) for body in world.events.bodies[-2:]]
     assert announced == [("accepted", "INC-9"), ("deleted", "INC-9")]
 

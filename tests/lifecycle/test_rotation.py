@@ -13,7 +13,7 @@ from shared.ports import Operation, OperationProgress, StoredSecret
 from shared.problems import Problem
 from shared.runs import RunStatus
 from tests.deployments.fakes import START, FakeMachineLearning
-from tests.deployments.scenario import CATALOG, DIRECT_MODEL, REQUESTER, WORKSPACE_ID, request
+from tests.deployments.scenario import AUDITOR, CATALOG, DIRECT_MODEL, REQUESTER, WORKSPACE_ID, request
 
 from .world import HUB_ID, VALIDITY_DAYS, build
 
@@ -225,7 +225,7 @@ def test_a_rotation_is_recorded_on_the_keys_run_and_the_deployment_shows_the_new
     outcome = world.lifecycle.rotate(run.deployment_id, "secondary", caller=REQUESTER)
     world.drain()
 
-    deployment = world.service.get_deployment(run.deployment_id)
+    deployment = world.service.get_deployment(run.deployment_id, caller=AUDITOR)
     [rotation] = world.run(run.id).key_rotations
     assert outcome.run.id == deployment.status.keys_run_id == run.id
     assert deployment.status.secret_ids.secondary == rotation.secret_id != run.secret_ids.secondary
@@ -260,7 +260,7 @@ def test_the_timer_leaves_a_deployment_being_torn_down_alone():
     assert started == []
     assert world.ml.calls_to("regenerate_key") == []
     assert world.run(run.id).key_rotations == ()
-    assert world.service.get_deployment(run.deployment_id).status.phase is Phase.DELETED
+    assert world.service.get_deployment(run.deployment_id, caller=AUDITOR).status.phase is Phase.DELETED
     assert world.event_types()[-1] == "deleted"
 
 
@@ -279,7 +279,7 @@ def test_a_rotation_overtaken_by_a_teardown_fails_without_regenerating_or_storin
     assert world.ml.calls_to("regenerate_key") == []
     assert world.secrets.latest(plan.secret_names.primary) is None
     assert "keyrotationfailed" in world.event_types()
-    assert world.service.get_deployment(run.deployment_id).status.phase is Phase.DELETED
+    assert world.service.get_deployment(run.deployment_id, caller=AUDITOR).status.phase is Phase.DELETED
 
 
 def test_the_timer_rotates_the_alternate_of_an_expiring_key_once_per_expiry_and_alternates_over_time():

@@ -11,7 +11,15 @@ from shared.ports import Endpoint, MarketplaceSubscription
 from shared.problems import Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest
 from shared.runs import RunStatus
-from tests.deployments.scenario import CATALOG, DIRECT_MODEL, MARKETPLACE_MODEL, REQUESTER, WORKSPACE_ID, request
+from tests.deployments.scenario import (
+    AUDITOR,
+    CATALOG,
+    DIRECT_MODEL,
+    MARKETPLACE_MODEL,
+    REQUESTER,
+    WORKSPACE_ID,
+    request,
+)
 
 from .world import HUB_ID, build
 
@@ -55,7 +63,7 @@ def test_teardown_deletes_endpoint_secrets_and_subscription_and_leaves_the_deplo
     plan = plan_for(deployed.request, CATALOG)
 
     submission = world.lifecycle.delete(deployed.deployment_id, caller=REQUESTER, delete_subscription=True)
-    in_flight = world.service.get_deployment(deployed.deployment_id)
+    in_flight = world.service.get_deployment(deployed.deployment_id, caller=AUDITOR)
     world.drain()
 
     deleted = world.run(submission.run.id)
@@ -71,7 +79,7 @@ def test_teardown_deletes_endpoint_secrets_and_subscription_and_leaves_the_deplo
     assert world.ml.subscription(WORKSPACE_ID, plan.subscription_name) is None
     assert world.secrets.latest(plan.secret_names.primary) is None
     assert world.secrets.latest(plan.secret_names.secondary) is None
-    deployment = world.service.get_deployment(deployed.deployment_id)
+    deployment = world.service.get_deployment(deployed.deployment_id, caller=AUDITOR)
     assert (deployment.status.phase, deployment.status.delete_run_id) == (Phase.DELETED, deleted.id)
     assert deployment.status.secret_ids is None
     assert {(condition.status, condition.reason) for condition in deployment.status.conditions} == {
@@ -127,7 +135,7 @@ def test_a_delete_during_a_teardown_joins_it_and_is_answered_with_its_own_event(
     deleted_events = [body for body in world.events.bodies if body["type"].endswith(".deleted")]
     assert [event["data"]["ticket"] for event in deleted_events] == [None, "INC-7"]
     assert len({event["id"] for event in deleted_events}) == 2
-    deployment = world.service.get_deployment(deployed.deployment_id)
+    deployment = world.service.get_deployment(deployed.deployment_id, caller=AUDITOR)
     assert [(item.run_id, item.outcome, item.ticket) for item in deployment.requests[1:]] == [
         (first.run.id, "created", None),
         (first.run.id, "joined", "INC-7"),
@@ -195,7 +203,7 @@ def test_a_delete_while_a_deploy_is_in_flight_is_refused_and_the_deploy_goes_on(
     assert refused.problem.extensions == {"runId": deploying.run.id, "deploymentId": deploying.deployment.id}
     assert (refused.run.operation, refused.run.status) == ("delete", RunStatus.REJECTED)
     assert world.run(deploying.run.id).status is RunStatus.SUCCEEDED
-    assert world.service.get_deployment(deploying.deployment.id).status.phase is Phase.READY
+    assert world.service.get_deployment(deploying.deployment.id, caller=AUDITOR).status.phase is Phase.READY
     assert world.ml.calls_to("begin_delete_endpoint") == []
 
 
@@ -229,7 +237,7 @@ def test_after_a_teardown_the_same_request_deploys_the_same_deployment_afresh():
     )
     redeployed = world.run(again.run.id)
     assert (redeployed.operation, redeployed.status) == ("deploy", RunStatus.SUCCEEDED)
-    deployment = world.service.get_deployment(deployed.deployment_id)
+    deployment = world.service.get_deployment(deployed.deployment_id, caller=AUDITOR)
     assert deployment.status.phase is Phase.READY
     assert (deployment.status.current_run_id, deployment.status.keys_run_id) == (again.run.id, again.run.id)
     assert deployment.status.delete_run_id is None
@@ -275,7 +283,7 @@ def test_a_shared_subscription_is_refused_before_anything_is_deleted():
     assert world.ml.calls_to("begin_delete_endpoint") == []
     assert world.ml.endpoint(WORKSPACE_ID, plan.endpoint_name) is not None
     assert world.secrets.latest(plan.secret_names.primary) is not None
-    deployment = world.service.get_deployment(deployed.deployment_id)
+    deployment = world.service.get_deployment(deployed.deployment_id, caller=AUDITOR)
     assert (deployment.status.phase, deployment.status.current_run_id) == (Phase.READY, deployed.id)
 
 
@@ -287,7 +295,7 @@ def test_the_caller_needs_the_delete_action_on_the_workspace(caller, slug):
     submission = world.lifecycle.delete(deployed.deployment_id, caller=caller, delete_subscription=False)
 
     assert (submission.problem.kind.slug if submission.problem else None) == slug
-    phase = world.service.get_deployment(deployed.deployment_id).status.phase
+    phase = world.service.get_deployment(deployed.deployment_id, caller=AUDITOR).status.phase
     assert phase is (Phase.READY if slug else Phase.DELETING)
 
 
@@ -341,7 +349,7 @@ def test_a_queue_delete_of_a_deleted_deployment_hears_back_once_naming_the_origi
     assert {body["data"]["runId"] for body in world.events.bodies} == {first.run.id}
     assert [run.id for run in world.runs.list(ticket="INC-8").runs] == [first.run.id]
     assert [run.id for run in world.runs.all_runs if run.operation == "delete"] == [first.run.id]
-    assert world.service.get_deployment(deployed.deployment_id).requests[-1].outcome == "deleted"
+    assert world.service.get_deployment(deployed.deployment_id, caller=AUDITOR).requests[-1].outcome == "deleted"
 
 
 def test_a_queue_delete_of_a_deployment_the_broker_does_not_have_is_rejected_once_as_not_found():
@@ -370,7 +378,7 @@ def test_a_failed_endpoint_deletion_fails_the_run_with_azures_error_and_the_depl
     failed = world.run(submission.run.id)
     assert failed.status is RunStatus.FAILED
     assert (failed.error.code, failed.error.message) == ("DeletionFailed", "The endpoint could not be deleted.")
-    deployment = world.service.get_deployment(deployed.deployment_id)
+    deployment = world.service.get_deployment(deployed.deployment_id, caller=AUDITOR)
     assert (deployment.status.phase, deployment.status.error) == (Phase.FAILED, failed.error)
     assert deployment.status.delete_run_id is None
     assert world.event_types()[-1] == "failed"
@@ -380,7 +388,7 @@ def test_a_failed_endpoint_deletion_fails_the_run_with_azures_error_and_the_depl
 
     assert retried.answer == "created"
     assert retried.run.id != failed.id
-    assert world.service.get_deployment(deployed.deployment_id).status.delete_run_id == retried.run.id
+    assert world.service.get_deployment(deployed.deployment_id, caller=AUDITOR).status.delete_run_id == retried.run.id
 
 
 def test_a_cross_region_teardown_deletes_the_hub_endpoint_and_the_projects_connection():
@@ -397,7 +405,7 @@ def test_a_cross_region_teardown_deletes_the_hub_endpoint_and_the_projects_conne
     hub_plan = plan_for(deployed.request, CATALOG, target=deployed.deployment_target)
     assert world.secrets.latest(hub_plan.secret_names.primary) is None
     assert world.connections.connections == {}
-    assert world.service.get_deployment(deployed.deployment_id).status.phase is Phase.DELETED
+    assert world.service.get_deployment(deployed.deployment_id, caller=AUDITOR).status.phase is Phase.DELETED
 
 
 def test_a_throttled_step_is_retried_from_the_queue_with_azures_retry_after():
@@ -419,13 +427,13 @@ def test_a_deployment_whose_deploy_failed_can_be_torn_down():
     world = build()
     world.ml.fail_next("begin_create_endpoint", AzureCallError(400, "BadRequest", "No."))
     failed = world.deploy()
-    assert world.service.get_deployment(failed.deployment_id).status.phase is Phase.FAILED
+    assert world.service.get_deployment(failed.deployment_id, caller=AUDITOR).status.phase is Phase.FAILED
 
     submission = world.lifecycle.delete(failed.deployment_id, caller=REQUESTER, delete_subscription=False)
     world.drain()
 
     assert world.run(submission.run.id).status is RunStatus.DELETED
-    assert world.service.get_deployment(failed.deployment_id).status.phase is Phase.DELETED
+    assert world.service.get_deployment(failed.deployment_id, caller=AUDITOR).status.phase is Phase.DELETED
 
 
 def test_the_request_a_delete_run_records_is_the_deployments_spec():

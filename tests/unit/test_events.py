@@ -78,7 +78,10 @@ def test_which_statuses_publish(status, kind):
 def test_event_types_share_one_prefix():
     assert {kind.event_type for kind in EventKind} == {
         f"com.contoso.broker.deployment.{name}"
-        for name in ("accepted", "succeeded", "failed", "rejected", "deleted", "keyrotated", "keyrotationfailed")
+        for name in (
+            *("accepted", "succeeded", "failed", "rejected", "deleted", "keyrotated", "keyrotationfailed"),
+            *("approvalrequested", "approved", "approvalrejected"),
+        )
     }
     assert EVENT_TYPE_PREFIX == "com.contoso.broker.deployment"
 

@@ -26,6 +26,12 @@ REQUIRED_SLUGS = {
     "idempotency-conflict": 422,
     "subscription-in-use": 409,
     "deployment-state-conflict": 409,
+    "approver-required": 403,
+    "self-approval-forbidden": 403,
+    "run-state-conflict": 409,
+    "approval-rejected": 403,
+    "approval-expired": 403,
+    "approval-withdrawn": 409,
     "azure-unavailable": 503,
     "internal": 500,
 }
