@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: install run test lint bench emulator clean
+.PHONY: install run test lint checkov bench emulator clean
 
 install: $(STAMP_PY) $(STAMP_NODE)
 
@@ -13,6 +13,17 @@ $(STAMP_PY): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# checkov pins many packages of its own, so it gets its own virtualenv rather than a line in requirements-dev.txt.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+STAMP_CHECKOV := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
+$(STAMP_CHECKOV):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
 $(STAMP_NODE): package.json package-lock.json
@@ -27,12 +38,18 @@ run: install
 # Coverage of the product (shared/, handlers/, function_app) must stay at or above the gate.
 COVERAGE_GATE := 90
 
-test: install lint
+# tests/infra runs checkov too, so the test target builds its virtualenv.
+test: install lint $(STAMP_CHECKOV)
 	$(PY) -m pytest --cov=shared --cov=handlers --cov=function_app --cov-report=term --cov-fail-under=$(COVERAGE_GATE)
 
 lint: $(STAMP_PY)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# Scans infra/ with every finding infra/checkov-baseline.json accepts (each with its reason) left out.
+checkov: $(STAMP_CHECKOV)
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --directory infra --framework bicep --skip-download --compact \
+		--quiet --baseline infra/checkov-baseline.json
 
 bench: install
 	$(PY) -m bench

@@ -1,5 +1,6 @@
 // The Serverless Deployment Broker in one resource group: identity, storage, Key Vault, monitoring, the Flex Consumption
-// function app behind Easy Auth, and the role assignments among them. Local modules only (see README.md).
+// function app behind Easy Auth, the role assignments among them, the network isolation of storage and Key Vault, and
+// the operators' workbook and alert rules. Local modules only (see README.md).
 
 targetScope = 'resourceGroup'
 
@@ -64,13 +65,47 @@ param hygieneWebhookUrl string = ''
 @description('Accept only Entra-authenticated telemetry in Application Insights.')
 param appInsightsDisableLocalAuth bool = true
 
+@description('Storage and Key Vault behind private endpoints with public network access off, the app integrated with a VNet. Off: public endpoints (README.md, "Network isolation").')
+param networkIsolation bool = true
+
+@description('Address space of the VNet (networkIsolation), and the subnets of the app and of the private endpoints.')
+param virtualNetworkAddressPrefix string = '10.60.0.0/16'
+param appSubnetAddressPrefix string = '10.60.0.0/24'
+param privateEndpointSubnetAddressPrefix string = '10.60.1.0/24'
+
+@description('Storage replication: Standard_ZRS where the region has availability zones, else Standard_LRS (README.md).')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+])
+param storageSkuName string = 'Standard_ZRS'
+
+@description('Resource id of an existing action group the alert rules notify; empty: one is created for alertEmail.')
+param actionGroupId string = ''
+
+@description('Email address of the action group created when actionGroupId is empty; both empty: the alerts notify no one.')
+param alertEmail string = ''
+
+@description('Application Insights availability-test locations that probe /api/health (2 failing raise the alert).')
+param healthTestLocations array = [
+  'emea-nl-ams-azr'
+  'us-va-ash-azr'
+  'apac-sg-sin-azr'
+]
+
 param tags object = {}
 
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var allTags = union(tags, {
   'azd-env-name': environmentName
 })
-var hubWorkspaceIds = map(items(crossRegionHubs), hub => hub.value)
+// For-expressions, not map() with a lambda: checkov's bundled Bicep parser reads no lambdas (infra/README.md).
+var hubWorkspaceIds = [for hub in items(crossRegionHubs): hub.value]
+var crossRegionHubPairs = [for hub in items(crossRegionHubs): '${hub.key}=${hub.value}']
+
+// Isolated, storage and Key Vault take no traffic from public networks; the app reaches them through the VNet.
+var publicAccess = networkIsolation ? 'Disabled' : 'Enabled'
+var firewallDefaultAction = networkIsolation ? 'Deny' : 'Allow'
 
 // Queue and table names, set once here for both the storage account and the app settings.
 var requestsQueue = 'deployment-requests'
@@ -94,17 +129,23 @@ module storage 'modules/storage.bicep' = {
   params: {
     name: 'st${resourceToken}'
     location: location
+    // The poison queues exist from the start, so operators can peek them before the first message lands there.
     queueNames: [
       requestsQueue
       workQueue
       eventsQueue
       alertsQueue
+      '${requestsQueue}-poison'
+      '${workQueue}-poison'
     ]
     tableNames: [
       runsTable
       findingsTable
     ]
     deploymentContainerName: 'app-package-${resourceToken}'
+    skuName: storageSkuName
+    publicNetworkAccess: publicAccess
+    networkDefaultAction: firewallDefaultAction
     tags: allTags
   }
 }
@@ -114,6 +155,22 @@ module keyVault 'modules/keyvault.bicep' = {
   params: {
     name: 'kv-${resourceToken}'
     location: location
+    publicNetworkAccess: publicAccess
+    networkDefaultAction: firewallDefaultAction
+    tags: allTags
+  }
+}
+
+module network 'modules/network.bicep' = if (networkIsolation) {
+  name: 'network'
+  params: {
+    name: 'vnet-broker-${resourceToken}'
+    location: location
+    addressPrefix: virtualNetworkAddressPrefix
+    appSubnetPrefix: appSubnetAddressPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetAddressPrefix
+    storageAccountId: storage.outputs.id
+    keyVaultId: keyVault.outputs.id
     tags: allTags
   }
 }
@@ -182,7 +239,7 @@ var brokerSettings = {
   // finishes within 2 minutes of a host being back (README, "Recovery without the lease").
   WATCHDOG_SCHEDULE: '*/30 * * * * *'
   WATCHDOG_STALL_SECONDS: '60'
-  BROKER_CROSS_REGION_HUBS: join(map(items(crossRegionHubs), hub => '${hub.key}=${hub.value}'), ',')
+  BROKER_CROSS_REGION_HUBS: join(crossRegionHubPairs, ',')
   KEY_ROTATION_SCHEDULE: keyRotationSchedule
   KEY_VALIDITY_DAYS: '90'
   KEY_ROTATION_WINDOW_DAYS: '30'
@@ -217,6 +274,8 @@ module functionApp 'modules/functionapp.bicep' = {
     blobEndpoint: storage.outputs.blobEndpoint
     queueEndpoint: storage.outputs.queueEndpoint
     tableEndpoint: storage.outputs.tableEndpoint
+    // Isolated, the host starts only once the private endpoints and their DNS records exist.
+    virtualNetworkSubnetId: networkIsolation ? network.outputs.appSubnetId : ''
     brokerSettings: brokerSettings
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     authClientId: authClientId
@@ -230,6 +289,34 @@ module functionApp 'modules/functionapp.bicep' = {
     tags: union(allTags, {
       'azd-service-name': 'broker'
     })
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    namePrefix: 'broker-${resourceToken}'
+    location: location
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    healthUrl: 'https://${functionApp.outputs.defaultHostName}/api/health'
+    requestsQueue: requestsQueue
+    workQueue: workQueue
+    actionGroupId: actionGroupId
+    alertEmail: alertEmail
+    healthTestLocations: healthTestLocations
+    tags: allTags
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    storageAccountId: storage.outputs.id
+    requestsQueue: requestsQueue
+    workQueue: workQueue
+    tags: allTags
   }
 }
 

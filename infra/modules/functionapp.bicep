@@ -43,6 +43,9 @@ param authAllowedClientApplications array = []
 @description('Paths Easy Auth lets through unauthenticated (the anonymous health and OpenAPI routes).')
 param authExcludedPaths array
 
+@description('Subnet (delegated to Microsoft.App/environments) the app\'s outbound traffic goes through; empty: no VNet integration.')
+param virtualNetworkSubnetId string = ''
+
 @description('Upper bound on Flex Consumption instances.')
 param maximumInstanceCount int = 40
 
@@ -59,6 +62,16 @@ var audiences = empty(authAllowedAudiences) ? [
   'api://${authClientId}'
   authClientId
 ] : authAllowedAudiences
+
+var audienceValidation = {
+  allowedAudiences: audiences
+}
+// No authorization policy when no list is given: Easy Auth then accepts any application of the tenant.
+var clientApplicationPolicy = empty(authAllowedClientApplications) ? {} : {
+  defaultAuthorizationPolicy: {
+    allowedApplications: authAllowedClientApplications
+  }
+}
 
 var identitySettings = {
   // The host's own storage connection, identity-based: blob for timer status and singleton locks, queue for triggers.
@@ -101,8 +114,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Integrated, the app reaches storage and Key Vault through their private endpoints (modules/network.bicep).
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
+      http20Enabled: true
+      ftpsState: 'Disabled'
     }
     functionAppConfig: {
       deployment: {
@@ -162,17 +179,7 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
           clientId: authClientId
           openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
         }
-        // No authorization policy when no list is given: Easy Auth then accepts any application of the tenant.
-        validation: union(
-          {
-            allowedAudiences: audiences
-          },
-          empty(authAllowedClientApplications) ? {} : {
-            defaultAuthorizationPolicy: {
-              allowedApplications: authAllowedClientApplications
-            }
-          }
-        )
+        validation: union(audienceValidation, clientApplicationPolicy)
       }
     }
   }

@@ -1,5 +1,6 @@
 // The vault that receives every endpoint key. Access is Azure RBAC only (no access policies). Soft delete with purge
 // protection keeps a deleted key secret recoverable for the whole retention period: the broker recovers, never purges.
+// Isolated, the vault is reachable only through its private endpoint (modules/network.bicep).
 
 @description('Key Vault name: 3-24 letters, digits and hyphens.')
 @minLength(3)
@@ -13,6 +14,20 @@ param location string
 @minValue(7)
 @maxValue(90)
 param softDeleteRetentionInDays int = 90
+
+@description('Disabled: reachable through private endpoints only. main.bicep sets it from networkIsolation.')
+@allowed([
+  'Disabled'
+  'Enabled'
+])
+param publicNetworkAccess string = 'Disabled'
+
+@description('What the firewall does with traffic no rule lets in; Allow only while the public endpoint serves the app.')
+@allowed([
+  'Deny'
+  'Allow'
+])
+param networkDefaultAction string = 'Deny'
 
 param tags object = {}
 
@@ -30,7 +45,11 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: softDeleteRetentionInDays
     enablePurgeProtection: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
+    networkAcls: {
+      defaultAction: networkDefaultAction
+      bypass: 'AzureServices'
+    }
   }
 }
 

@@ -9,31 +9,17 @@ param storageAccountName string
 param keyVaultName string
 param applicationInsightsName string
 
+// Each call on one line: checkov's bundled Bicep parser cannot read arguments broken across lines (infra/README.md).
 // Storage Queue Data Contributor: read, write and delete queue messages (triggers, work, events, alerts).
-var storageQueueDataContributor = subscriptionResourceId(
-  'Microsoft.Authorization/roleDefinitions',
-  '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-)
+var storageQueueDataContributor = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '974c5e8b-45b9-4653-ba55-5f855dd0fb88')
 // Storage Table Data Contributor: run records, claims and hygiene findings.
-var storageTableDataContributor = subscriptionResourceId(
-  'Microsoft.Authorization/roleDefinitions',
-  '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
-)
+var storageTableDataContributor = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
 // Storage Blob Data Owner: the Flex deployment package, timer status and the host's singleton locks.
-var storageBlobDataOwner = subscriptionResourceId(
-  'Microsoft.Authorization/roleDefinitions',
-  'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-)
+var storageBlobDataOwner = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
 // Key Vault Secrets Officer: set, read, recover and disable the endpoint key secrets.
-var keyVaultSecretsOfficer = subscriptionResourceId(
-  'Microsoft.Authorization/roleDefinitions',
-  'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
-)
+var keyVaultSecretsOfficer = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7')
 // Monitoring Metrics Publisher: Entra-authenticated telemetry ingestion into Application Insights.
-var monitoringMetricsPublisher = subscriptionResourceId(
-  'Microsoft.Authorization/roleDefinitions',
-  '3913510d-42f4-4e42-8a64-420c390055eb'
-)
+var monitoringMetricsPublisher = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3913510d-42f4-4e42-8a64-420c390055eb')
 
 resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName

@@ -1,5 +1,6 @@
 // Storage for the Functions host (blob leases, timer status, the Flex deployment package) and the broker's own queues
-// and tables. Shared keys are off: every caller authenticates with Entra ID.
+// and tables. Shared keys are off: every caller authenticates with Entra ID. Isolated, the account takes no traffic
+// from public networks at all: the app reaches it through private endpoints (modules/network.bicep).
 
 @description('Storage account name: 3-24 lowercase letters and digits.')
 @minLength(3)
@@ -18,6 +19,27 @@ param tableNames array
 @description('Blob container that holds the Flex Consumption deployment package.')
 param deploymentContainerName string
 
+@description('Replication: Standard_ZRS where the region has availability zones, else Standard_LRS (infra/README.md).')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+])
+param skuName string = 'Standard_ZRS'
+
+@description('Disabled: reachable through private endpoints only. main.bicep sets it from networkIsolation.')
+@allowed([
+  'Disabled'
+  'Enabled'
+])
+param publicNetworkAccess string = 'Disabled'
+
+@description('What the firewall does with traffic no rule lets in; Allow only while the public endpoint serves the app.')
+@allowed([
+  'Deny'
+  'Allow'
+])
+param networkDefaultAction string = 'Deny'
+
 param tags object = {}
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -26,7 +48,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_LRS'
+    name: skuName
   }
   properties: {
     allowSharedKeyAccess: false
@@ -35,9 +57,9 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     // Flex Consumption without VNet integration reaches storage over its public endpoint.
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
       bypass: 'AzureServices'
     }
   }

@@ -7,22 +7,27 @@ README documents come from its Configuration table.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pycep import BicepParser
 
-REPO = Path(__file__).resolve().parents[2]
-INFRA = REPO / "infra"
-MAIN = INFRA / "main.bicep"
-BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+from .bicep import (
+    BICEP_FILES,
+    INFRA,
+    MAIN,
+    REPO,
+    Scope,
+    function_call,
+    parse,
+    property_of,
+    resources,
+    resources_in_all_files,
+)
 
 IDENTITY_STORAGE_SUFFIXES = ("credential", "clientId", "blobServiceUri", "queueServiceUri", "tableServiceUri")
 # README settings that only make sense on a developer machine, or that production replaces (storage goes
@@ -63,63 +68,6 @@ for function in function_app.app.get_functions():
             anonymous_routes.append(spec["route"])
 print(json.dumps({"settings": sorted(settings), "connections": sorted(connections), "anonymous": anonymous_routes}))
 """
-
-
-@functools.cache
-def parse(path: Path) -> dict[str, Any]:
-    return BicepParser().parse(file_path=path)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """A parsed Bicep file and the arguments its caller passed, to follow a bare name back to its value."""
-
-    document: dict[str, Any]
-    arguments: dict[str, Any] = field(default_factory=dict)
-    caller: Scope | None = None
-
-    def follow(self, value: Any) -> tuple[Any, Scope]:
-        # pycep drops the quotes of string literals, so a bare string is a name only when it names a var or param.
-        if isinstance(value, str):
-            if value in self.document.get("variables", {}):
-                return self.follow(self.document["variables"][value]["value"])
-            if value in self.document.get("parameters", {}):
-                if value in self.arguments and self.caller is not None:
-                    return self.caller.follow(self.arguments[value])
-                return self.document["parameters"][value]["default"], self
-        return value, self
-
-    def module(self, relative_path: str) -> Scope:
-        for module in self.document.get("modules", {}).values():
-            if module["detail"]["path"] == relative_path:
-                return Scope(parse(INFRA / relative_path), module["config"]["params"], self)
-        raise AssertionError(f"main.bicep does not deploy {relative_path}")
-
-
-def resources(document: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
-    """Configs of the resources of that type the file deploys (not `existing` references)."""
-    return [
-        resource["config"]
-        for resource in document.get("resources", {}).values()
-        if resource["type"] == resource_type and not resource["existing"]
-    ]
-
-
-def resources_in_all_files(resource_type: str) -> list[dict[str, Any]]:
-    return [config for path in BICEP_FILES for config in resources(parse(path), resource_type)]
-
-
-def function_call(value: Any, name: str) -> dict[str, Any]:
-    assert isinstance(value, dict), f"expected {name}(...), found {value!r}"
-    assert value.get("function", {}).get("type") == name, f"expected {name}(...), found {value!r}"
-    return value["function"].get("parameters") or {}
-
-
-def property_of(value: Any) -> tuple[Any, Any]:
-    assert isinstance(value, dict), f"expected a property access, found {value!r}"
-    assert value.get("operator", {}).get("type") == "property_accessor", f"expected a property access: {value!r}"
-    operands = value["operator"]["operands"]
-    return operands["operand_1"], operands["operand_2"]
 
 
 def settings_object(value: Any, scope: Scope) -> dict[str, tuple[Any, Scope]]:
