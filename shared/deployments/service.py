@@ -32,7 +32,6 @@ from shared.azure_errors import AzureCallError, RecordChangedError, RecordExists
 from shared.azure_ids import WorkspaceId
 from shared.catalog import ModelCatalog
 from shared.deployment import (
-    ConditionType,
     Deployment,
     DeploymentRequester,
     DeploymentSpec,
@@ -41,6 +40,7 @@ from shared.deployment import (
     deployment_id,
 )
 from shared.deployments.approvals import ApprovalDesk, Decision
+from shared.deployments.intake_rules import azure_refusal, completed, first_status, torn_down_meanwhile
 from shared.deployments.observe import DEFAULT_HEALTHY_STATES, Observation, observe
 from shared.deployments.preflight import (
     PreflightContext,
@@ -52,7 +52,8 @@ from shared.deployments.preflight import (
     spec_for,
 )
 from shared.deployments.visibility import Visibility, VisiblePage, visible_page
-from shared.deployments.workflow import SUCCEEDED, Workflow
+from shared.deployments.what_if import WhatIf, WhatIfPlanner
+from shared.deployments.workflow import Workflow
 from shared.engine import LIFECYCLE_STEPS, WorkItem, settled_run
 from shared.events import (
     EventKind,
@@ -65,7 +66,6 @@ from shared.model_ids import parse_model_id
 from shared.plan import DeploymentPlan
 from shared.ports import (
     AuthorizationPort,
-    Endpoint,
     MachineLearningPort,
     MessageQueuePort,
     RunRepositoryPort,
@@ -196,7 +196,7 @@ class DeploymentService:
         if problem is not None:
             return problem
         assert result.plan is not None, "a passed preflight always has a plan"
-        return _first_status(result.plan, result.existing_endpoint, None)
+        return first_status(result.plan, result.existing_endpoint, None)
 
     # -- intake ----------------------------------------------------------------------------------------------------
 
@@ -241,7 +241,7 @@ class DeploymentService:
         ask = _Ask(request, caller, run.ticket, idempotency_key, run)
         # Joining a run in flight or answering from a Ready deployment writes nothing to Azure: that needs only the
         # checks for joining. Should the answer turn out to be a new run after all, _start completes the rest.
-        joining = existing is not None and (existing.status.phase is Phase.READY or _still_marked_in_flight(existing))
+        joining = existing is not None and (existing.status.phase is Phase.READY or existing.in_flight)
         result, problem = self._preflight(request, caller, existing, joining=joining)
         if problem is not None:
             return self._reject(run, problem, deployment_id=the_id if existing else None)
@@ -265,16 +265,16 @@ class DeploymentService:
                     return self._start(ask, spec, result, stored, operation="deploy")
                 deployment = stored.deployment
                 # Only a deployment marked in flight has a current run that may be joined or need catching up.
-                in_flight = _still_marked_in_flight(deployment)
+                in_flight = deployment.in_flight
                 current_stored = self._current_run(deployment, ask.run.id) if in_flight else None
                 current = current_stored.run if current_stored else None
-                if current is not None and current.is_terminal and _still_marked_in_flight(deployment):
+                if current is not None and current.is_terminal and deployment.in_flight:
                     # The run ended but the worker died before the deployment heard: catch it up, then look again.
                     self._runs.save_deployment(deployment.run_finished(current, at=self._clock()), stored.etag)
                     continue
                 if current_stored is not None and not current_stored.run.is_terminal:
                     return self._join(ask, stored, current_stored, spec)
-                if current is None and _still_marked_in_flight(deployment):
+                if current is None and deployment.in_flight:
                     # Its run crashed before it was stored: take the claim over.
                     operation = "repair" if deployment.status.keys_run_id else "deploy"
                     return self._start(ask, spec, result, stored, operation=operation)
@@ -334,7 +334,7 @@ class DeploymentService:
         endpoint = EndpointInfo(name=plan.endpoint_name, id=plan.endpoint_id)
         claiming = ask.run.model_copy(update={"operation": operation, "deployment_id": claimed.id})
         if requirement is None:
-            status, detail = _first_status(plan, result.existing_endpoint, seen)
+            status, detail = first_status(plan, result.existing_endpoint, seen)
             run = claiming.transition(status, at=at, detail=detail, endpoint=endpoint)
         else:
             approval = Approval(
@@ -370,7 +370,7 @@ class DeploymentService:
         deployment: Deployment = stored.deployment
         current: RunRecord = current_stored.run
         if current.operation == "delete":
-            return self._reject(ask.run, _torn_down_meanwhile(current), deployment_id=deployment.id)
+            return self._reject(ask.run, torn_down_meanwhile(current), deployment_id=deployment.id)
         differences = deployment.spec.differences(spec)
         if differences:
             return self._reject(ask.run, conflict_problem(deployment, differences), deployment_id=deployment.id)
@@ -445,7 +445,7 @@ class DeploymentService:
             joined = run_join_preflight(context(), deployment) if joining and deployment is not None else None
             result = joined or run_preflight(context())
         except AzureCallError as error:
-            problem = _azure_refusal(error, request)
+            problem = azure_refusal(error, request)
             if problem is None:
                 raise
             return PreflightResult(problem, None, None, ()), problem
@@ -640,11 +640,8 @@ class DeploymentService:
             }
         return answer
 
-    def what_if(self, request: DeploymentRequest, *, caller: Caller) -> Any:
-        """What submitting `request` would do, from reads alone: a shared.deployments.what_if.WhatIf. Imported here
-        because what_if builds on this module's intake rules."""
-        from shared.deployments.what_if import WhatIfPlanner
-
+    def what_if(self, request: DeploymentRequest, *, caller: Caller) -> WhatIf:
+        """What submitting `request` would do, from reads alone."""
         planner = WhatIfPlanner(
             runs=self._runs,
             machine_learning=self._ml,
@@ -776,34 +773,6 @@ def _claimed(
     return claimed.with_conditions(seen.conditions, at=at) if seen is not None else claimed
 
 
-def _first_status(plan: DeploymentPlan, existing: Endpoint | None, seen: Observation | None) -> tuple[RunStatus, str]:
-    """Where a run starts: at the first thing Azure's state lacks (a repair) or at the beginning."""
-    if seen is not None:
-        failing = {condition.type for condition in seen.failing()}
-        lacks = ", ".join(f"{item.type} ({item.reason})" for item in seen.failing()) or "nothing"
-        detail = f"repairing: Azure reports {lacks}"
-        unhealthy = bool(failing & {ConditionType.SUBSCRIPTION_READY, ConditionType.HEALTHY})
-        if plan.subscription_name is not None and unhealthy:
-            return RunStatus.SUBSCRIBING, detail
-        if unhealthy or ConditionType.ENDPOINT_READY in failing:
-            return RunStatus.PROVISIONING, detail
-        return RunStatus.STORING_KEYS, detail
-    # Only a provisioned endpoint may skip to its keys; one left Creating or Failed is provisioned again.
-    if existing is not None and existing.provisioning_state.lower() == SUCCEEDED:
-        return RunStatus.STORING_KEYS, f"endpoint '{plan.endpoint_name}' exists; storing its keys"
-    if plan.subscription_name is not None:
-        return RunStatus.SUBSCRIBING, plan.classification.explanation
-    return RunStatus.PROVISIONING, plan.classification.explanation
-
-
-def completed(request: DeploymentRequest, spec: DeploymentSpec) -> DeploymentRequest:
-    """`request` with what it left out taken from the deployment it asks for again: omitting the endpoint name or
-    content safety means "as it is", not "the default", so a re-POST of the short form joins a customised deployment."""
-    given = request.model_fields_set
-    filled = {name: getattr(spec, name) for name in ("endpoint_name", "content_safety") if name not in given}
-    return request.model_copy(update=filled) if filled else request
-
-
 def _same_ready(current: Deployment, answered: Deployment) -> bool:
     """Whether `current` is still the Ready deployment a request was being answered from (same spec, same run)."""
     return (
@@ -813,36 +782,5 @@ def _same_ready(current: Deployment, answered: Deployment) -> bool:
     )
 
 
-def _still_marked_in_flight(deployment: Deployment) -> bool:
-    return deployment.in_flight
-
-
 def _fingerprint(request: DeploymentRequest) -> str:
     return hashlib.sha256(json.dumps(request.to_wire(), sort_keys=True).encode()).hexdigest()
-
-
-def _torn_down_meanwhile(teardown: RunRecord) -> Problem:
-    return Problem.of(
-        "deployment-state-conflict",
-        f"Run {teardown.id} is tearing this deployment down ({teardown.status}); request it again once it has "
-        "finished.",
-        runId=teardown.id,
-        deploymentId=teardown.deployment_id,
-    )
-
-
-def _azure_refusal(error: AzureCallError, request: DeploymentRequest) -> Problem | None:
-    """A preflight read Azure refused for good: the request is rejected, saying why, rather than failing."""
-    if error.transient:
-        return None
-    if error.not_found:
-        return Problem.of(
-            "not-found", f"Workspace {request.workspace_id} was not found: {error.message}", azureCode=error.code
-        )
-    if error.status == 403:
-        return Problem.of(
-            "broker-permissions-missing",
-            f"Azure refused the broker's identity while checking the request ({error.code}): {error.message}",
-            azureCode=error.code,
-        )
-    return None

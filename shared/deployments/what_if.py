@@ -27,6 +27,7 @@ from shared.approvals import ApprovalPolicy
 from shared.azure_errors import AzureCallError
 from shared.cross_region import connection_name
 from shared.deployment import Condition, Deployment, Phase, deployment_id
+from shared.deployments.intake_rules import azure_refusal, completed, first_status, torn_down_meanwhile
 from shared.deployments.observe import PROVISIONING_IN_PROGRESS, Observation, observe
 from shared.deployments.preflight import (
     CheckOutcome,
@@ -35,15 +36,6 @@ from shared.deployments.preflight import (
     PreflightPolicy,
     evaluate_every_check,
     evaluate_join_checks,
-)
-
-# Intake's own rules, imported rather than restated so that what-if cannot drift from what intake does.
-from shared.deployments.service import (
-    _azure_refusal,
-    _first_status,
-    _still_marked_in_flight,
-    _torn_down_meanwhile,
-    completed,
 )
 from shared.deployments.workflow import SUBSCRIBED, SUCCEEDED
 from shared.key_secrets import KEY_TYPES
@@ -279,7 +271,7 @@ class WhatIfPlanner:
         """The request with intake's checks evaluated: the light ones for a deployment in flight or Ready that it
         asks for as it is, otherwise every one (on a context of its own, as intake does)."""
         refusal = self._refusal(request)
-        if existing is not None and (existing.status.phase is Phase.READY or _still_marked_in_flight(existing)):
+        if existing is not None and (existing.status.phase is Phase.READY or existing.in_flight):
             context = self._context(request, caller, existing)
             light = evaluate_join_checks(context, existing, refusal=refusal)
             if light is not None:
@@ -318,7 +310,7 @@ class WhatIfPlanner:
             return self._run(asking, deployment, "deploy")
         if current is not None:
             return self._join(asking, deployment, current)
-        if _still_marked_in_flight(deployment):
+        if deployment.in_flight:
             asking.warnings.append(
                 f"Run {deployment.status.current_run_id}, which claimed deployment {deployment.id}, is not stored: "
                 "intake takes the claim over once the run has had a moment to be stored."
@@ -331,7 +323,7 @@ class WhatIfPlanner:
 
     def _current_run(self, deployment: Deployment | None) -> RunRecord | None:
         """The stored run holding the claim of a deployment marked in flight."""
-        if deployment is None or not _still_marked_in_flight(deployment) or not deployment.status.current_run_id:
+        if deployment is None or not deployment.in_flight or not deployment.status.current_run_id:
             return None
         held = self._runs.get(deployment.status.current_run_id)
         return held.run if held is not None else None
@@ -339,7 +331,7 @@ class WhatIfPlanner:
     def _join(self, asking: _Asking, deployment: Deployment, current: RunRecord) -> WhatIf:
         reference = RunReference(id=current.id, operation=current.operation, status=current.status)
         if current.operation == "delete":
-            problem = _torn_down_meanwhile(current)
+            problem = torn_down_meanwhile(current)
             return _refused(asking, problem=problem, summary=problem.detail or "", run=reference)
         step = PlanStep(
             action="joinRun",
@@ -380,7 +372,7 @@ class WhatIfPlanner:
                 return _refused(asking)
         plan = asking.context.plan
         assert plan is not None, "passed checks always leave a plan"
-        status, _ = _first_status(plan, asking.context.existing_endpoint, seen)
+        status, _ = first_status(plan, asking.context.existing_endpoint, seen)
         steps = self._steps(asking, plan, status, seen)
         requirement = (
             self._approvals.requirement(asking.request.workspace, plan.model, plan.classification)
@@ -482,7 +474,7 @@ class WhatIfPlanner:
 
     @staticmethod
     def _refusal(request: DeploymentRequest) -> Callable[[AzureCallError], Problem | None]:
-        return lambda error: _azure_refusal(error, request)
+        return lambda error: azure_refusal(error, request)
 
 
 def _subscription_step(plan: DeploymentPlan, subscription: MarketplaceSubscription | None) -> PlanStep:
