@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,12 +199,21 @@ def start_broker_host(
     return start_host(REPO_ROOT, env=env, log_path=log_path, extra_args=[*SETTINGS, *extra_args])
 
 
+@contextmanager
+def broker_on(emulator: EmulatorHandle, storage: str, log_path: Path, **extra_env: str) -> Iterator[Broker]:
+    """A Broker over its own host (`start_broker_host`), stopped when the block ends."""
+    host = start_broker_host(emulator, storage, log_path, **extra_env)
+    try:
+        yield Broker(host, emulator, storage)
+    finally:
+        host.stop()
+
+
 @pytest.fixture(scope="module")
 def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
     log_dir = tmp_path_factory.mktemp("broker")
-    with running_emulator(timings={"lroSeconds": 1.0, "retryAfterMs": 300}) as emulator:
-        host = start_broker_host(emulator, azurite.connection_string, log_dir / "host.log")
-        try:
-            yield Broker(host, emulator, azurite.connection_string)
-        finally:
-            host.stop()
+    with (
+        running_emulator(timings={"lroSeconds": 1.0, "retryAfterMs": 300}) as emulator,
+        broker_on(emulator, azurite.connection_string, log_dir / "host.log") as broker,
+    ):
+        yield broker

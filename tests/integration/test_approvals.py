@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from devstack.emulator.testing import EmulatorHandle, running_emulator
-from tests.integration.conftest import TERMINAL, Broker, start_broker_host, until
+from tests.integration.conftest import TERMINAL, Broker, broker_on, start_broker_host, until
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +36,10 @@ def emulator() -> Iterator[EmulatorHandle]:
 @pytest.fixture(scope="module")
 def broker(azurite, emulator, tmp_path_factory) -> Iterator[Broker]:
     log = tmp_path_factory.mktemp("approvals") / "host.log"
-    host = start_broker_host(
+    with broker_on(
         emulator, azurite.connection_string, log, BROKER_APPROVALS_ENABLED="true", WATCHDOG_SCHEDULE=NEVER
-    )
-    try:
-        yield Broker(host, emulator, azurite.connection_string)
-    finally:
-        host.stop()
+    ) as broker:
+        yield broker
 
 
 def _request(broker: Broker, model: str, *, caller: str, ticket: str) -> dict[str, Any]:

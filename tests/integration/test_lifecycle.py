@@ -16,7 +16,7 @@ from azure.keyvault.secrets import SecretClient
 from devstack.emulator.catalog import reference_models
 from devstack.emulator.scenario import load_scenario_document
 from devstack.emulator.testing import running_emulator
-from tests.integration.conftest import Broker, start_broker_host, until
+from tests.integration.conftest import Broker, broker_on, until
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +60,9 @@ def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
         {"modelId": model, "requiresMarketplaceSubscription": True, "locations": ["eastus2"]} for model in (ALPHA, BETA)
     ]
     overrides.write_text(json.dumps({"models": suite}))
-    with running_emulator(_scenario()) as emulator:
-        host = start_broker_host(
+    with (
+        running_emulator(_scenario()) as emulator,
+        broker_on(
             emulator,
             azurite.connection_string,
             folder / "host.log",
@@ -71,11 +72,9 @@ def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
             KEY_VALIDITY_DAYS="90",
             KEY_ROTATION_WINDOW_DAYS="30",
             BROKER_CROSS_REGION_HUBS=f"eastus2={emulator.workspace_path(HUB)}",
-        )
-        try:
-            yield Broker(host, emulator, azurite.connection_string)
-        finally:
-            host.stop()
+        ) as broker,
+    ):
+        yield broker
 
 
 def _vault(broker: Broker) -> SecretClient:

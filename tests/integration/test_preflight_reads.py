@@ -15,7 +15,7 @@ import pytest
 from devstack.emulator.scenario import load_scenario_document
 from devstack.emulator.testing import running_emulator
 
-from .conftest import Broker, start_broker_host, until
+from .conftest import Broker, broker_on, until
 
 pytestmark = pytest.mark.integration
 
@@ -65,12 +65,11 @@ def _is_preflight_read(entry: dict[str, Any]) -> bool:
 @pytest.fixture(scope="module")
 def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
     log_dir = tmp_path_factory.mktemp("preflight-reads")
-    with running_emulator(_scenario(), timings={"lroSeconds": NEVER, "retryAfterMs": 300}) as emulator:
-        host = start_broker_host(emulator, azurite.connection_string, log_dir / "host.log")
-        try:
-            yield Broker(host, emulator, azurite.connection_string)
-        finally:
-            host.stop()
+    with (
+        running_emulator(_scenario(), timings={"lroSeconds": NEVER, "retryAfterMs": 300}) as emulator,
+        broker_on(emulator, azurite.connection_string, log_dir / "host.log") as broker,
+    ):
+        yield broker
 
 
 def _post(broker: Broker, caller: str, model_id: str) -> tuple[Any, list[str]]:

@@ -8,7 +8,7 @@ import pytest
 
 from devstack.emulator.scenario import load_scenario_document
 from devstack.emulator.testing import running_emulator
-from tests.integration.conftest import Broker, start_broker_host
+from tests.integration.conftest import Broker, broker_on
 
 pytestmark = pytest.mark.integration
 
@@ -21,17 +21,14 @@ def configured_broker(azurite, tmp_path_factory) -> Iterator[Broker]:
     """A broker whose policy approves Microsoft and DeepSeek registries only, in demo-project only."""
     with running_emulator() as emulator:
         workspace = emulator.workspace_path("demo-project")
-        host = start_broker_host(
+        with broker_on(
             emulator,
             azurite.connection_string,
             tmp_path_factory.mktemp("configured") / "host.log",
             BROKER_APPROVED_REGISTRIES="azureml,azureml-deepseek",
             BROKER_ALLOWED_WORKSPACES=workspace,
-        )
-        try:
-            yield Broker(host, emulator, azurite.connection_string)
-        finally:
-            host.stop()
+        ) as broker:
+            yield broker
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +41,11 @@ def underprivileged_broker(azurite, tmp_path_factory) -> Iterator[Broker]:
         for assignment in scenario["roleAssignments"]
         if not (assignment["principalId"] == broker_id and assignment["roleName"] == "Azure AI Developer")
     ]
-    with running_emulator(scenario) as emulator:
-        host = start_broker_host(emulator, azurite.connection_string, tmp_path_factory.mktemp("weak") / "host.log")
-        try:
-            yield Broker(host, emulator, azurite.connection_string)
-        finally:
-            host.stop()
+    with (
+        running_emulator(scenario) as emulator,
+        broker_on(emulator, azurite.connection_string, tmp_path_factory.mktemp("weak") / "host.log") as broker,
+    ):
+        yield broker
 
 
 def _post(broker: Broker, **body: object):

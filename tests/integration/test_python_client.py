@@ -27,7 +27,7 @@ from deployment_broker_client import (
 )
 
 from devstack.emulator.testing import running_emulator
-from tests.integration.conftest import Broker, client_credential, start_broker_host, until
+from tests.integration.conftest import Broker, broker_on, client_credential, until
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +48,17 @@ INHERITED = ("PATH", "HOME", "LANG", "TMPDIR")
 @pytest.fixture(scope="module")
 def approving_broker(azurite, tmp_path_factory) -> Iterator[Broker]:
     """A broker whose approval policy names the NEEDS_APPROVAL models."""
-    with running_emulator(timings={"lroSeconds": 1.0, "retryAfterMs": 300}) as emulator:
-        host = start_broker_host(
+    with (
+        running_emulator(timings={"lroSeconds": 1.0, "retryAfterMs": 300}) as emulator,
+        broker_on(
             emulator,
             azurite.connection_string,
             tmp_path_factory.mktemp("approving") / "host.log",
             BROKER_APPROVALS_ENABLED="true",
             BROKER_APPROVAL_MODELS=",".join(NEEDS_APPROVAL),
-        )
-        try:
-            yield Broker(host, emulator, azurite.connection_string)
-        finally:
-            host.stop()
+        ) as broker,
+    ):
+        yield broker
 
 
 def _client(broker: Broker, who: str) -> BrokerClient:

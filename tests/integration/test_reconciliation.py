@@ -13,7 +13,7 @@ from azure.keyvault.secrets import SecretClient
 
 from devstack.emulator.testing import running_emulator
 
-from .conftest import Broker, start_broker_host, until
+from .conftest import Broker, broker_on, until
 
 pytestmark = pytest.mark.integration
 
@@ -27,18 +27,17 @@ PHI = "azureml://registries/azureml/models/Phi-4-mini-reasoning"
 def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
     """Hygiene scans this broker's demo project at once (no grace window for endpointState)."""
     log_dir = tmp_path_factory.mktemp("reconcile")
-    with running_emulator(timings={"lroSeconds": 1.0, "retryAfterMs": 300}) as emulator:
-        host = start_broker_host(
+    with (
+        running_emulator(timings={"lroSeconds": 1.0, "retryAfterMs": 300}) as emulator,
+        broker_on(
             emulator,
             azurite.connection_string,
             log_dir / "host.log",
             HYGIENE_WORKSPACES=emulator.workspace_path("demo-project"),
             HYGIENE_ENDPOINT_STATE_GRACE_MINUTES="0",
-        )
-        try:
-            yield Broker(host, emulator, azurite.connection_string)
-        finally:
-            host.stop()
+        ) as broker,
+    ):
+        yield broker
 
 
 def _post(broker: Broker, model_id: str, **fields: Any) -> Any:

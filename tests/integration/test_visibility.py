@@ -12,7 +12,7 @@ import pytest
 
 from devstack.emulator.testing import running_emulator
 
-from .conftest import Broker, start_broker_host, until
+from .conftest import Broker, broker_on, until
 
 pytestmark = pytest.mark.integration
 
@@ -25,18 +25,17 @@ DEEPSEEK = "azureml://registries/azureml-deepseek/models/DeepSeek-R1"
 def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
     """Hygiene scans the demo project when asked (and not on its own during the test)."""
     log_dir = tmp_path_factory.mktemp("visibility")
-    with running_emulator(timings={"lroSeconds": 1.0, "retryAfterMs": 300}) as emulator:
-        host = start_broker_host(
+    with (
+        running_emulator(timings={"lroSeconds": 1.0, "retryAfterMs": 300}) as emulator,
+        broker_on(
             emulator,
             azurite.connection_string,
             log_dir / "host.log",
             HYGIENE_WORKSPACES=emulator.workspace_path("demo-project"),
             HYGIENE_SCHEDULE="0 0 0 1 Jan *",
-        )
-        try:
-            yield Broker(host, emulator, azurite.connection_string)
-        finally:
-            host.stop()
+        ) as broker,
+    ):
+        yield broker
 
 
 def _deploy(broker: Broker, caller: str, model_id: str, ticket: str) -> dict[str, Any]:

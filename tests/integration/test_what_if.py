@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient
 
 from devstack.emulator.testing import running_emulator
 
-from .conftest import Broker, start_broker_host, until
+from .conftest import Broker, broker_on, until
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +38,17 @@ QUIET = {
 def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
     suffix = uuid.uuid4().hex[:8]
     own_queues = {"DEPLOYMENT_WORK_QUEUE": f"work-{suffix}", "DEPLOYMENT_REQUESTS_QUEUE": f"requests-{suffix}"}
-    with running_emulator(timings={"lroSeconds": NEVER, "retryAfterMs": 300}) as emulator:
-        host = start_broker_host(
+    with (
+        running_emulator(timings={"lroSeconds": NEVER, "retryAfterMs": 300}) as emulator,
+        broker_on(
             emulator,
             azurite.connection_string,
             tmp_path_factory.mktemp("what-if") / "host.log",
             **QUIET,
             **own_queues,
-        )
-        try:
-            yield Broker(host, emulator, azurite.connection_string)
-        finally:
-            host.stop()
+        ) as broker,
+    ):
+        yield broker
 
 
 def _queue_names(broker: Broker) -> list[str]:
