@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from itertools import count
+from typing import Any
 
 from shared.access import DEFAULT_AUDITOR_ROLE, Caller
 from shared.catalog import CatalogEntry, ModelCatalog
@@ -259,9 +260,10 @@ def build_world(
     ml: FakeMachineLearning | None = None,
     telemetry: BrokerTelemetry = BROKER_TELEMETRY,
     pacer: WritePacer | None = None,
+    **service_options: Any,
 ) -> World:
     """The world, wired as production wires it; the broker's identity holds `broker_blocks` and `broker_roles` at
-    `broker_scope`."""
+    `broker_scope`; `service_options` are DeploymentService's own (approvals, roles)."""
     clock = FixedClock()
     ml = ml or FakeMachineLearning()
     ml.add_workspace(WORKSPACE_ID, location)
@@ -290,6 +292,7 @@ def build_world(
         sleep=waiting.sleep,
         monotonic=waiting.monotonic,
         telemetry=telemetry,
+        **service_options,
     )
     return World(
         clock, ml, authorization, secrets, runs, work, events, poison, connections, service, the_policy, waiting=waiting

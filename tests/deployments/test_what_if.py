@@ -17,10 +17,6 @@ from shared.adapters.run_store import _run_home, _run_key
 from shared.approvals import ApprovalPolicy
 from shared.azure_errors import AzureCallError
 from shared.deployment import Phase, deployment_id
-from shared.deployments.assembly import assemble_deployment_service
-from shared.deployments.service import Queues
-from shared.engine import StepTimings
-from shared.lifecycle.settings import LifecycleSettings
 from shared.ownership import ownership_tags
 from shared.plan import plan_for
 from shared.requests import DeploymentRequest
@@ -104,24 +100,6 @@ def outcomes(answer) -> dict[str, str]:
 
 def plan_actions(answer) -> list[tuple[str, str]]:
     return [(step.action, step.write) for step in answer.plan]
-
-
-def with_service_options(world: World, **options: Any) -> World:
-    """The world's service rebuilt over the same fakes with DeploymentService options (approvals, roles)."""
-    world.service = assemble_deployment_service(
-        runs=world.runs,
-        machine_learning=world.ml,
-        authorization=world.authorization,
-        secrets=world.secrets,
-        connections=world.connections,
-        queues=Queues(work=world.work, events=world.events, requests_poison=world.poison),
-        policy=world.policy,
-        timings=StepTimings(),
-        lifecycle_settings=LifecycleSettings(hubs=world.policy.hubs),
-        clock=world.clock,
-        **options,
-    )
-    return world
 
 
 def _may_deploy(world: World, caller: str) -> None:
@@ -213,8 +191,7 @@ def test_a_cross_region_request_is_planned_in_the_hub_with_a_connection_to_the_p
 
 
 def test_a_deploy_run_the_approval_policy_names_needs_approval():
-    world = with_service_options(
-        build_world(),
+    world = build_world(
         approvals=ApprovalPolicy(enabled=True),
         roles=BrokerRoles(approver=AppRole("Broker.Approver", frozenset({"9d1c0000-0000-4000-8000-0000000000a1"}))),
     )
@@ -493,7 +470,6 @@ def test_a_caller_whose_access_azure_will_not_read_learns_nothing_of_the_deploym
 
 
 def test_an_auditor_who_may_not_deploy_is_shown_the_deployment(world):
-    world = with_service_options(world, roles=BrokerRoles())
     world.deploy()
 
     answer = what_if(world, caller=Caller.of(STRANGER, roles=[AUDITOR_ROLE]))
