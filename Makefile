@@ -26,8 +26,13 @@ $(STAMP_CHECKOV):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
+# Swagger UI for /api/docs is copied into the app (committed: func/azd publish this directory, not node_modules).
+SWAGGER_UI := node_modules/swagger-ui-dist
+DOCS_ASSETS := handlers/static/swagger-ui
+
 $(STAMP_NODE): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	SCARF_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error
+	cp $(SWAGGER_UI)/swagger-ui-bundle.js $(SWAGGER_UI)/swagger-ui.css $(SWAGGER_UI)/LICENSE $(DOCS_ASSETS)/
 	touch $@
 
 # State (queues, tables, emulator resources, ports, keys) persists in .devstack/ across runs.

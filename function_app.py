@@ -3,7 +3,9 @@
 import azure.functions as func
 
 from handlers.approvals import blueprint as approvals_blueprint
+from handlers.asyncapi import blueprint as asyncapi_blueprint
 from handlers.deployments import blueprint as deployments_blueprint
+from handlers.docs import blueprint as docs_blueprint
 from handlers.health import blueprint as health_blueprint
 from handlers.hygiene import blueprint as hygiene_blueprint
 from handlers.intake import blueprint as intake_blueprint
@@ -23,6 +25,8 @@ app.register_functions(runs_blueprint)
 app.register_functions(approvals_blueprint)
 app.register_functions(models_blueprint)
 app.register_functions(openapi_blueprint)
+app.register_functions(asyncapi_blueprint)
+app.register_functions(docs_blueprint)
 app.register_functions(intake_blueprint)
 app.register_functions(worker_blueprint)
 app.register_functions(lifecycle_blueprint)

@@ -185,7 +185,7 @@ class StackSettings:
     """Ports and host keys, in stack.json: the first start picks them, later starts reuse them. Vault ports are kept
     by vault name under `vaultPorts`."""
 
-    PORTS = ("queuePort", "tablePort", "emulatorPort")
+    PORTS = ("queuePort", "tablePort", "emulatorPort", "topicPort")
 
     def __init__(self, path: Path, vault_names: tuple[str, ...] = ()) -> None:
         self.path = path
@@ -323,6 +323,8 @@ class Stack:
         ]
         for vault, port in self.settings["vaultPorts"].items():
             command += ["--vault-port", f"{vault}={port}"]
+        # The Event Grid topic the broker publishes to (EVENT_GRID_TOPIC_ENDPOINT in the emulator's settings).
+        command += ["--topic-port", str(self.settings["topicPort"])]
         with self.layout.emulator_log.open("ab") as output:
             # Its own session: Ctrl-C reaches the stack, which stops it once.
             process = subprocess.Popen(

@@ -15,9 +15,11 @@ from handlers.http_responses import json_object_body, json_response, problem_res
 from handlers.listing import choice_filter, model_filter, page_size, paged_response, query_parameters, workspace_filter
 from handlers.principal import UnauthenticatedError, caller_object_id, caller_of
 from handlers.submissions import CHALLENGE, submission_response
+from handlers.tracing import invocation_trace
 from shared.deployment import Phase
 from shared.problems import NOT_FOUND, Problem
 from shared.requests import DeploymentRequest, validation_problems
+from shared.telemetry import continued
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
@@ -31,8 +33,14 @@ blueprint = func.Blueprint()
 
 @blueprint.function_name("submit_deployment")
 @blueprint.route(route="deployments", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def submit_deployment(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:
+    # The request's trace is the deployment's: its run's steps and events continue it (shared/telemetry.py).
+    with continued(invocation_trace(context)):
+        return _submit_deployment(req)
+
+
 @problems_on_crash
-def submit_deployment(req: func.HttpRequest) -> func.HttpResponse:
+def _submit_deployment(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployments.composition import deployment_service
     from shared.deployments.service import IdempotencyConflictError
 

@@ -12,6 +12,9 @@ import logging
 
 import azure.functions as func
 
+from handlers.tracing import invocation_trace
+from shared.telemetry import continued
+
 LOGGER = logging.getLogger(__name__)
 
 blueprint = func.Blueprint()
@@ -19,10 +22,12 @@ blueprint = func.Blueprint()
 
 @blueprint.function_name("intake_deployment_request")
 @blueprint.queue_trigger(arg_name="msg", queue_name="%DEPLOYMENT_REQUESTS_QUEUE%", connection="AzureWebJobsStorage")
-def intake_deployment_request(msg: func.QueueMessage) -> None:
+def intake_deployment_request(msg: func.QueueMessage, context: func.Context = None) -> None:
     from shared.deployments.composition import deployment_service
 
-    submission = deployment_service().intake_message(msg.get_body(), message_id=msg.id)
+    # The message's run is traced under this invocation: its steps and events continue the same trace.
+    with continued(invocation_trace(context)):
+        submission = deployment_service().intake_message(msg.get_body(), message_id=msg.id)
     if submission is None:
         LOGGER.info("Request message %s was malformed and has been poisoned.", msg.id)
     else:

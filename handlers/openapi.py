@@ -2,7 +2,9 @@
 
 Bodies are described by the JSON Schema of the same pydantic models the code validates and serialises with, and
 problem types come from shared.problems.CATALOG, so the document cannot drift from what the broker accepts and
-answers. It is built on first request and cached; only `servers` (the caller's origin) is added per request.
+answers. Every JSON response carries examples: real bodies from handlers/contract_examples.json (the tests check
+them against their schemas) and one per problem type. It is built on first request and cached; only `servers` (the
+caller's origin) is added per request.
 """
 
 from __future__ import annotations
@@ -14,17 +16,27 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from pydantic.json_schema import models_json_schema
 
+from handlers import docs
+from handlers.asyncapi import contract_examples
 from handlers.deployments import DEFAULT_PAGE_SIZE as DEPLOYMENT_PAGE_SIZE
 from handlers.deployments import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY
 from handlers.deployments import MAX_PAGE_SIZE as MAX_DEPLOYMENT_PAGE_SIZE
 from handlers.http_responses import json_response, problems_on_crash
+from handlers.hygiene import DEFAULT_PAGE_SIZE as FINDING_PAGE_SIZE
+from handlers.hygiene import MAX_PAGE_SIZE as MAX_FINDING_PAGE_SIZE
+from handlers.models import DEFAULT_PAGE_SIZE as MODEL_PAGE_SIZE
+from handlers.models import MAX_PAGE_SIZE as MAX_MODEL_PAGE_SIZE
 from handlers.principal import OBJECT_ID_CLAIMS, PRINCIPAL_HEADER, PRINCIPAL_ID_HEADER
 from handlers.runs import DEFAULT_PAGE_SIZE as RUN_PAGE_SIZE
 from handlers.runs import MAX_PAGE_SIZE as MAX_RUN_PAGE_SIZE
 from handlers.submissions import RESOURCE_LOCATION
 from shared.approvals import MAX_APPROVAL_COMMENT, DecisionRequest
 from shared.deployment import Deployment
+from shared.deployments.model_list import ModelListing
 from shared.deployments.what_if import WhatIf
+from shared.hygiene.findings import PRIVATE_FIELDS as PRIVATE_FINDING_FIELDS
+from shared.hygiene.findings import FindingRecord
+from shared.hygiene.report import ScanReport, VisibleScanReport
 from shared.problems import (
     AZURE_UNAVAILABLE,
     CATALOG,
@@ -74,7 +86,7 @@ def openapi_document() -> dict[str, Any]:
                 "deployment-events."
             ),
         },
-        "paths": _paths(),
+        "paths": _with_examples(_paths()),
         "components": {"schemas": _schemas(), "securitySchemes": _SECURITY_SCHEMES},
         "security": [{"functionKey": []}, {"functionKeyQuery": []}],
     }
@@ -370,6 +382,31 @@ def _paths() -> dict[str, Any]:
             },
         },
         **_approval_paths(),
+        f"{ROUTE_PREFIX}/models": {
+            "get": {
+                "operationId": "list_models",
+                "summary": "The model catalog as a project sees it: how each model is sold, whether the project's "
+                "region offers it (else where), whether policy allows it, and whether a new deployment would wait "
+                "for an approver",
+                "description": "Ordered by model id. A workspace the broker does not deploy into is not read: every "
+                "model says workspace.allowed false and region.location null. A continuationToken is bound to the "
+                "filters it was issued for; with others it is a 400.",
+                "parameters": [
+                    _query("workspaceId", "The project (ARM id)", required=True),
+                    _query("publisher", "Only this publisher ('meta', as the registry names it) or catalog family"),
+                    _query("name", "Only models whose name contains this (ignoring case)"),
+                    _query("continuationToken", "From the previous page's nextLink"),
+                    _page_size("Models per page", MODEL_PAGE_SIZE, MAX_MODEL_PAGE_SIZE),
+                    *_PRINCIPAL_HEADERS,
+                ],
+                "responses": {
+                    "200": _json_response("A page of models", _ref("ModelPage")),
+                    **_problem_responses(
+                        "validation-failed", "unauthorized", "not-found", "azure-unavailable", "internal"
+                    ),
+                },
+            },
+        },
         f"{ROUTE_PREFIX}/models/availability": {
             "get": {
                 "operationId": "model_availability",
@@ -403,10 +440,10 @@ def _paths() -> dict[str, Any]:
                     _query("state", "open, resolved or pending"),
                     _query("deploymentId", "Only findings about this deployment"),
                     _query("continuationToken", "From the previous page's nextLink"),
-                    _query("pageSize", "Findings per page", {"type": "integer", "minimum": 1}),
+                    _page_size("Findings per page", FINDING_PAGE_SIZE, MAX_FINDING_PAGE_SIZE),
                 ],
                 "responses": {
-                    "200": _json_response("A page of findings", {"type": "object"}),
+                    "200": _json_response("A page of findings", _ref("FindingPage")),
                     **_problem_responses("validation-failed", "unauthorized", "azure-unavailable", "internal"),
                 },
             },
@@ -420,7 +457,10 @@ def _paths() -> dict[str, Any]:
                 "counted over those the caller may see.",
                 "parameters": [*_PRINCIPAL_HEADERS],
                 "responses": {
-                    "200": _json_response("The latest scan report", {"type": "object"}),
+                    "200": _json_response(
+                        "The latest scan report, whole (scope: all) or as the caller may see it (scope: visible)",
+                        {"oneOf": [_ref("ScanReport"), _ref("VisibleScanReport")]},
+                    ),
                     **_problem_responses("unauthorized", "not-found", "azure-unavailable", "internal"),
                 },
             },
@@ -433,6 +473,16 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json_response("OpenAPI 3.1 document", {"type": "object"})},
             },
         },
+        f"{ROUTE_PREFIX}/asyncapi.json": {
+            "get": {
+                "operationId": "asyncapi_document",
+                "summary": "The AsyncAPI 3.0.0 document of the queues: deployment-requests messages, each "
+                "CloudEvent type on deployment-events with its data schema, and hygiene-alerts",
+                "security": [],
+                "responses": {"200": _json_response("AsyncAPI 3.0.0 document", {"type": "object"})},
+            },
+        },
+        **_docs_paths(),
         f"{ROUTE_PREFIX}/health": {
             "get": {
                 "operationId": "health",
@@ -444,6 +494,36 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+def _docs_paths() -> dict[str, Any]:
+    """GET /api/docs, the API reference page, and each file it loads (handlers/docs.py)."""
+    described = {
+        docs.PAGE: "The API reference: Swagger UI rendering this document, served by the app with no CDN",
+        **{asset: f"A file the API reference page loads ({asset.mimetype})" for asset in docs.ASSETS},
+    }
+    return {
+        f"{ROUTE_PREFIX}/{asset.route}": {
+            "get": {
+                "operationId": asset.function_name,
+                "summary": summary,
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": summary,
+                        "headers": {
+                            "Content-Security-Policy": {
+                                "description": "Scripts, styles and fetches from the app alone",
+                                "schema": {"type": "string", "const": docs.CONTENT_SECURITY_POLICY},
+                            }
+                        },
+                        "content": {asset.mimetype: {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        }
+        for asset, summary in described.items()
     }
 
 
@@ -522,6 +602,10 @@ def _schemas() -> dict[str, Any]:
             (RunRecord, "serialization"),
             (Deployment, "serialization"),
             (WhatIf, "serialization"),
+            (ModelListing, "serialization"),
+            (FindingRecord, "serialization"),
+            (ScanReport, "serialization"),
+            (VisibleScanReport, "serialization"),
         ],
         by_alias=True,
         ref_template=SCHEMAS + "{model}",
@@ -553,6 +637,16 @@ def _schemas() -> dict[str, Any]:
         "Azure was last seen to hold (phase and conditions), the run in flight (currentRunId), the run whose Key "
         "Vault secrets hold the keys (keysRunId) and the run that deleted it (deleteRunId)."
     )
+    finding = schemas.pop("FindingRecord")
+    for name in PRIVATE_FINDING_FIELDS:
+        finding["properties"].pop(name)
+    finding["required"] = [name for name in finding["required"] if name not in PRIVATE_FINDING_FIELDS]
+    finding["description"] = (
+        "A hygiene finding: what a rule observed about one resource, its state (pending, open, resolved), the "
+        "deployment it is about, the call that fixes it (recommendedAction) and the remediation audit trail."
+    )
+    schemas["Finding"] = finding
+    schemas.pop("PendingAlert")
     schemas["QueueDeploymentRequest"]["description"] = (
         "A deployment-requests queue message (base64 JSON): the HTTP body plus who asked and the ticket; the "
         "outcome is published as a CloudEvent on deployment-events."
@@ -561,8 +655,10 @@ def _schemas() -> dict[str, Any]:
         **schemas,
         "DeploymentPage": _page_schema("Deployment"),
         "RunPage": _page_schema("RunRecord"),
+        "FindingPage": _page_schema("Finding"),
         "Problem": _problem_schema(),
         "ModelAvailability": _AVAILABILITY_SCHEMA,
+        "ModelPage": _page_schema("ModelListing"),
         "Health": _HEALTH_SCHEMA,
     }
 
@@ -756,6 +852,86 @@ def _with_headers(responses: dict[str, Any], statuses: set[str], headers: dict[s
         status: {**response, "headers": {**response.get("headers", {}), **headers}} if status in statuses else response
         for status, response in responses.items()
     }
+
+
+# The real bodies each component schema is shown with (keys of handlers/contract_examples.json); "<schema>
+# <status>" when a status has its own.
+_EXAMPLES_OF = {
+    "RunRecord": ("runAccepted", "runSucceeded", "runApproved"),
+    "Deployment": ("deployment",),
+    "RunPage": ("runPage",),
+    "DeploymentPage": ("deploymentPage",),
+    "KeyRotation": ("keyRotation",),
+    "WhatIf": ("whatIf",),
+    "FindingPage": ("findingPage",),
+    "ScanReport": ("scanReport",),
+    "VisibleScanReport": ("visibleScanReport",),
+    "ModelPage": ("modelPage",),
+    "ModelAvailability": ("modelAvailability",),
+    "Health": ("health",),
+    "Health 503": ("healthDegraded",),
+}
+# What each problem type's example says; every other member is the catalog's.
+_PROBLEM_DETAILS = {
+    "validation-failed": "Invalid fields: modelId.",
+    "payload-too-large": "The body is 1048577 bytes; the limit is 1048576 (1 MiB).",
+    "unsupported-media-type": "Content-Type text/plain is not JSON; send application/json in UTF-8.",
+    "endpoint-name-invalid": "Endpoint name 'My Endpoint' must be 3-32 letters, digits and hyphens.",
+    "unauthorized": "No bearer token for the broker's API came with the request.",
+    "requester-forbidden": "The caller may not deploy into workspace proj-a.",
+    "model-not-approved": "The registry azureml-cohere is not among the approved registries.",
+    "workspace-not-allowed": "The broker does not deploy into resource group rg-sandbox.",
+    "broker-permissions-missing": "The broker lacks Microsoft.MachineLearningServices/workspaces/serverlessEndpoints/"
+    "write at the workspace.",
+    "not-found": "No deployment proj-a--deepseek-r1--e507a61de4.",
+    "deployment-conflict": "proj-a already has a deployment of this model with endpointName deepseek-r1-f8a150.",
+    "region-unsupported": "DeepSeek-R1 is not offered in westeurope; it is offered in eastus2 and swedencentral.",
+    "model-unknown": "azureml://registries/azureml-deepseek/models/DeepSeek-R2 is not in the model catalog.",
+    "idempotency-conflict": "Idempotency-Key demo-1 was used for a different request.",
+    "subscription-in-use": "Endpoints cohere-a and cohere-b still use the Marketplace subscription.",
+    "deployment-state-conflict": "A deploy run is in flight (run-0001.351bdd24); wait for it to end.",
+    "approver-required": "Only callers with the Broker.Approver app role may decide.",
+    "self-approval-forbidden": "The caller made this request and may not decide on it.",
+    "run-state-conflict": "Run run-0001.351bdd24 is Succeeded, not PendingApproval.",
+    "approval-rejected": "Rejected by an approver: use the model sold directly.",
+    "approval-expired": "No approver decided within 72 hours.",
+    "approval-withdrawn": "The deployment was deleted while the request waited for approval.",
+    "azure-unavailable": "Azure Resource Manager did not answer in time; retry after 30 seconds.",
+    "internal": "The broker failed unexpectedly; the error is logged with this request's operation id.",
+}
+
+
+def problem_example(slug: str) -> dict[str, Any]:
+    """The example body of one problem type."""
+    kind = CATALOG[slug]
+    return {"type": kind.uri, "title": kind.title, "status": kind.status, "detail": _PROBLEM_DETAILS[slug]}
+
+
+def _with_examples(paths: dict[str, Any]) -> dict[str, Any]:
+    """`paths` with examples on every JSON response: the real bodies of its schema's components, and one per
+    problem type its description names."""
+    examples = contract_examples()
+    for item in paths.values():
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                for media_type, content in response.get("content", {}).items():
+                    if media_type == CONTENT_TYPE:
+                        # Titles may hold "; " too (azure-unavailable's), so only catalogued slugs count.
+                        named_parts = (part.split(":")[0] for part in response["description"].split("; "))
+                        slugs = [slug for slug in named_parts if slug in CATALOG]
+                        content["examples"] = {slug: {"value": problem_example(slug)} for slug in slugs}
+                        continue
+                    schema = content["schema"]
+                    names = [option.get("$ref", "").removeprefix(SCHEMAS) for option in schema.get("oneOf", [schema])]
+                    keys = [
+                        key
+                        for name in names
+                        for key in _EXAMPLES_OF.get(f"{name} {status}", _EXAMPLES_OF.get(name, ()))
+                    ]
+                    named = {key: {"value": examples[key]} for key in keys}
+                    if named:
+                        content["examples"] = named
+    return paths
 
 
 def _problem_responses(*slugs: str, recorded: bool = False) -> dict[str, Any]:

@@ -40,12 +40,16 @@ def watchdog(timer: func.TimerRequest) -> None:
 def run_watchdog() -> Watchdog:
     from datetime import UTC, datetime
 
+    from shared.adapters.identity import broker_credential
     from shared.adapters.monitor import configure_telemetry
     from shared.adapters.queues import JsonQueue
     from shared.adapters.run_store import RunStore
     from shared.adapters.tables import DocumentTable
     from shared.config import Settings
     from shared.deployments.approvals import ApprovalExpiry
+    from shared.deployments.composition import event_topic
+    from shared.event_delivery import EventPublisher
+    from shared.telemetry import BROKER_TELEMETRY
     from shared.watchdog import Watchdog
 
     configure_telemetry()
@@ -55,10 +59,18 @@ def run_watchdog() -> Watchdog:
     def clock() -> datetime:
         return datetime.now(UTC)
 
+    # Expired approvals are announced like every other event: on the queue, and on the topic when one is set.
+    events = EventPublisher(
+        JsonQueue.open(settings.storage, settings.events_queue),
+        event_topic(settings, broker_credential()),
+        runs=runs,
+        telemetry=BROKER_TELEMETRY,
+        clock=clock,
+    )
     return Watchdog(
         runs=runs,
         work=JsonQueue.open(settings.storage, settings.work_queue),
         clock=clock,
         stall_seconds=settings.watchdog_stall_seconds,
-        expire=ApprovalExpiry(runs=runs, events=JsonQueue.open(settings.storage, settings.events_queue), clock=clock),
+        expire=ApprovalExpiry(runs=runs, events=events, clock=clock),
     )

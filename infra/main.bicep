@@ -186,6 +186,16 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+module eventGrid 'modules/eventgrid.bicep' = {
+  name: 'eventGrid'
+  params: {
+    name: 'evgt-broker-${resourceToken}'
+    location: location
+    publisherPrincipalId: identity.outputs.principalId
+    tags: allTags
+  }
+}
+
 module rbac 'modules/rbac.bicep' = {
   name: 'rbac'
   params: {
@@ -204,6 +214,8 @@ var brokerSettings = {
   DEPLOYMENT_REQUESTS_QUEUE: requestsQueue
   DEPLOYMENT_WORK_QUEUE: workQueue
   DEPLOYMENT_EVENTS_QUEUE: eventsQueue
+  // Every deployment event also goes to the Event Grid topic (CloudEvents 1.0, identity auth).
+  EVENT_GRID_TOPIC_ENDPOINT: eventGrid.outputs.endpoint
   DEPLOYMENT_RUNS_TABLE: runsTable
   HYGIENE_ALERTS_QUEUE: alertsQueue
   HYGIENE_FINDINGS_TABLE: findingsTable
@@ -285,6 +297,11 @@ module functionApp 'modules/functionapp.bicep' = {
     authExcludedPaths: [
       '/api/health'
       '/api/openapi.json'
+      '/api/asyncapi.json'
+      '/api/docs'
+      '/api/docs/swagger-ui.css'
+      '/api/docs/swagger-ui-bundle.js'
+      '/api/docs/docs.js'
     ]
     tags: union(allTags, {
       'azd-service-name': 'broker'

@@ -148,6 +148,8 @@ class Settings:
     approver_groups: str = ""
     auditor_role: str = DEFAULT_AUDITOR_ROLE
     auditor_groups: str = ""
+    # Deployment events also go to this Event Grid topic (CloudEvents schema) when set (shared/event_delivery.py).
+    event_grid_topic_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -188,6 +190,7 @@ class Settings:
             approver_groups=env.get("BROKER_APPROVER_GROUPS", ""),
             auditor_role=(env.get("BROKER_AUDITOR_ROLE") or "").strip() or DEFAULT_AUDITOR_ROLE,
             auditor_groups=env.get("BROKER_AUDITOR_GROUPS", ""),
+            event_grid_topic_endpoint=(env.get("EVENT_GRID_TOPIC_ENDPOINT") or "").strip() or None,
         )
 
 

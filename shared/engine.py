@@ -17,6 +17,11 @@ re-enqueues a run whose chain was lost with a dead host; `StepQueue.admit` drops
 run's current step or does not carry its current token, so a message that comes back after its lease, or a chain the
 watchdog replaced, dies at its next delivery. A message without a token (none were ever written in production) is
 dropped the same way; if it carried a run, the watchdog re-enqueues that run.
+
+Every message also carries the W3C trace context its chain was started under (`WorkItem.traceparent`, stamped by
+`StepQueue.send` from the current span when the chain's first message is sent): the request's, so each step, polls
+and retries included, is a child of the request's span and a deployment is one trace. A chain the watchdog replaces
+starts a trace of its own: the run record keeps no trace context; its spans name the run id, which joins them.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from shared.azure_errors import AzureCallError
 from shared.pacing import WritePacer
 from shared.ports import MachineLearningPort, MessageQueuePort, Operation, OperationProgress, RunRepositoryPort
 from shared.runs import RunRecord, RunStatus
-from shared.telemetry import StepOutcome
+from shared.telemetry import StepOutcome, TraceContext
 
 LOGGER = logging.getLogger(__name__)
 
@@ -97,6 +102,19 @@ class WorkItem:
     # When this step began waiting on Azure (POSIX seconds): the age the poll schedule grows with. Messages written
     # before it existed have none and are polled as a wait just begun.
     waiting_since: float | None = None
+    # The W3C trace context of the request that started this chain; every step of the chain continues it.
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @property
+    def trace_context(self) -> TraceContext | None:
+        return TraceContext.of(self.traceparent, self.tracestate)
+
+    def traced(self, trace_context: TraceContext | None) -> WorkItem:
+        """The same message carrying `trace_context`, unless it carries a chain's context already."""
+        if self.traceparent is not None or trace_context is None:
+            return self
+        return replace(self, traceparent=trace_context.traceparent, tracestate=trace_context.tracestate)
 
     def to_message(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -120,6 +138,9 @@ class WorkItem:
         since = item.waiting_since
         if since is not None and (type(since) not in (int, float) or not math.isfinite(since)):
             raise MalformedWorkItemError(f"waiting_since {since!r} is not a time")
+        # A trace context that is text but not a valid traceparent is only not continued; other types are not ours.
+        if not all(isinstance(value, str | None) for value in (item.traceparent, item.tracestate)):
+            raise MalformedWorkItemError("traceparent and tracestate are text")
         return item
 
     def polling(self, operation_url: str, *, since: float) -> WorkItem:
@@ -134,7 +155,13 @@ class WorkItem:
 
     def next(self, step: str, *, step_token: int | None = None) -> WorkItem:
         """The first message of `step`: in the same chain, or under `step_token` when the run moved to a new status."""
-        return WorkItem(run_id=self.run_id, step=step, step_token=self.step_token if step_token is None else step_token)
+        return WorkItem(
+            run_id=self.run_id,
+            step=step,
+            step_token=self.step_token if step_token is None else step_token,
+            traceparent=self.traceparent,
+            tracestate=self.tracestate,
+        )
 
 
 def is_current_step(run: RunRecord, step: str) -> bool:
@@ -220,7 +247,8 @@ class StepQueue:
         return False
 
     def send(self, item: WorkItem, *, delay_seconds: float = 0) -> None:
-        self._work.send(item.to_message(), delay_seconds=delay_seconds)
+        """Queue `item`; a chain's first message takes the current trace context, which its later ones keep."""
+        self._work.send(item.traced(TraceContext.current()).to_message(), delay_seconds=delay_seconds)
 
     def admit(self, runs: RunRepositoryPort, item: WorkItem, *, now: datetime) -> RunRecord | None:
         """The run `item` works on, when `item` is its current step and carries its current step token; None (and the

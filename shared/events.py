@@ -4,7 +4,9 @@ Event ids are derived from the run, the event type and, for a request that joine
 publishing the same outcome twice (a redelivered message, a resumed step, a joiner and the run's announcer both)
 yields the same id and consumers can drop the duplicate, as CloudEvents intends (source + id identify an event).
 The data is built from a run record only, which carries Key Vault secret ids and never key values; no builder takes
-a free-form payload that could smuggle one in.
+a free-form payload that could smuggle one in. Each kind's `data` is validated by its pydantic model below, and the
+AsyncAPI document (handlers/asyncapi.py) is generated from the same models, so the contract cannot drift from what is
+sent.
 """
 
 from __future__ import annotations
@@ -13,9 +15,24 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from shared.runs import ApprovalDecision, KeyRotation, RunRecord, RunRequester, RunStatus
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from shared.runs import (
+    Approval,
+    ApprovalDecision,
+    KeyRotation,
+    KeyType,
+    RotationStatus,
+    RunError,
+    RunOperation,
+    RunRecord,
+    RunRequester,
+    RunStatus,
+    SecretIds,
+)
 
 EVENT_TYPE_PREFIX = "com.contoso.broker.deployment"
 DEFAULT_SOURCE = "/serverless-deployment-broker"
@@ -38,6 +55,125 @@ class EventKind(StrEnum):
     def event_type(self) -> str:
         return f"{EVENT_TYPE_PREFIX}.{self.value}"
 
+
+# The CloudEvents distributed-tracing extension: W3C trace context (https://www.w3.org/TR/trace-context/).
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+
+class _EventData(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="forbid", frozen=True)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase JSON form, with exactly the top-level members the builder set."""
+        left_out = set(type(self).model_fields) - self.model_fields_set
+        return self.model_dump(mode="json", by_alias=True, exclude=left_out)
+
+
+class DeploymentEventData(_EventData):
+    """`data` of an accepted, succeeded, failed, rejected or deleted event about a run: the request's own ticket,
+    the run's status when the event was built, the endpoint and the Key Vault secret ids of its keys (never a key)."""
+
+    run_id: str | None = Field(description="The run; for a request answered without one, the run that made it so")
+    deployment_id: str | None = Field(description="The Deployment resource (GET /api/deployments/{deploymentId})")
+    operation: RunOperation
+    ticket: str | None = Field(description="The ticket of the request this event answers")
+    status: RunStatus = Field(description="The run's status when the event was built")
+    workspace_id: str
+    model_id: str
+    endpoint_name: str | None
+    endpoint_id: str | None
+    scoring_uri: str | None
+    secret_ids: SecretIds | None
+    error: RunError | None = Field(description="Why the run was rejected or failed (code: a problem slug or Azure's)")
+    detail: str | None = Field(
+        default=None, description="Only for a request answered without a run: what the deployment already was"
+    )
+
+
+class ApprovalEventData(_EventData):
+    """`data` of an approvalrequested, approved or approvalrejected event: where the request's approval stands."""
+
+    run_id: str
+    deployment_id: str | None
+    operation: RunOperation
+    ticket: str | None
+    status: RunStatus
+    workspace_id: str
+    model_id: str
+    approval: Approval
+
+
+class KeyRotationEventData(_EventData):
+    """`data` of a keyrotated or keyrotationfailed event: the new secret version's id, never the key."""
+
+    run_id: str
+    ticket: str | None
+    workspace_id: str
+    model_id: str
+    endpoint_name: str | None
+    endpoint_id: str | None
+    rotation_id: str
+    key_type: KeyType
+    trigger: Literal["manual", "scheduled"]
+    status: RotationStatus
+    secret_id: str | None
+    expires_on: AwareDatetime | None
+    error: RunError | None
+
+
+class RejectedMessageDetail(_EventData):
+    field: str
+    message: str
+
+
+class RejectedMessageError(_EventData):
+    code: str = Field(description="The problem slug, e.g. validation-failed")
+    message: str = Field(description="Which rule or limit the message broke")
+    details: list[RejectedMessageDetail]
+
+
+class RejectedMessageEventData(_EventData):
+    """`data` of the rejected event for a deployment-requests message that never became a run (malformed, or
+    breaking a limit); every echoed value is cut short, ending in "…", so the event stays within 16 KiB."""
+
+    run_id: None = Field(description="Always null: no run was made")
+    ticket: str = Field(description="The ticket read from the message")
+    status: Literal["Rejected"]
+    error: RejectedMessageError
+
+
+class CloudEvent(BaseModel):
+    """The CloudEvents 1.0 envelope (JSON format) of every event the broker sends, deployment events and hygiene
+    alerts alike. `traceparent` and `tracestate` are the distributed-tracing extension: the W3C trace context of
+    the request the event belongs to. Other extension attributes (lowercase letters and digits) may appear."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: str = Field(description="Unique per source; a repeated announcement carries the same id")
+    source: str = Field(json_schema_extra={"format": "uri-reference"})
+    type: str
+    subject: str
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"]
+    traceparent: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN)
+    tracestate: str | None = None
+    data: dict[str, Any]
+
+
+# What each kind's data is; a rejected event about a malformed queue message is RejectedMessageEventData instead.
+DATA_MODELS: dict[EventKind, type[_EventData]] = {
+    EventKind.ACCEPTED: DeploymentEventData,
+    EventKind.SUCCEEDED: DeploymentEventData,
+    EventKind.FAILED: DeploymentEventData,
+    EventKind.REJECTED: DeploymentEventData,
+    EventKind.DELETED: DeploymentEventData,
+    EventKind.KEY_ROTATED: KeyRotationEventData,
+    EventKind.KEY_ROTATION_FAILED: KeyRotationEventData,
+    EventKind.APPROVAL_REQUESTED: ApprovalEventData,
+    EventKind.APPROVED: ApprovalEventData,
+    EventKind.APPROVAL_REJECTED: ApprovalEventData,
+}
 
 _KIND_OF_STATUS = {
     RunStatus.ACCEPTED: EventKind.ACCEPTED,
@@ -73,20 +209,20 @@ def deployment_event(
         raise ValueError(f"Run {run.id} is {status}; only {', '.join(_KIND_OF_STATUS)} publish events.")
     public = run.to_public_dict()
     endpoint = public["endpoint"] or {}
-    data = {
-        "runId": run.id,
-        "deploymentId": run.deployment_id,
-        "operation": run.operation,
-        "ticket": requester.ticket if requester else run.ticket,
-        "status": run.status.value,
-        "workspaceId": run.request.workspace_id,
-        "modelId": run.request.model_id,
-        "endpointName": endpoint.get("name"),
-        "endpointId": endpoint.get("id"),
-        "scoringUri": endpoint.get("scoringUri"),
-        "secretIds": public["secretIds"],
-        "error": public["error"],
-    }
+    data = DeploymentEventData(
+        run_id=run.id,
+        deployment_id=run.deployment_id,
+        operation=run.operation,
+        ticket=requester.ticket if requester else run.ticket,
+        status=run.status,
+        workspace_id=run.request.workspace_id,
+        model_id=run.request.model_id,
+        endpoint_name=endpoint.get("name"),
+        endpoint_id=endpoint.get("id"),
+        scoring_uri=endpoint.get("scoringUri"),
+        secret_ids=run.secret_ids,
+        error=run.error,
+    ).to_wire()
     event_id = f"{run.id}/{kind.value}"
     if requester is not None:
         assert requester.request_id, "a joiner's events are named by its request id"
@@ -126,16 +262,16 @@ def approval_event(
     if run.approval is None:
         raise ValueError(f"Run {run.id} never waited for approval.")
     kind = _KIND_OF_DECISION[run.approval.decision]
-    data = {
-        "runId": run.id,
-        "deploymentId": run.deployment_id,
-        "operation": run.operation,
-        "ticket": requester.ticket if requester else run.ticket,
-        "status": run.status.value,
-        "workspaceId": run.request.workspace_id,
-        "modelId": run.request.model_id,
-        "approval": run.approval.model_dump(mode="json", by_alias=True),
-    }
+    data = ApprovalEventData(
+        run_id=run.id,
+        deployment_id=run.deployment_id,
+        operation=run.operation,
+        ticket=requester.ticket if requester else run.ticket,
+        status=run.status,
+        workspace_id=run.request.workspace_id,
+        model_id=run.request.model_id,
+        approval=run.approval,
+    ).to_wire()
     event_id = f"{run.id}/{kind.value}"
     if requester is not None:
         assert requester.request_id, "a joiner's events are named by its request id"
@@ -173,21 +309,23 @@ def answered_without_a_run_events(
     status = deployment["status"]
     endpoint = status.get("endpoint") or {}
     spec = deployment["spec"]
-    data = {
-        "runId": status.get(run_field),
-        "deploymentId": deployment["id"],
-        "operation": operation,
-        "ticket": ticket,
-        "status": status_value.value,
-        "workspaceId": spec["workspaceId"],
-        "modelId": spec["modelId"],
-        "endpointName": endpoint.get("name"),
-        "endpointId": endpoint.get("id"),
-        "scoringUri": endpoint.get("scoringUri"),
-        "secretIds": status.get("secretIds"),
-        "error": None,
-        "detail": f"{detail}; nothing was changed.",
-    }
+    data = DeploymentEventData.model_validate(
+        {
+            "runId": status.get(run_field),
+            "deploymentId": deployment["id"],
+            "operation": operation,
+            "ticket": ticket,
+            "status": status_value,
+            "workspaceId": spec["workspaceId"],
+            "modelId": spec["modelId"],
+            "endpointName": endpoint.get("name"),
+            "endpointId": endpoint.get("id"),
+            "scoringUri": endpoint.get("scoringUri"),
+            "secretIds": status.get("secretIds"),
+            "error": None,
+            "detail": f"{detail}; nothing was changed.",
+        }
+    ).to_wire()
     base = f"{deployment['id']}/request-{request_number}"
     return [
         _envelope(kind, event_id=f"{base}/{kind.value}", subject=deployment["id"], time=time, source=source, data=data)
@@ -203,23 +341,22 @@ def key_rotation_event(
     if rotation.in_progress:
         raise ValueError(f"Rotation {rotation.id} of run {run.id} has not finished.")
     kind = EventKind.KEY_ROTATED if rotation.status == "Rotated" else EventKind.KEY_ROTATION_FAILED
-    public = rotation.model_dump(mode="json", by_alias=True)
     endpoint = run.endpoint
-    data = {
-        "runId": run.id,
-        "ticket": run.ticket,
-        "workspaceId": run.request.workspace_id,
-        "modelId": run.request.model_id,
-        "endpointName": endpoint.name if endpoint else None,
-        "endpointId": endpoint.id if endpoint else None,
-        "rotationId": rotation.id,
-        "keyType": rotation.key_type,
-        "trigger": rotation.trigger,
-        "status": rotation.status,
-        "secretId": public["secretId"],
-        "expiresOn": public["expiresOn"],
-        "error": public["error"],
-    }
+    data = KeyRotationEventData(
+        run_id=run.id,
+        ticket=run.ticket,
+        workspace_id=run.request.workspace_id,
+        model_id=run.request.model_id,
+        endpoint_name=endpoint.name if endpoint else None,
+        endpoint_id=endpoint.id if endpoint else None,
+        rotation_id=rotation.id,
+        key_type=rotation.key_type,
+        trigger=rotation.trigger,
+        status=rotation.status,
+        secret_id=rotation.secret_id,
+        expires_on=rotation.expires_on,
+        error=rotation.error,
+    ).to_wire()
     event_id = f"{run.id}/{kind.value}/{rotation.id}"
     return _envelope(kind, event_id=event_id, subject=run.id, time=time, source=source, data=data)
 
@@ -260,12 +397,14 @@ def malformed_request_rejected_event(
     if len(details) > MAX_ECHOED_DETAILS:
         left_out = len(details) - MAX_ECHOED_DETAILS + 1
         kept[-1] = {"field": "(more)", "message": f"{left_out} more errors left out."}
-    data = {
-        "runId": None,
-        "ticket": _clipped(ticket, "ticket"),
-        "status": RunStatus.REJECTED.value,
-        "error": {"code": _clipped(code, "code"), "message": _clipped(message, "message"), "details": kept},
-    }
+    data = RejectedMessageEventData.model_validate(
+        {
+            "runId": None,
+            "ticket": _clipped(ticket, "ticket"),
+            "status": RunStatus.REJECTED.value,
+            "error": {"code": _clipped(code, "code"), "message": _clipped(message, "message"), "details": kept},
+        }
+    ).to_wire()
     event = _envelope(
         EventKind.REJECTED,
         event_id=f"message-{subject}/{EventKind.REJECTED.value}",

@@ -172,6 +172,15 @@ class MessageQueuePort(Protocol):
     def send_raw(self, text: str) -> None: ...
 
 
+class EventTopicPort(Protocol):
+    """An Event Grid topic in the CloudEvents 1.0 schema (shared/adapters/event_grid.py), where deployment events go
+    besides their queue (shared/event_delivery.py)."""
+
+    def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Publish CloudEvents 1.0 JSON documents as one batch; raises when the topic does not take them."""
+        ...
+
+
 class RunRepositoryPort(Protocol):
     """Deployments and runs with optimistic concurrency, the idempotency claims and the ticket index
     (shared/adapters/run_store.py)."""

@@ -1,5 +1,10 @@
 """The broker's own telemetry: a span for intake and for each workflow step, run outcomes as metrics.
 
+One deployment is one trace. Intake runs under the invocation's trace context (the POST's or the queue message's,
+given by the Functions host), every work message carries the W3C trace context it was sent under
+(`WorkItem.traceparent`), and each step continues it, across queue hops and poll delays alike, so its span is a child
+of the span that queued the chain; events carry the context they were sent under (shared/event_delivery.py).
+
 Only the vendor-neutral OpenTelemetry API is used. Until a provider is installed (by the Functions worker, or by
 shared/adapters/monitor.py) the default instruments record nothing; they start exporting once one is, because the
 API hands out proxies to the global providers. Attributes carry ids, statuses and problem slugs only: never key
@@ -10,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 
-from opentelemetry import metrics, trace
+from opentelemetry import context, metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from shared.problems import Problem
@@ -26,6 +33,58 @@ STEP = "broker.step"
 OUTCOME = "broker.outcome"
 CREATED = "broker.created"
 PROBLEM = "broker.problem"
+
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """A W3C trace context as it travels in work messages and events: `traceparent` and, when there is one,
+    `tracestate`."""
+
+    traceparent: str
+    tracestate: str | None = None
+
+    @classmethod
+    def current(cls) -> TraceContext | None:
+        """The context of the current span; None outside any valid one."""
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier)
+        if "traceparent" not in carrier:
+            return None
+        return cls(carrier["traceparent"], carrier.get("tracestate") or None)
+
+    @classmethod
+    def of(cls, traceparent: str | None, tracestate: str | None = None) -> TraceContext | None:
+        """The context `traceparent` names; None when there is none, or it is not a valid W3C traceparent."""
+        if not traceparent:
+            return None
+        carrier = {"traceparent": traceparent, **({"tracestate": tracestate} if tracestate else {})}
+        if not trace.get_current_span(_PROPAGATOR.extract(carrier)).get_span_context().is_valid:
+            return None
+        return cls(traceparent, tracestate or None)
+
+    @property
+    def trace_id(self) -> str:
+        return self.traceparent.split("-")[1]
+
+
+@contextmanager
+def continued(trace_context: TraceContext | None) -> Iterator[None]:
+    """Make `trace_context` (a work message's, an invocation's) the current one for the block; without one, the
+    current context stays as it is."""
+    if trace_context is None:
+        yield
+        return
+    carrier = {"traceparent": trace_context.traceparent}
+    if trace_context.tracestate:
+        carrier["tracestate"] = trace_context.tracestate
+    token = context.attach(_PROPAGATOR.extract(carrier))
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 class StepOutcome(StrEnum):
@@ -56,6 +115,11 @@ class BrokerTelemetry:
         )
         self._findings = meter.create_counter(
             "broker.hygiene.findings", unit="{finding}", description="Hygiene findings opened and resolved."
+        )
+        self._topic_failures = meter.create_counter(
+            "broker.events.topic_failures",
+            unit="{event}",
+            description="Events the queue took but the Event Grid topic refused or did not answer for.",
         )
 
     @contextmanager
@@ -88,6 +152,9 @@ class BrokerTelemetry:
         for change, count in (("opened", opened), ("resolved", resolved)):
             if count:
                 self._findings.add(count, {"change": change})
+
+    def topic_failed(self, event_type: str) -> None:
+        self._topic_failures.add(1, {"type": event_type})
 
     @contextmanager
     def _span(self, name: str, attributes: Mapping[str, AttributeValue]) -> Iterator[Span]:

@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=PORT",
         help="serve the scenario's vault NAME on PORT (repeatable; default: a free port per vault)",
     )
+    parser.add_argument(
+        "--topic-port", type=int, default=0, help="serve the Event Grid topic on this port (default 0: a free port)"
+    )
     parser.add_argument("--env-file", type=Path, help="write KEY=VALUE settings for the Azure SDKs here")
     parser.add_argument("--state-file", type=Path, help="persist resources to this JSON file across restarts")
     parser.add_argument("--tls-dir", type=Path, default=DEFAULT_TLS_DIR, help="CA and server certificate folder")
@@ -59,7 +62,12 @@ def scenario_document(args: argparse.Namespace) -> dict:
 async def serve(args: argparse.Namespace) -> None:
     state = EmulatorState(scenario_document(args), state_file=args.state_file)
     server = EmulatorServer(
-        state, ensure_tls_files(args.tls_dir), host=args.host, port=args.port, fixed_vault_ports=dict(args.vault_port)
+        state,
+        ensure_tls_files(args.tls_dir),
+        host=args.host,
+        port=args.port,
+        fixed_vault_ports=dict(args.vault_port),
+        fixed_topic_port=args.topic_port,
     )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,6 +81,7 @@ async def serve(args: argparse.Namespace) -> None:
         print(f"Azure emulator on {server.arm_url} (admin: {env['EMULATOR_ADMIN_URL']}); Ctrl-C stops it", flush=True)
         for name, url in server.vault_urls.items():
             print(f"  Key Vault {name}: {url}", flush=True)
+        print(f"  Event Grid topic: {server.topic_endpoint}", flush=True)
         if args.env_file:
             print(f"  settings: {args.env_file} (source it to point the Azure SDKs here)", flush=True)
         await stopping.wait()

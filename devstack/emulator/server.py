@@ -1,5 +1,5 @@
 """The emulator's listeners: one HTTPS port for ARM, managed identity and the admin API, one more per Key Vault
-(azure-keyvault-secrets needs each vault at the root of its own host:port)."""
+(azure-keyvault-secrets needs each vault at the root of its own host:port), and one for the Event Grid topic."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from devstack.emulator.admin import register_admin_routes
 from devstack.emulator.arm import ArmRouter, arm_dispatcher, arm_gate_middleware
 from devstack.emulator.authorization import register_authorization_routes
 from devstack.emulator.entra import DEMO_PRINCIPALS, entra_env, register_entra_routes
+from devstack.emulator.event_grid import PublishedEvents, create_topic_app
 from devstack.emulator.identity import TOKEN_PATH, register_identity_routes
 from devstack.emulator.keyvault import create_vault_app
 from devstack.emulator.middleware import ADMIN_PREFIX, common_middlewares
@@ -56,8 +57,12 @@ class EmulatorServer:
     port: int = 0
     # Vault name -> the port to bind it to (others get a free port), so a vault's URL can outlive a restart.
     fixed_vault_ports: dict[str, int] = field(default_factory=dict)
+    # The Event Grid topic's port (0: a free one), so EVENT_GRID_TOPIC_ENDPOINT can outlive a restart too.
+    fixed_topic_port: int = 0
     arm_port: int = 0
     vault_ports: dict[str, int] = field(default_factory=dict)
+    topic_port: int = 0
+    published_events: PublishedEvents = field(default_factory=PublishedEvents)
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -72,6 +77,10 @@ class EmulatorServer:
             self.vault_ports[vault.name] = await self._serve(
                 app, self.fixed_vault_ports.get(vault.name, 0), ssl_context
             )
+        topic = create_topic_app(
+            self.state, self.published_events, middlewares=tuple(common_middlewares(self.state, "eventgrid"))
+        )
+        self.topic_port = await self._serve(topic, self.fixed_topic_port, ssl_context)
 
     async def _serve(self, app: web.Application, port: int, ssl_context) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
@@ -94,6 +103,10 @@ class EmulatorServer:
     def vault_urls(self) -> dict[str, str]:
         return {name: f"https://{self.host}:{port}/" for name, port in self.vault_ports.items()}
 
+    @property
+    def topic_endpoint(self) -> str:
+        return f"https://{self.host}:{self.topic_port}/api/events"
+
     def env(self) -> dict[str, str]:
         """The env-file variables: sourcing them points the Azure SDKs at the emulator as the broker identity."""
         scenario = self.state.scenario
@@ -103,6 +116,7 @@ class EmulatorServer:
             "REQUESTS_CA_BUNDLE": str(self.tls.ca_cert),
             "IDENTITY_ENDPOINT": f"{self.arm_url}{TOKEN_PATH}",
             "IDENTITY_HEADER": scenario.identity_header,
+            "EVENT_GRID_TOPIC_ENDPOINT": self.topic_endpoint,
             "EMULATOR_ADMIN_URL": f"{self.arm_url}{ADMIN_PREFIX}",
             "AZURE_TENANT_ID": scenario.tenant_id,
             "AZURE_SUBSCRIPTION_ID": scenario.subscriptions[0].subscription_id,

@@ -4,8 +4,8 @@ infra/modules/functionapp.bicep turns on the Microsoft identity provider with `r
 app registration), `openIdIssuer` `https://login.microsoftonline.com/<tenant>/v2.0`, `validation.allowedAudiences`
 (`api://<clientId>` and the client id unless told otherwise), an optional `defaultAuthorizationPolicy.
 allowedApplications`, `requireAuthentication: true`, `unauthenticatedClientAction: Return401` and `excludedPaths`
-(`/api/health`, `/api/openapi.json`). Locally the issuer is the emulator's tenant, read from the env its env file
-provides; the rest is the same settings, here as environment variables:
+(`/api/health`, `/api/openapi.json`, `/api/asyncapi.json`, `/api/docs` and its files). Locally the issuer is the
+emulator's tenant, read from the env its env file provides; the rest is the same settings, as environment variables:
 
 | setting | authsettingsV2 | default |
 |---|---|---|
@@ -14,7 +14,7 @@ provides; the rest is the same settings, here as environment variables:
 | `DEVSTACK_EASY_AUTH_CLIENT_ID` | `registration.clientId` | required when on (the emulator's env file sets it) |
 | `DEVSTACK_EASY_AUTH_ALLOWED_AUDIENCES` | `validation.allowedAudiences` | `api://<clientId>,<clientId>` |
 | `DEVSTACK_EASY_AUTH_ALLOWED_APPLICATIONS` | `defaultAuthorizationPolicy.allowedApplications` | empty: any |
-| `DEVSTACK_EASY_AUTH_EXCLUDED_PATHS` | `globalValidation.excludedPaths` | `/api/health,/api/openapi.json` |
+| `DEVSTACK_EASY_AUTH_EXCLUDED_PATHS` | `globalValidation.excludedPaths` | infra's `authExcludedPaths` |
 
 Per request, before routing and keys (App Service authenticates in front of the Functions host):
 1. every client-sent `X-MS-CLIENT-PRINCIPAL*` and `X-MS-TOKEN-*` header is dropped;
@@ -55,7 +55,15 @@ EXCLUDED_PATHS_SETTING = "DEVSTACK_EASY_AUTH_EXCLUDED_PATHS"
 # What App Service sets in the app's environment when authentication is on; the broker fails closed without it.
 APP_SETTING = "WEBSITE_AUTH_ENABLED"
 # infra/main.bicep's authExcludedPaths (tests/host checks the two agree).
-DEFAULT_EXCLUDED_PATHS = ("/api/health", "/api/openapi.json")
+DEFAULT_EXCLUDED_PATHS = (
+    "/api/health",
+    "/api/openapi.json",
+    "/api/asyncapi.json",
+    "/api/docs",
+    "/api/docs/swagger-ui.css",
+    "/api/docs/swagger-ui-bundle.js",
+    "/api/docs/docs.js",
+)
 CLOCK_SKEW_SECONDS = 300
 # A token naming an unknown key refetches the keys, at most this often (keys roll; forged kids must not flood).
 KEY_REFRESH_SECONDS = 30.0

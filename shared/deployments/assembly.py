@@ -4,6 +4,7 @@ in-memory ones in tests, so both exercise the same wiring. Imports no SDK."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -11,11 +12,13 @@ from shared.deployments.preflight import PreflightPolicy
 from shared.deployments.service import DeploymentService, Queues
 from shared.deployments.workflow import Workflow
 from shared.engine import StepQueue, StepTimings
+from shared.event_delivery import EventPublisher
 from shared.lifecycle.composition import build_lifecycle_service
 from shared.lifecycle.settings import LifecycleSettings
 from shared.pacing import WritePacer
 from shared.ports import (
     AuthorizationPort,
+    EventTopicPort,
     MachineLearningPort,
     RunRepositoryPort,
     SecretStorePort,
@@ -37,13 +40,17 @@ def assemble_deployment_service(
     lifecycle_settings: LifecycleSettings,
     clock: Callable[[], datetime],
     pacer: WritePacer | None = None,
+    topic: EventTopicPort | None = None,
     **service_options: Any,
 ) -> DeploymentService:
     """The workflow, the lifecycle service and the deployment service over these ports, on one step engine (whose
-    write steps ask `pacer`, the one the ARM adapter feeds); `service_options` are DeploymentService's own keyword
-    options (id source, sleep, telemetry)."""
+    write steps ask `pacer`, the one the ARM adapter feeds); every event goes to the events queue and, when there is
+    one, to the Event Grid `topic`; `service_options` are DeploymentService's own keyword options (id source, sleep,
+    telemetry)."""
     steps = StepQueue(machine_learning, queues.work, timings, clock=clock, pacer=pacer)
     telemetry = service_options.get("telemetry", BROKER_TELEMETRY)
+    publisher = EventPublisher(queues.events, topic, runs=runs, telemetry=telemetry, clock=clock)
+    queues = replace(queues, events=publisher)
     workflow = Workflow(
         runs=runs,
         machine_learning=machine_learning,

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
+from azure.core.credentials import TokenCredential
+
 from shared.access import AppRole, BrokerRoles
 from shared.adapters.arm import ArmClient
 from shared.adapters.authorization import AuthorizationAdapter
 from shared.adapters.connections import WorkspaceConnectionsAdapter
+from shared.adapters.event_grid import EventGridTopic
 from shared.adapters.identity import broker_credential
 from shared.adapters.keyvault import KeyVaultAdapter
 from shared.adapters.machine_learning import MachineLearningAdapter
@@ -107,7 +110,14 @@ def build_deployment_service(
         pacer=pacer,
         approvals=approval_policy(settings),
         roles=broker_roles(settings),
+        topic=event_topic(settings, credential),
     )
+
+
+def event_topic(settings: Settings, credential: TokenCredential) -> EventGridTopic | None:
+    """The Event Grid topic deployment events also go to, when EVENT_GRID_TOPIC_ENDPOINT names one."""
+    endpoint = settings.event_grid_topic_endpoint
+    return EventGridTopic(endpoint, credential) if endpoint else None
 
 
 def approval_policy(settings: Settings) -> ApprovalPolicy:

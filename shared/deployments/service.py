@@ -41,6 +41,7 @@ from shared.deployment import (
 )
 from shared.deployments.approvals import ApprovalDesk, Decision
 from shared.deployments.intake_rules import azure_refusal, completed, first_status, torn_down_meanwhile
+from shared.deployments.model_list import ModelFilters, ModelLister, ModelPage
 from shared.deployments.observe import DEFAULT_HEALTHY_STATES, Observation, observe
 from shared.deployments.preflight import (
     PreflightContext,
@@ -75,7 +76,7 @@ from shared.problems import Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest, validation_problems
 from shared.run_outcomes import Submission, announce, join_in_flight, problem_of, rejected
 from shared.runs import Approval, CrossRegion, EndpointInfo, RunOperation, RunRecord, RunStatus
-from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
+from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry, continued
 from shared.wire import QUEUE_LIMITS, WireError, decoded_text, read_json_object, top_level_string
 
 LOGGER = logging.getLogger(__name__)
@@ -618,10 +619,12 @@ class DeploymentService:
 
     def advance(self, work_message: str) -> None:
         item = WorkItem.from_message(work_message)
-        if item.step in LIFECYCLE_STEPS and self._lifecycle is not None:
-            self._lifecycle.advance(item)
-            return
-        self._workflow.advance(item)
+        # The step continues the trace of the request that started its chain, whatever invocation delivered it.
+        with continued(item.trace_context):
+            if item.step in LIFECYCLE_STEPS and self._lifecycle is not None:
+                self._lifecycle.advance(item)
+                return
+            self._workflow.advance(item)
 
     def availability(self, model_id: str, workspace_id: str | None) -> dict[str, Any]:
         model = parse_model_id(model_id)
@@ -639,6 +642,21 @@ class DeploymentService:
                 "supported": self.catalog.supports_location(model, workspace.location),
             }
         return answer
+
+    def list_models(
+        self,
+        workspace_id: str,
+        *,
+        publisher: str | None = None,
+        name: str | None = None,
+        page_size: int = 50,
+        continuation_token: str | None = None,
+    ) -> ModelPage:
+        """The catalog as project `workspace_id` sees it, a page at a time (InvalidContinuationTokenError for a token
+        issued for other filters)."""
+        lister = ModelLister(policy=self._policy, approvals=self._approvals, machine_learning=self._ml)
+        filters = ModelFilters(WorkspaceId.parse(workspace_id), publisher=publisher, name=name)
+        return lister.page(filters, page_size=page_size, continuation_token=continuation_token)
 
     def what_if(self, request: DeploymentRequest, *, caller: Caller) -> WhatIf:
         """What submitting `request` would do, from reads alone."""

@@ -20,6 +20,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 MAX_AUDIT_ENTRIES = 50
+# What to_public_dict() leaves out: the alerts still to deliver are the scanner's business.
+PRIVATE_FIELDS = ("outbox",)
 
 
 class Severity(StrEnum):
@@ -140,7 +142,8 @@ class FindingRecord(_Value):
 
     def to_public_dict(self) -> dict[str, Any]:
         public = self.to_storage_dict()
-        public.pop("outbox")
+        for name in PRIVATE_FIELDS:
+            public.pop(name)
         return public
 
     @classmethod

@@ -2,6 +2,8 @@
 
 It is stored as one Table Storage property (at most 64 KiB), so long lists are cut and the full count kept. Callers
 who see every workspace read it whole; others read `report_as_seen`, counted over the findings they may see.
+`ScanReport` and `VisibleScanReport` describe the two forms for the OpenAPI document; tests hold the dicts built
+here to them.
 """
 
 from __future__ import annotations
@@ -11,19 +13,138 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from shared.hygiene.context import ScanContext
 from shared.hygiene.delivery import DeliveryCount
 from shared.hygiene.deployment_status import DeploymentTally
-from shared.hygiene.findings import FindingRecord, FindingState, Outcome
-from shared.hygiene.key_drift import REPORT_KEY
+from shared.hygiene.findings import FindingRecord, FindingState, Outcome, Severity
+from shared.hygiene.key_drift import REPORT_KEY, ComparedBy
 
 MAX_REPORTED_ITEMS = 50
 # Says whether a report was read whole or counted over what the caller may see.
 SCOPE = "scope"
 # What a report says of the scan itself, shown to every caller: it names no workspace and no resource.
 _SCAN_FIELDS = ("scanId", "startedAt", "finishedAt", "durationSeconds", "dryRun", "rules")
+
+
+class _ReportPart(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="forbid", frozen=True)
+
+
+class WorkspaceCounts(_ReportPart):
+    scanned: int
+    reachable: int
+    unreachable: int
+
+
+class ResourceCounts(_ReportPart):
+    """What the reachable workspaces held; None where the scan could not read it."""
+
+    endpoints: int
+    marketplace_subscriptions: int
+    secrets: int | None
+    active_runs: int | None
+
+
+class DeploymentCounts(_ReportPart):
+    read: int | None = Field(description="None: the deployments could not be read, so none was updated")
+    updated: int
+    owned_by_run: int = Field(description="Left alone because a run was working on them")
+    failed: int
+    updated_ids: list[str] = Field(description=f"The first {MAX_REPORTED_ITEMS} deployments updated")
+
+
+class RuleNames(_ReportPart):
+    evaluated: list[str]
+    skipped: list[str]
+
+
+class VisibleFindingCounts(_ReportPart):
+    open: dict[str, int] = Field(description="Open findings by rule")
+    open_by_severity: dict[Severity, int]
+    pending: int = Field(description="Findings observed but still inside their grace window")
+
+
+class FindingCounts(VisibleFindingCounts):
+    opened: int = Field(description="Opened by this scan")
+    resolved: int = Field(description="Resolved by this scan")
+
+
+class AlertCounts(_ReportPart):
+    delivered: int
+    failed: int
+
+
+class RemediationAction(_ReportPart):
+    finding_id: str
+    action: str
+    outcome: Outcome
+    detail: str
+
+
+class RemediationCounts(_ReportPart):
+    planned: int
+    done: int
+    failed: int
+    skipped: int
+    actions: list[RemediationAction] = Field(description=f"The first {MAX_REPORTED_ITEMS} actions")
+
+
+class KeyDriftReport(_ReportPart):
+    checked_until: AwareDatetime | None
+    interval_hours: float
+    checked: int
+    compared_by: dict[ComparedBy, int]
+    retry: list[str] = Field(description="Endpoint ids whose check failed, checked again by the next scan")
+
+
+class ScanError(_ReportPart):
+    """A read or delivery that failed: what it was about, and Azure's status, code and message."""
+
+    scope: str
+    rule: str | None = None
+    status: int | None
+    code: str
+    message: str
+
+
+class ScanReport(_ReportPart):
+    """GET /api/hygiene/report for a caller who sees every workspace (scope: all): the whole latest scan."""
+
+    scan_id: str
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    duration_seconds: float
+    dry_run: bool
+    workspaces: WorkspaceCounts
+    resources: ResourceCounts
+    deployments: DeploymentCounts
+    rules: RuleNames
+    findings: FindingCounts
+    alerts: AlertCounts
+    remediation: RemediationCounts
+    key_drift: KeyDriftReport
+    errors: list[ScanError] = Field(description=f"The first {MAX_REPORTED_ITEMS} errors")
+    error_count: int
+    scope: Literal["all"]
+
+
+class VisibleScanReport(_ReportPart):
+    """GET /api/hygiene/report for any other caller (scope: visible): when the scan ran and with which rules, and
+    the open and pending findings counted over those the caller may see."""
+
+    scan_id: str
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    duration_seconds: float
+    dry_run: bool
+    rules: RuleNames
+    scope: Literal["visible"]
+    findings: VisibleFindingCounts
 
 
 @dataclass

@@ -23,14 +23,16 @@ from .scenario import (
     MARKETPLACE_REGIONS,
     OTHER_SUBSCRIPTION,
     RESOURCE_GROUP_SCOPE,
+    SUBSCRIPTION,
     UNKNOWN_REGIONS_MODEL,
     WORKSPACE_ID,
     build_world,
     policy,
+    request,
 )
 
 HUB_ID = f"{RESOURCE_GROUP_SCOPE}/providers/Microsoft.MachineLearningServices/workspaces/hub-swc"
-OUTSIDE_ID = WORKSPACE_ID.replace(RESOURCE_GROUP_SCOPE.split("/")[2], OTHER_SUBSCRIPTION)
+OUTSIDE_ID = WORKSPACE_ID.replace(SUBSCRIPTION, OTHER_SUBSCRIPTION)
 MISSING_ID = WORKSPACE_ID.replace("proj-a", "proj-missing")
 CATALOG_ORDER = sorted((entry.model_id for entry in CATALOG.entries), key=str.lower)
 
@@ -135,14 +137,20 @@ def test_no_hub_is_named_when_the_project_region_offers_the_model():
     assert by_id(listings(world))[DIRECT_MODEL]["region"]["crossRegionHub"] is None
 
 
+NOT_COHERE = (DIRECT_MODEL, UNKNOWN_REGIONS_MODEL)
+
+
 @pytest.mark.parametrize(
     ("settings", "refused"),
     [
-        ({"registries": "azureml-cohere"}, {DIRECT_MODEL: "registry", UNKNOWN_REGIONS_MODEL: "registry"}),
+        ({"registries": "azureml-cohere"}, dict.fromkeys(NOT_COHERE, "registry")),
         ({"registries": "", "publishers": "deepseek"}, {MARKETPLACE_MODEL: "publisher"}),
         # A catalog family counts as a publisher, as preflight reads it.
-        ({"registries": "", "publishers": "Command"}, {DIRECT_MODEL: "publisher", UNKNOWN_REGIONS_MODEL: "publisher"}),
-        ({"registries": "", "model_ids": DIRECT_MODEL}, {MARKETPLACE_MODEL: "modelId", UNKNOWN_REGIONS_MODEL: "modelId"}),
+        ({"registries": "", "publishers": "Command"}, dict.fromkeys(NOT_COHERE, "publisher")),
+        (
+            {"registries": "", "model_ids": DIRECT_MODEL},
+            dict.fromkeys((MARKETPLACE_MODEL, UNKNOWN_REGIONS_MODEL), "modelId"),
+        ),
     ],
 )
 def test_the_approved_model_policy_says_what_preflight_would(settings, refused):
@@ -154,19 +162,13 @@ def test_the_approved_model_policy_says_what_preflight_would(settings, refused):
         verdict = item["policy"]
         assert verdict["allowed"] is (model_id not in refused)
         assert verdict["rule"] == refused.get(model_id)
-        preflight = world.preflight(world_request(model_id))
+        preflight = world.preflight(request(model_id))
         if model_id in refused:
             assert preflight.problem is not None
             assert preflight.problem.kind.slug == "model-not-approved"
             assert verdict["reason"] == preflight.problem.detail
         else:
             assert verdict["reason"] is None
-
-
-def world_request(model_id):
-    from .scenario import request
-
-    return request(model_id)
 
 
 def test_a_project_outside_the_allowed_targets_is_listed_unread_with_every_model_saying_so(world):
@@ -254,11 +256,12 @@ def test_pages_follow_model_id_order_and_the_last_has_no_token(world):
 
 def test_a_page_resumes_after_its_model_even_when_the_catalog_grows_between_pages(world):
     first = world.service.list_models(WORKSPACE_ID, page_size=1)
-    earlier = "azureml://registries/azureml-aaa/models/first"  # sorts before every page served so far
+    earlier = "azureml://registries/azureml-aaa/models/first"  # sorts before the page already served
     grown = CATALOG.with_overrides([{"modelId": earlier, "requiresMarketplaceSubscription": False}])
-    world.service._policy = replace(world.policy, catalog=grown)
+    # Another instance, with the operator's new override: tokens carry no state of the one that issued them.
+    restarted = build_world(preflight_policy=replace(policy(registries=""), catalog=grown))
 
-    rest = world.service.list_models(WORKSPACE_ID, page_size=10, continuation_token=first.continuation_token)
+    rest = restarted.service.list_models(WORKSPACE_ID, page_size=10, continuation_token=first.continuation_token)
 
     assert [item.model_id for item in first.items + rest.items] == CATALOG_ORDER
 

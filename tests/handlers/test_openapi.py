@@ -8,14 +8,20 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from handlers import deployments, openapi, runs
+from handlers import hygiene as hygiene_handlers
+from handlers.asyncapi import contract_examples
 from handlers.openapi import ROUTE_PREFIX, openapi_document
 from shared.access import Caller
 from shared.catalog import ModelCatalog
 from shared.deployment import Deployment, Phase
+from shared.deployments import composition as deployment_composition
 from shared.health import check_health
+from shared.hygiene import composition as hygiene_composition
+from shared.hygiene.report import ScanReport, VisibleScanReport
 from shared.problems import CATALOG, Problem
 from shared.requests import DeploymentRequest, QueueDeploymentRequest
 from shared.runs import RunStatus
+from tests.deployments.fakes import FakeAuthorization
 from tests.deployments.scenario import DIRECT_MODEL, REQUESTER, build_world
 from tests.deployments.scenario import request as scenario_request
 from tests.handlers.handler_support import (
@@ -27,6 +33,11 @@ from tests.handlers.handler_support import (
     json_body,
     user_function,
 )
+from tests.hygiene.conftest import World as HygieneWorld
+from tests.hygiene.fakes import WS_A, WS_B, endpoint
+from tests.hygiene.test_handlers import AUDITOR as HYGIENE_AUDITOR
+from tests.hygiene.test_handlers import NOBODY, Readers
+from tests.hygiene.test_handlers import get as get_hygiene
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -92,6 +103,11 @@ def test_the_expected_routes_are_registered(registered_http_functions):
     assert routes == {
         ("GET", "health", "anonymous"),
         ("GET", "openapi.json", "anonymous"),
+        ("GET", "asyncapi.json", "anonymous"),
+        ("GET", "docs", "anonymous"),
+        ("GET", "docs/swagger-ui.css", "anonymous"),
+        ("GET", "docs/swagger-ui-bundle.js", "anonymous"),
+        ("GET", "docs/docs.js", "anonymous"),
         ("POST", "deployments", "function"),
         ("POST", "deployments/what-if", "function"),
         ("GET", "deployments", "function"),
@@ -103,6 +119,7 @@ def test_the_expected_routes_are_registered(registered_http_functions):
         ("GET", "runs/{runId}", "function"),
         ("POST", "runs/{runId}/approve", "function"),
         ("POST", "runs/{runId}/reject", "function"),
+        ("GET", "models", "function"),
         ("GET", "models/availability", "function"),
         ("GET", "hygiene/findings", "function"),
         ("GET", "hygiene/report", "function"),
@@ -330,3 +347,77 @@ def _errors_against(schema: dict[str, Any], instance: object) -> list[str]:
     document = openapi_document()
     validator = Draft202012Validator({**schema, "components": document["components"]})
     return [error.message for error in validator.iter_errors(instance)]
+
+
+def test_every_json_response_has_examples_that_match_its_schema():
+    for (path, method), operation in _operations().items():
+        for status, response in operation["responses"].items():
+            for media_type, content in response.get("content", {}).items():
+                if media_type != "application/json" or content["schema"] == {"type": "object"}:
+                    continue
+                examples = content.get("examples") or {}
+                if "$ref" in json.dumps(content["schema"]):
+                    assert examples, f"{method} {path} {status} has no example"
+                for name, example in examples.items():
+                    errors = _errors_against(content["schema"], example["value"])
+                    assert errors == [], f"{method} {path} {status} example {name}: {errors}"
+
+
+def test_every_problem_response_has_one_valid_example_per_problem_type():
+    shown = set()
+    for (path, method), operation in _operations().items():
+        for status, response in operation["responses"].items():
+            content = response.get("content", {}).get("application/problem+json")
+            if content is None:
+                continue
+            named = {part.split(":")[0] for part in response["description"].split("; ")} & set(CATALOG)
+            assert set(content["examples"]) == named, f"{method} {path} {status}"
+            for slug, example in content["examples"].items():
+                assert example["value"]["type"] == CATALOG[slug].uri
+                assert example["value"]["status"] == int(status)
+                assert _errors("Problem", example["value"]) == []
+            shown |= named
+    assert shown == set(CATALOG)
+
+
+def test_the_examples_are_real_bodies_of_their_schemas():
+    examples = contract_examples()
+
+    for schema, key in [
+        ("RunRecord", "runAccepted"),
+        ("RunRecord", "runSucceeded"),
+        ("RunRecord", "runApproved"),
+        ("Deployment", "deployment"),
+        ("RunPage", "runPage"),
+        ("DeploymentPage", "deploymentPage"),
+        ("KeyRotation", "keyRotation"),
+        ("WhatIf", "whatIf"),
+        ("FindingPage", "findingPage"),
+        ("ScanReport", "scanReport"),
+        ("VisibleScanReport", "visibleScanReport"),
+    ]:
+        assert _errors(schema, examples[key]) == [], key
+    ScanReport.model_validate(examples["scanReport"])
+    VisibleScanReport.model_validate(examples["visibleScanReport"])
+
+
+def test_hygiene_findings_and_reports_of_a_real_scan_match_their_schemas(monkeypatch):
+    world = HygieneWorld()
+    world.ml.add(WS_A, endpoint(WS_A, "llama", subscription="gone-sub"), endpoint(WS_A, "handmade", managed=False))
+    world.ml.add(WS_B, endpoint(WS_B, "cohere", subscription="gone-sub"))
+    monkeypatch.setattr(hygiene_composition, "finding_store", lambda: world.store)
+    readers = Readers(FakeAuthorization("broker"), world)
+    monkeypatch.setattr(deployment_composition, "deployment_service", lambda: readers)
+    world.scan(workspaces=(WS_A, WS_B))
+
+    _, page = get_hygiene(hygiene_handlers.hygiene_findings, "findings", pageSize="2")
+    _, whole = get_hygiene(hygiene_handlers.hygiene_report, "report", as_=HYGIENE_AUDITOR)
+    _, seen = get_hygiene(hygiene_handlers.hygiene_report, "report", as_=NOBODY)
+
+    assert page["nextLink"] is not None
+    assert _errors("FindingPage", page) == []
+    assert (whole["scope"], seen["scope"]) == ("all", "visible")
+    assert _errors("ScanReport", whole) == []
+    assert _errors("VisibleScanReport", seen) == []
+    assert _errors("ScanReport", seen), "the two forms are told apart"
+    assert _errors("FindingPage", {"value": [{**page["value"][0], "outbox": []}], "nextLink": None})

@@ -48,6 +48,7 @@ EXPECTED_ROLES = {
     ("b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "Microsoft.Storage/storageAccounts"),  # Storage Blob Data Owner
     ("b86a8fe4-44ce-4948-aee5-eccb2c155cd7", "Microsoft.KeyVault/vaults"),  # Key Vault Secrets Officer
     ("3913510d-42f4-4e42-8a64-420c390055eb", "Microsoft.Insights/components"),  # Monitoring Metrics Publisher
+    ("d5a91429-5739-47e2-a06b-3470a27159e7", "Microsoft.EventGrid/topics"),  # EventGrid Data Sender
 }
 
 _BINDINGS_PROBE = """

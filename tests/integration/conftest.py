@@ -24,6 +24,8 @@ from devstack.host.process import REPO_ROOT, HostProcess, start_host
 SETTINGS = ["--settings", str(REPO_ROOT / "local.settings.sample.json")]
 OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 TERMINAL = {"Succeeded", "Failed", "Rejected", "Deleted"}
+# The request log's route prefix for the emulator's Event Grid topic.
+TOPIC_ROUTE = "eventgrid:"
 
 
 def principal_headers(object_id: str, *, roles: tuple[str, ...] = ()) -> dict[str, str]:
@@ -133,14 +135,23 @@ class Broker:
         assert response.status_code in (200, 202), response.text
 
     def azure_writes(self) -> list[str]:
-        """Every write the emulator has logged (ARM and Key Vault) since its log was last cleared."""
-        entries = self.emulator.admin.requests(limit=10_000)["entries"]
+        """Every write to Azure resources the emulator has logged (ARM and Key Vault) since its log was last cleared.
+        Events published to the Event Grid topic are announcements, not writes: `published_events` counts those."""
         reads = {"GET", "HEAD"}
         return [
             f"{entry['method']} {entry['path']}"
-            for entry in entries
-            if entry["method"] not in reads and not entry["path"].endswith(("/listKeys", "/permissions"))
+            for entry in self._logged()
+            if entry["method"] not in reads
+            and not entry["path"].endswith(("/listKeys", "/permissions"))
+            and not entry["route"].startswith(TOPIC_ROUTE)
         ]
+
+    def published_events(self) -> int:
+        """How many publish requests the emulator's Event Grid topic took since the log was last cleared."""
+        return sum(1 for entry in self._logged() if entry["route"].startswith(TOPIC_ROUTE))
+
+    def _logged(self) -> list[dict[str, Any]]:
+        return self.emulator.admin.requests(limit=10_000)["entries"]
 
     def queue(self, name: str) -> QueueClient:
         return QueueClient.from_connection_string(self.storage, name)

@@ -93,8 +93,8 @@ def in_flight(broker: Broker) -> dict[str, Any]:
 
 
 def _what_if(broker: Broker, caller: str, **body: Any) -> dict[str, Any]:
-    """The what-if answer, asserting that nothing was written: no ARM or Key Vault write (listKeys included) in the
-    emulator's log, and the runs table's entities and the queues' message counts as they were."""
+    """The what-if answer, asserting that nothing was written: no ARM or Key Vault write (listKeys included) and no
+    event published in the emulator's log, and the runs table's entities and the queues' message counts as they were."""
     broker.token(caller)  # signed in before the log is cleared
     before = _storage(broker)
     assert json.loads(before[0]), "the deployment in flight has its rows"
@@ -105,6 +105,7 @@ def _what_if(broker: Broker, caller: str, **body: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     entries = broker.emulator.admin.requests(limit=10_000)["entries"]
     assert broker.azure_writes() == []
+    assert broker.published_events() == 0, "what-if announces nothing either"
     assert not [entry for entry in entries if entry["path"].endswith("/listKeys")]
     assert _storage(broker) == before
     return response.json()

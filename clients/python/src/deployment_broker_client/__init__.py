@@ -19,8 +19,10 @@ from deployment_broker_client._exceptions import (
 )
 from deployment_broker_client._models import (
     TERMINAL_RUN_STATUSES,
+    ApprovalNeed,
     Condition,
     CrossRegion,
+    CrossRegionHub,
     Deployment,
     DeploymentPhase,
     DeploymentRequester,
@@ -34,6 +36,9 @@ from deployment_broker_client._models import (
     KeyRotationStatus,
     KeyType,
     ModelAvailability,
+    ModelListing,
+    ModelRegion,
+    PolicyVerdict,
     Problem,
     Run,
     RunError,
@@ -53,6 +58,7 @@ __version__ = VERSION
 
 __all__ = [
     "TERMINAL_RUN_STATUSES",
+    "ApprovalNeed",
     "BrokerAuthenticationError",
     "BrokerClient",
     "BrokerConflictError",
@@ -60,6 +66,7 @@ __all__ = [
     "BrokerNotFoundError",
     "Condition",
     "CrossRegion",
+    "CrossRegionHub",
     "Deployment",
     "DeploymentPhase",
     "DeploymentRequester",
@@ -73,6 +80,9 @@ __all__ = [
     "KeyRotationStatus",
     "KeyType",
     "ModelAvailability",
+    "ModelListing",
+    "ModelRegion",
+    "PolicyVerdict",
     "Problem",
     "Run",
     "RunError",

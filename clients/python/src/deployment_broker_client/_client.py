@@ -45,6 +45,7 @@ from deployment_broker_client._models import (
     KeyRotation,
     KeyType,
     ModelAvailability,
+    ModelListing,
     Run,
     RunStatus,
     WhatIf,
@@ -266,6 +267,23 @@ class BrokerClient:
         return self._decide(run_id, "reject", comment, **kwargs)
 
     # -- models and hygiene -----------------------------------------------------------------------------------------
+
+    @distributed_trace
+    def list_models(
+        self,
+        workspace_id: str,
+        *,
+        publisher: str | None = None,
+        name: str | None = None,
+        results_per_page: int | None = None,
+        **kwargs: Any,
+    ) -> ItemPaged[ModelListing]:
+        """The model catalog as the project `workspace_id` (its ARM id) sees it, ordered by model id: how each model
+        is sold, whether the project's region offers it (else where, and the cross-region hub), whether policy
+        allows it and whether a new deployment would wait for an approver. `publisher` matches the registry's
+        publisher (`meta`) or the catalog family exactly, `name` part of the model's name; both ignore case."""
+        filters = {"workspaceId": workspace_id, "publisher": publisher, "name": name}
+        return self._paged("models", filters, results_per_page, ModelListing.from_dict, **kwargs)
 
     @distributed_trace
     def get_model_availability(

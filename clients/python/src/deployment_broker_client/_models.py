@@ -1,4 +1,5 @@
-"""Typed models of the broker's resources: deployments, runs, key rotations, findings, model availability, problems.
+"""Typed models of the broker's resources: deployments, runs, key rotations, findings, models and their availability,
+problems.
 
 Each model is a frozen dataclass read from the broker's JSON by `from_dict`, which ignores members it does not know,
 so a newer broker adding fields does not break an older client; `as_dict()` gives back the JSON exactly as the broker
@@ -554,6 +555,102 @@ class ModelAvailability(_Model):
             explanation=data.get("explanation", ""),
             supported_regions=None if regions is None else tuple(regions),
             workspace=_optional(data.get("workspace"), WorkspaceFit.from_dict),
+            _raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class PolicyVerdict(_Model):
+    """A policy's answer: allowed, or the rule that refuses and why."""
+
+    allowed: bool
+    rule: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(allowed=bool(data["allowed"]), rule=data.get("rule"), reason=data.get("reason"), _raw=data)
+
+
+@dataclass(frozen=True)
+class CrossRegionHub(_Model):
+    """The configured hub project, in a region that offers the model, a cross-region request would deploy in."""
+
+    workspace_id: str
+    location: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(workspace_id=data["workspaceId"], location=data["location"], _raw=data)
+
+
+@dataclass(frozen=True)
+class ModelRegion(_Model):
+    """Whether the project's region offers the model (None: the catalog does not know, or the broker did not read
+    the region of a project it does not deploy into), and where the model is offered."""
+
+    location: str | None
+    offered: bool | None
+    supported_regions: tuple[str, ...] | None = None
+    cross_region_hub: CrossRegionHub | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        regions = data.get("supportedRegions")
+        return cls(
+            location=data.get("location"),
+            offered=data.get("offered"),
+            supported_regions=None if regions is None else tuple(regions),
+            cross_region_hub=_optional(data.get("crossRegionHub"), CrossRegionHub.from_dict),
+            _raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalNeed(_Model):
+    """Whether a new deployment of the model into the project would wait for an approver, by which rule and why."""
+
+    required: bool
+    rule: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(required=bool(data["required"]), rule=data.get("rule"), reason=data.get("reason"), _raw=data)
+
+
+@dataclass(frozen=True)
+class ModelListing(_Model):
+    """One catalogued model as a project sees it (`list_models`): how it is sold, whether the project's region
+    offers it, whether the approved-model policy allows it, whether the broker deploys into the project at all
+    (`workspace`), and whether an approver must agree."""
+
+    model_id: str
+    name: str
+    publisher: str
+    sold_directly: bool
+    requires_marketplace_subscription: bool
+    region: ModelRegion
+    policy: PolicyVerdict
+    workspace: PolicyVerdict
+    approval: ApprovalNeed
+    registry: str = ""
+    family: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            model_id=data["modelId"],
+            name=data.get("name", ""),
+            publisher=data["publisher"],
+            sold_directly=bool(data["soldDirectly"]),
+            requires_marketplace_subscription=bool(data["requiresMarketplaceSubscription"]),
+            region=ModelRegion.from_dict(data["region"]),
+            policy=PolicyVerdict.from_dict(data["policy"]),
+            workspace=PolicyVerdict.from_dict(data["workspace"]),
+            approval=ApprovalNeed.from_dict(data["approval"]),
+            registry=data.get("registry", ""),
+            family=data.get("family"),
             _raw=data,
         )
 

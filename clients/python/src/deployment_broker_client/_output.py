@@ -14,6 +14,7 @@ from deployment_broker_client._models import (
     Finding,
     KeyRotation,
     ModelAvailability,
+    ModelListing,
     Problem,
     Run,
     RunStatus,
@@ -197,6 +198,43 @@ def availability_detail(availability: ModelAvailability) -> str:
             ("why", availability.explanation or None),
         ]
     )
+
+
+def models_table(models: Iterable[ModelListing]) -> str:
+    """One model a row: how it is sold, whether the project's region offers it (else a hub that does), whether the
+    policies allow it (the rule that refuses), and whether an approver must agree (the rule that asks)."""
+    return table(
+        ("MODEL", "PUBLISHER", "SOLD", "REGION", "POLICY", "APPROVAL"),
+        (
+            (
+                short_name(item.model_id),
+                item.publisher,
+                "directly" if item.sold_directly else "marketplace",
+                _region_cell(item),
+                _policy_cell(item),
+                f"required ({item.approval.rule})" if item.approval.required else "no",
+            )
+            for item in models
+        ),
+    )
+
+
+def _region_cell(item: ModelListing) -> str:
+    region = item.region
+    if region.location is None:
+        return "not read"
+    if region.offered is None:
+        return f"{region.location}: unknown"
+    if region.offered:
+        return f"{region.location}: offered"
+    hub = region.cross_region_hub
+    return f"{region.location}: not offered" + (f" (hub {short_name(hub.workspace_id)})" if hub else "")
+
+
+def _policy_cell(item: ModelListing) -> str:
+    if not item.workspace.allowed:
+        return f"workspace not allowed ({item.workspace.rule})"
+    return "allowed" if item.policy.allowed else f"not approved ({item.policy.rule})"
 
 
 def what_if_detail(what_if: WhatIf) -> str:

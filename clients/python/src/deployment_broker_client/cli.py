@@ -318,8 +318,18 @@ def _findings(client: BrokerClient, arguments: argparse.Namespace, console: Cons
 
 
 def _models(client: BrokerClient, arguments: argparse.Namespace, console: Console) -> int:
-    availability = client.get_model_availability(arguments.model, workspace_id=arguments.workspace)
-    console.result(availability, output.availability_detail)
+    """The catalog as a project sees it; with --model, where that one model deploys (and whether the project's
+    region offers it)."""
+    if arguments.model:
+        if arguments.publisher or arguments.name:
+            raise UsageError("--publisher and --name filter the list: leave out --model")
+        availability = client.get_model_availability(arguments.model, workspace_id=arguments.workspace)
+        console.result(availability, output.availability_detail)
+        return EXIT_OK
+    if not arguments.workspace:
+        raise UsageError("models lists the catalog for a project: pass --workspace (or --model for one model)")
+    listed = client.list_models(arguments.workspace, publisher=arguments.publisher, name=arguments.name)
+    console.result(_first(listed, arguments.top), output.models_table)
     return EXIT_OK
 
 
@@ -435,9 +445,18 @@ def _add_reads(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     findings.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"at most this many (default {DEFAULT_TOP})")
     findings.set_defaults(handler=_findings)
 
-    models = commands.add_parser("models", parents=[common], help="where a model deploys and how it is sold")
-    models.add_argument("--model", required=True, help="azureml://registries/<registry>/models/<name>")
-    models.add_argument("--workspace", help="also say whether this project's region offers it (ARM id)")
+    models = commands.add_parser(
+        "models", parents=[common], help="the models a project may deploy (or, with --model, where one deploys)"
+    )
+    models.add_argument("--workspace", help="the project (ARM id): list the catalog as it sees it")
+    models.add_argument(
+        "--model",
+        help="instead: where this model deploys and how it is sold (with --workspace: "
+        "whether that project's region offers it)",
+    )
+    models.add_argument("--publisher", help="only this publisher (meta, cohere, ...) or catalog family")
+    models.add_argument("--name", help="only models whose name contains this")
+    models.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"at most this many (default {DEFAULT_TOP})")
     models.set_defaults(handler=_models)
 
 
