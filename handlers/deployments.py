@@ -33,7 +33,7 @@ blueprint = func.Blueprint()
 
 @blueprint.function_name("submit_deployment")
 @blueprint.route(route="deployments", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-def submit_deployment(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:
+def submit_deployment(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     # The request's trace is the deployment's: its run's steps and events continue it (shared/telemetry.py).
     with continued(invocation_trace(context)):
         return _submit_deployment(req)

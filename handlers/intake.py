@@ -22,7 +22,7 @@ blueprint = func.Blueprint()
 
 @blueprint.function_name("intake_deployment_request")
 @blueprint.queue_trigger(arg_name="msg", queue_name="%DEPLOYMENT_REQUESTS_QUEUE%", connection="AzureWebJobsStorage")
-def intake_deployment_request(msg: func.QueueMessage, context: func.Context = None) -> None:
+def intake_deployment_request(msg: func.QueueMessage, context: func.Context) -> None:
     from shared.deployments.composition import deployment_service
 
     # The message's run is traced under this invocation: its steps and events continue the same trace.

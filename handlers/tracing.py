@@ -9,8 +9,7 @@ from shared.telemetry import TraceContext
 
 
 def invocation_trace(context: func.Context | None) -> TraceContext | None:
-    """The invocation's context; None without one. The hosts always pass a Context; the functions take `context=None`
-    so that tests may call them with their trigger alone."""
+    """The invocation's context; None without one (tests that call a function with its trigger alone)."""
     if context is None:
         return None
     trace_context = context.trace_context

@@ -15,7 +15,7 @@ blueprint = func.Blueprint()
 
 @blueprint.function_name("advance_deployment")
 @blueprint.queue_trigger(arg_name="msg", queue_name="%DEPLOYMENT_WORK_QUEUE%", connection="AzureWebJobsStorage")
-def advance_deployment(msg: func.QueueMessage, context: func.Context = None) -> None:
+def advance_deployment(msg: func.QueueMessage, context: func.Context) -> None:
     from shared.deployments.composition import deployment_service
 
     # The step continues the trace its message carries; a message without one (the watchdog's) stays in this

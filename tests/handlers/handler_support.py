@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import functools
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -303,8 +305,12 @@ def _page(items: list[Any], page_size: int, token: str | None) -> tuple[list[Any
 
 
 def user_function(builder: Any) -> Callable[..., Any]:
-    """The Python function a blueprint decorator registered, as the worker calls it."""
-    return builder.build().get_user_function()
+    """The Python function a blueprint decorator registered, as the worker calls it: with no invocation context (so
+    no trace to continue) for a function that takes one."""
+    function = builder.build().get_user_function()
+    if "context" in inspect.signature(function).parameters:
+        return functools.partial(function, context=None)
+    return function
 
 
 def principal_header(object_id: str = CALLER, *, claim: str = OBJECT_ID_CLAIM, roles: Iterable[str] = ()) -> str:
