@@ -23,6 +23,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from shared.hygiene.findings import FindingKind
 from shared.problems import Problem
 from shared.runs import RunRecord
 from shared.version import broker_version
@@ -114,7 +115,17 @@ class BrokerTelemetry:
             "broker.run.duration", unit="s", description="Seconds from a run's creation to its terminal status."
         )
         self._findings = meter.create_counter(
-            "broker.hygiene.findings", unit="{finding}", description="Hygiene findings opened and resolved."
+            "broker.hygiene.findings",
+            unit="{finding}",
+            description="Hygiene findings opened and resolved, by change, rule and severity.",
+        )
+        # A histogram, not a gauge: Azure Monitor exports histograms as deltas, so each scan's count is sent once. A
+        # synchronous gauge is cumulative there, and every instance that ever scanned would keep re-sending its
+        # last count as if it were current.
+        self._open_findings = meter.create_histogram(
+            "broker.hygiene.findings.open",
+            unit="{finding}",
+            description="Findings open after a hygiene scan, by rule and severity: one point per rule and scan.",
         )
         self._topic_failures = meter.create_counter(
             "broker.events.topic_failures",
@@ -148,10 +159,18 @@ class BrokerTelemetry:
         self._runs_finished.add(1, attributes)
         self._run_duration.record((run.steps[-1].at - run.created_at).total_seconds(), attributes)
 
-    def findings_changed(self, *, opened: int, resolved: int) -> None:
-        for change, count in (("opened", opened), ("resolved", resolved)):
-            if count:
-                self._findings.add(count, {"change": change})
+    def findings_changed(self, *, opened: Mapping[FindingKind, int], resolved: Mapping[FindingKind, int]) -> None:
+        """Count the findings a scan opened and resolved; both are counts by (rule, severity)."""
+        for change, counts in (("opened", opened), ("resolved", resolved)):
+            for (rule, severity), count in counts.items():
+                if count:
+                    self._findings.add(count, {"change": change, "rule": rule, "severity": severity.value})
+
+    def findings_open(self, counts: Mapping[FindingKind, int]) -> None:
+        """Record the findings open after a scan, by (rule, severity). Zero counts are recorded too: a rule whose
+        findings all resolved reports 0 rather than leaving its last count standing."""
+        for (rule, severity), count in counts.items():
+            self._open_findings.record(count, {"rule": rule, "severity": severity.value})
 
     def topic_failed(self, event_type: str) -> None:
         self._topic_failures.add(1, {"type": event_type})

@@ -1,5 +1,5 @@
 // Alert rules on what the broker emits to Application Insights (infra/README.md, "Alerts", names each signal's source):
-// failed runs, newly opened hygiene findings, messages moved to a poison queue, and /api/health failing its
+// failed runs, newly opened critical or high hygiene findings, messages moved to a poison queue, and /api/health failing its
 // availability test. Every rule notifies the same action groups: the one given, or one created for an email address.
 
 @description('Prefix of the rule names.')
@@ -60,12 +60,14 @@ customMetrics
 | project timestamp, failedRuns = valueSum
 '''
 
-// shared/telemetry.py: BrokerTelemetry.findings_changed counts the findings each scan opened and resolved. The counter
-// carries no rule or severity, so every opened finding alerts, whatever its severity (infra/README.md says so).
+// shared/telemetry.py: BrokerTelemetry.findings_changed counts the findings each scan opened and resolved, by rule and
+// severity (shared/hygiene/findings.py: Severity). Only newly opened critical and high findings alert; the medium, low
+// and info ones are in the workbook.
 var openedFindingsQuery = '''
 customMetrics
 | where name == "broker.hygiene.findings"
 | where tostring(customDimensions.change) == "opened"
+| where tostring(customDimensions.severity) in ("critical", "high")
 | project timestamp, openedFindings = valueSum
 '''
 
@@ -81,7 +83,8 @@ traces
 '''
 var poisonMessagesQuery = replace(replace(poisonMessagesTemplate, '{requestsPoisonQueue}', '${requestsQueue}-poison'), '{workPoisonQueue}', '${workQueue}-poison')
 
-// Stateless rules evaluated over back-to-back windows: each failed run, opened finding or poisoned message notifies once.
+// Stateless rules evaluated over back-to-back windows: each failed run, opened critical or high finding or poisoned
+// message notifies once.
 resource failedRuns 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${namePrefix}-failed-runs'
   location: location
@@ -123,8 +126,8 @@ resource openedFindings 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   location: location
   tags: tags
   properties: {
-    displayName: 'Broker: hygiene findings opened'
-    description: 'A hygiene scan opened findings. GET /api/hygiene/findings?state=open&severity=high shows the high-severity ones.'
+    displayName: 'Broker: critical or high hygiene findings opened'
+    description: 'A hygiene scan opened findings of severity critical or high (medium, low and info ones do not alert). GET /api/hygiene/findings?state=open&severity=high (or severity=critical) lists them.'
     severity: 2
     enabled: true
     scopes: [

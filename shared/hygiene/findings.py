@@ -37,6 +37,10 @@ class Severity(StrEnum):
         return f"Sev{list(Severity).index(self)}"
 
 
+# What telemetry counts findings by: (rule, severity).
+FindingKind = tuple[str, Severity]
+
+
 class FindingState(StrEnum):
     PENDING = "pending"
     OPEN = "open"

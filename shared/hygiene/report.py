@@ -21,7 +21,7 @@ from pydantic.alias_generators import to_camel
 from shared.hygiene.context import ScanContext
 from shared.hygiene.delivery import DeliveryCount
 from shared.hygiene.deployment_status import DeploymentTally
-from shared.hygiene.findings import FindingRecord, FindingState, Outcome, Severity
+from shared.hygiene.findings import FindingKind, FindingRecord, FindingState, Outcome, Severity
 from shared.hygiene.key_drift import REPORT_KEY, ComparedBy
 
 MAX_REPORTED_ITEMS = 50
@@ -149,11 +149,27 @@ class VisibleScanReport(_ReportPart):
 
 @dataclass
 class ScanTally:
-    opened: int = 0
-    resolved: int = 0
+    opened_by_kind: Counter[FindingKind] = field(default_factory=Counter)
+    resolved_by_kind: Counter[FindingKind] = field(default_factory=Counter)
     alerts: DeliveryCount = field(default_factory=DeliveryCount)
     actions: list[dict[str, str]] = field(default_factory=list)
     deployments: DeploymentTally = field(default_factory=DeploymentTally)
+
+    @property
+    def opened(self) -> int:
+        return self.opened_by_kind.total()
+
+    @property
+    def resolved(self) -> int:
+        return self.resolved_by_kind.total()
+
+    def count(self, record: FindingRecord, *, opened: bool, resolved: bool) -> None:
+        """Count `record` as opened or resolved (or neither) by this scan."""
+        kind = (record.rule, record.severity)
+        if opened:
+            self.opened_by_kind[kind] += 1
+        if resolved:
+            self.resolved_by_kind[kind] += 1
 
 
 def build_report(
@@ -223,12 +239,21 @@ def report_as_seen(report: Mapping[str, Any], visible: Iterable[FindingRecord] |
     }
 
 
+def open_counts(records: Iterable[FindingRecord]) -> Counter[FindingKind]:
+    """Open findings by (rule, severity): what a report's open counts by rule and by severity add up."""
+    return Counter((record.rule, record.severity) for record in records if record.state is FindingState.OPEN)
+
+
 def _finding_counts(records: Iterable[FindingRecord]) -> dict[str, Any]:
     """Open findings by rule and by severity, and how many are pending."""
     records = list(records)
-    open_records = [record for record in records if record.state is FindingState.OPEN]
+    by_rule: Counter[str] = Counter()
+    by_severity: Counter[str] = Counter()
+    for (rule, severity), count in open_counts(records).items():
+        by_rule[rule] += count
+        by_severity[severity.value] += count
     return {
-        "open": dict(sorted(Counter(record.rule for record in open_records).items())),
-        "openBySeverity": dict(sorted(Counter(record.severity.value for record in open_records).items())),
+        "open": dict(sorted(by_rule.items())),
+        "openBySeverity": dict(sorted(by_severity.items())),
         "pending": sum(record.state is FindingState.PENDING for record in records),
     }

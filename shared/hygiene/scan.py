@@ -37,13 +37,13 @@ from shared.hygiene.inventory import (
 from shared.hygiene.key_drift import DriftTally, DriftWindow, ScanSecretStorePort
 from shared.hygiene.linking import link_findings
 from shared.hygiene.remediation import RemediationPolicy, Remediator, RepairPort, plan
-from shared.hygiene.report import ScanTally, build_report
+from shared.hygiene.report import ScanTally, build_report, open_counts
 from shared.hygiene.rules import RULES, Rule
 from shared.hygiene.settings import HygieneSettings, HygieneSettingsError
 from shared.hygiene.store import FindingStore, StoredFinding
 from shared.ports import StoredSecret
 from shared.runs import RunRecord, RunStatus
-from shared.telemetry import BROKER_TELEMETRY
+from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
 LOGGER = logging.getLogger(__name__)
 RUN_PAGE_SIZE = 500
@@ -70,6 +70,7 @@ class HygieneScanner:
         clock: Callable[[], datetime],
         sleep: Callable[[float], None] = time.sleep,
         repair: RepairPort | None = None,
+        telemetry: BrokerTelemetry = BROKER_TELEMETRY,
     ) -> None:
         unknown = settings.disabled_rules - RULES.keys()
         if unknown:
@@ -81,6 +82,7 @@ class HygieneScanner:
         self._store = store
         self._channels = {channel.name: channel for channel in channels}
         self._clock = clock
+        self._telemetry = telemetry
         self._rules = [rule() for rule_id, rule in RULES.items() if rule_id not in settings.disabled_rules]
         self._retrier = Retrier(
             RetryPolicy(
@@ -137,19 +139,25 @@ class HygieneScanner:
         )
         self._remediate(context, current, tally, now=started_at)
         tally.alerts = self._delivery.deliver_pending(context, now=started_at)
+        records = [stored.record for stored in current.values()]
         report = build_report(
             started_at=started_at,
             finished_at=self._clock(),
             duration_seconds=time.monotonic() - started,
             dry_run=self._policy.dry_run,
             context=context,
-            records=(stored.record for stored in current.values()),
+            records=records,
             evaluated=evaluated,
             skipped=(rule.id for rule in self._rules if rule.id not in evaluated),
             tally=tally,
         )
         self._store.save_report(report)
-        BROKER_TELEMETRY.findings_changed(opened=tally.opened, resolved=tally.resolved)
+        self._telemetry.findings_changed(opened=tally.opened_by_kind, resolved=tally.resolved_by_kind)
+        # Every rule evaluated reports, zero included, so the latest count of each is current; a skipped rule's
+        # findings went unchecked, and its last count stands.
+        self._telemetry.findings_open(
+            {**{(rule.id, rule.severity): 0 for rule in evaluated.values()}, **open_counts(records)}
+        )
         LOGGER.info(
             "hygiene scan %s: %d workspaces, %d findings opened, %d resolved, %d errors in %.1f s",
             report["scanId"],
@@ -305,8 +313,7 @@ class HygieneScanner:
             if written is None:
                 continue  # forgotten, or a concurrent scan wrote it first (and announces it)
             current[written.record.key] = written
-            tally.opened += transition.opened
-            tally.resolved += transition.resolved
+            tally.count(written.record, opened=transition.opened, resolved=transition.resolved)
         return current
 
     def _write(self, stored: StoredFinding | None, transition: Transition) -> StoredFinding | None:

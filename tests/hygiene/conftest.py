@@ -16,6 +16,7 @@ from shared.hygiene.scan import HygieneScanner
 from shared.hygiene.store import FindingStore
 from shared.problems import Problem
 from shared.run_outcomes import Submission
+from shared.telemetry import BROKER_TELEMETRY, BrokerTelemetry
 
 from .emulated import COHERE, LLAMA, PHI, EmulatedBroker, scenario
 from .fakes import (
@@ -42,6 +43,7 @@ class World:
     # Deployment ids the resubscribe remediation asked to repair, in order; `repair_problem` makes the broker refuse.
     repairs: list[str] = field(default_factory=list)
     repair_problem: Problem | None = None
+    telemetry: BrokerTelemetry = BROKER_TELEMETRY
 
     def repair(self, deployment_id: str) -> Submission | None:
         """What DeploymentService.repair does, as far as the scan can tell: a repair run claims the deployment."""
@@ -75,6 +77,7 @@ class World:
             clock=self.clock,
             sleep=self.sleeps.append,
             repair=self.repair,
+            telemetry=self.telemetry,
         )
 
     def scan(self, **changes: Any) -> dict[str, Any]:

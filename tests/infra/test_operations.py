@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from shared.hygiene.findings import Severity
 from shared.problems import Problem
 from shared.requests import DeploymentRequest
 from shared.runs import RunError, RunRecord, RunStatus
@@ -72,7 +73,10 @@ def emitted() -> Emitted:
         RunStatus.FAILED, at=T0 + timedelta(seconds=30), error=RunError(code="QuotaExceeded", message="No quota.")
     )
     telemetry.run_finished(failed)
-    telemetry.findings_changed(opened=2, resolved=1)
+    telemetry.findings_changed(
+        opened={("endpoint-unhealthy", Severity.HIGH): 2}, resolved={("secrets-orphaned", Severity.MEDIUM): 1}
+    )
+    telemetry.findings_open({("endpoint-unhealthy", Severity.HIGH): 2, ("secrets-orphaned", Severity.MEDIUM): 0})
     WatchdogTelemetry(meter_provider=meter_provider).recovered(
         Recovery(run_id="run-1", status="Provisioning", step="provision", silent_seconds=61.0, step_token=2)
     )
@@ -140,7 +144,8 @@ def test_the_recorded_telemetry_is_what_the_queries_are_written_against(emitted:
     assert emitted.metrics == {
         "broker.runs.finished": {"status"},
         "broker.run.duration": {"status"},
-        "broker.hygiene.findings": {"change"},
+        "broker.hygiene.findings": {"change", "rule", "severity"},
+        "broker.hygiene.findings.open": {"rule", "severity"},
         "broker.watchdog.recoveries": {"status", "step"},
     }
     assert {PROBLEM} <= emitted.spans["deployment.submit"]
@@ -178,7 +183,8 @@ def test_workbook_bicep_fills_in_every_placeholder_of_the_workbook(workbook_modu
         ("rejections-by-reason", {"deployment.submit", PROBLEM}),
         ("step-outcomes", {"deployment.step", OUTCOME}),
         ("watchdog-recoveries", {"broker.watchdog.recoveries", "step"}),
-        ("findings-opened-resolved", {"broker.hygiene.findings", "change"}),
+        ("findings-opened-resolved", {"broker.hygiene.findings", "change", "severity"}),
+        ("findings-open-by-rule", {"broker.hygiene.findings.open", "rule", "severity", "arg_max(timestamp"}),
         ("poison-messages", {HOST_POISON_LINE, "poisoned: "}),
         ("health-availability", {"availabilityResults"}),
     ],
@@ -264,11 +270,15 @@ def test_failed_runs_alert_counts_runs_that_ended_failed(alerts: Scope, emitted:
     assert_names_are_emitted(query, emitted)
 
 
-def test_findings_alert_counts_opened_findings(alerts: Scope, emitted: Emitted) -> None:
+def test_findings_alert_counts_opened_findings_of_severity_critical_or_high(alerts: Scope, emitted: Emitted) -> None:
     query = alert_queries(alerts)["openedFindings"]
     assert 'name == "broker.hygiene.findings"' in query
     assert 'customDimensions.change) == "opened"' in query
+    [alerting] = re.findall(r"customDimensions\.severity\) in \(([^)]*)\)", query)
+    assert set(re.findall(r'"([^"]+)"', alerting)) == {Severity.CRITICAL.value, Severity.HIGH.value}
     assert_names_are_emitted(query, emitted)
+    rule = resource(alerts.document, "openedFindings")
+    assert "critical or high" in rule["properties"]["description"]
 
 
 def test_poison_alert_watches_both_poison_queues_in_the_host_and_intake_log_lines(alerts: Scope, main: Scope) -> None:
