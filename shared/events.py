@@ -69,9 +69,8 @@ class _EventData(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude=left_out)
 
 
-class DeploymentEventData(_EventData):
-    """`data` of an accepted, succeeded, failed, rejected or deleted event about a run: the request's own ticket,
-    the run's status when the event was built, the endpoint and the Key Vault secret ids of its keys (never a key)."""
+class _RunEventData(_EventData):
+    """What every event about a run says: which run and deployment, the request's own ticket, and what was asked."""
 
     run_id: str | None = Field(description="The run; for a request answered without one, the run that made it so")
     deployment_id: str | None = Field(description="The Deployment resource (GET /api/deployments/{deploymentId})")
@@ -80,6 +79,12 @@ class DeploymentEventData(_EventData):
     status: RunStatus = Field(description="The run's status when the event was built")
     workspace_id: str
     model_id: str
+
+
+class DeploymentEventData(_RunEventData):
+    """`data` of an accepted, succeeded, failed, rejected or deleted event about a run: the request's own ticket,
+    the run's status when the event was built, the endpoint and the Key Vault secret ids of its keys (never a key)."""
+
     endpoint_name: str | None
     endpoint_id: str | None
     scoring_uri: str | None
@@ -90,16 +95,10 @@ class DeploymentEventData(_EventData):
     )
 
 
-class ApprovalEventData(_EventData):
+class ApprovalEventData(_RunEventData):
     """`data` of an approvalrequested, approved or approvalrejected event: where the request's approval stands."""
 
-    run_id: str
-    deployment_id: str | None
-    operation: RunOperation
-    ticket: str | None
-    status: RunStatus
-    workspace_id: str
-    model_id: str
+    run_id: str = Field(description="The run waiting for (or given) the decision")
     approval: Approval
 
 
@@ -210,24 +209,14 @@ def deployment_event(
     public = run.to_public_dict()
     endpoint = public["endpoint"] or {}
     data = DeploymentEventData(
-        run_id=run.id,
-        deployment_id=run.deployment_id,
-        operation=run.operation,
-        ticket=requester.ticket if requester else run.ticket,
-        status=run.status,
-        workspace_id=run.request.workspace_id,
-        model_id=run.request.model_id,
+        **_run_fields(run, requester),
         endpoint_name=endpoint.get("name"),
         endpoint_id=endpoint.get("id"),
         scoring_uri=endpoint.get("scoringUri"),
         secret_ids=run.secret_ids,
         error=run.error,
     ).to_wire()
-    event_id = f"{run.id}/{kind.value}"
-    if requester is not None:
-        assert requester.request_id, "a joiner's events are named by its request id"
-        event_id += f"/{requester.request_id}"
-    return _envelope(kind, event_id=event_id, subject=run.id, time=time, source=source, data=data)
+    return _run_event(kind, run, requester, time=time, source=source, data=data)
 
 
 def accepted_event(run: RunRecord, *, time: datetime, requester: RunRequester | None = None) -> dict[str, Any]:
@@ -262,21 +251,8 @@ def approval_event(
     if run.approval is None:
         raise ValueError(f"Run {run.id} never waited for approval.")
     kind = _KIND_OF_DECISION[run.approval.decision]
-    data = ApprovalEventData(
-        run_id=run.id,
-        deployment_id=run.deployment_id,
-        operation=run.operation,
-        ticket=requester.ticket if requester else run.ticket,
-        status=run.status,
-        workspace_id=run.request.workspace_id,
-        model_id=run.request.model_id,
-        approval=run.approval,
-    ).to_wire()
-    event_id = f"{run.id}/{kind.value}"
-    if requester is not None:
-        assert requester.request_id, "a joiner's events are named by its request id"
-        event_id += f"/{requester.request_id}"
-    return _envelope(kind, event_id=event_id, subject=run.id, time=time, source=source, data=data)
+    data = ApprovalEventData(**_run_fields(run, requester), approval=run.approval).to_wire()
+    return _run_event(kind, run, requester, time=time, source=source, data=data)
 
 
 def approval_events(run: RunRecord, joiners: Iterable[RunRequester], *, time: datetime) -> Iterator[dict[str, Any]]:
@@ -432,6 +408,37 @@ def _clipped(text: str, budget: str) -> str:
         else:
             high = middle - 1
     return text[:low] + TRUNCATED
+
+
+def _run_fields(run: RunRecord, requester: RunRequester | None) -> dict[str, Any]:
+    """The members every event about `run` carries, for the request it goes to (a joiner's own ticket)."""
+    return {
+        "run_id": run.id,
+        "deployment_id": run.deployment_id,
+        "operation": run.operation,
+        "ticket": requester.ticket if requester else run.ticket,
+        "status": run.status,
+        "workspace_id": run.request.workspace_id,
+        "model_id": run.request.model_id,
+    }
+
+
+def _run_event(
+    kind: EventKind,
+    run: RunRecord,
+    requester: RunRequester | None,
+    *,
+    time: datetime,
+    source: str,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """`run`'s event of `kind` to one requester: `<run>/<kind>` for the starter, `<run>/<kind>/<request id>` for a
+    joiner, so whoever builds it again (a repeated announce, the joiner itself) builds the same id."""
+    event_id = f"{run.id}/{kind.value}"
+    if requester is not None:
+        assert requester.request_id, "a joiner's events are named by its request id"
+        event_id += f"/{requester.request_id}"
+    return _envelope(kind, event_id=event_id, subject=run.id, time=time, source=source, data=data)
 
 
 def _envelope(
