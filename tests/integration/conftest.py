@@ -64,6 +64,10 @@ class Broker:
         return self.host.env.get("DEPLOYMENT_EVENTS_QUEUE", "deployment-events")
 
     @property
+    def requests_queue(self) -> str:
+        return self.host.env.get("DEPLOYMENT_REQUESTS_QUEUE", "deployment-requests")
+
+    @property
     def requester(self) -> str:
         return self.emulator.env["DEMO_REQUESTER_OBJECT_ID"]
 
@@ -158,7 +162,7 @@ class Broker:
 
     def send_request_message(self, body: dict[str, Any] | str) -> None:
         text = body if isinstance(body, str) else json.dumps(body)
-        self.queue("deployment-requests").send_message(base64.b64encode(text.encode()).decode())
+        self.queue(self.requests_queue).send_message(base64.b64encode(text.encode()).decode())
 
     def events(self, *, timeout: float = 30, until: Any = None) -> list[dict[str, Any]]:
         """Drain deployment-events until `until(events)` holds (or the timeout passes)."""
@@ -175,7 +179,13 @@ class Broker:
         return collected
 
 
-STORAGE_SETTINGS = ("DEPLOYMENT_RUNS_TABLE", "DEPLOYMENT_EVENTS_QUEUE", "HYGIENE_FINDINGS_TABLE")
+STORAGE_SETTINGS = (
+    "DEPLOYMENT_RUNS_TABLE",
+    "DEPLOYMENT_EVENTS_QUEUE",
+    "DEPLOYMENT_WORK_QUEUE",
+    "DEPLOYMENT_REQUESTS_QUEUE",
+    "HYGIENE_FINDINGS_TABLE",
+)
 
 
 def until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -195,8 +205,8 @@ def storage_of(host: HostProcess) -> dict[str, str]:
 def start_broker_host(
     emulator: EmulatorHandle, storage: str, log_path: Path, *, extra_args: tuple[str, ...] = (), **extra_env: str
 ) -> HostProcess:
-    """A host whose tables and events queue are its own: each module's emulator starts afresh, and deployment ids
-    are deterministic, so a table shared with another module's broker would hold deployments its emulator lacks."""
+    """A host whose tables and queues are its own: each module's emulator starts afresh, and deployment ids are
+    deterministic, so a table shared with another module's broker would hold deployments its emulator lacks."""
     suffix = uuid.uuid4().hex[:8]
     env = {
         **emulator.env,
@@ -204,6 +214,9 @@ def start_broker_host(
         "BROKER_POLL_SECONDS": "1",
         "DEPLOYMENT_RUNS_TABLE": f"runs{suffix}",
         "DEPLOYMENT_EVENTS_QUEUE": f"events-{suffix}",
+        # Two hosts on one queue would take each other's messages and drop them (the run is in the other's table).
+        "DEPLOYMENT_WORK_QUEUE": f"work-{suffix}",
+        "DEPLOYMENT_REQUESTS_QUEUE": f"requests-{suffix}",
         "HYGIENE_FINDINGS_TABLE": f"findings{suffix}",
         **extra_env,
     }

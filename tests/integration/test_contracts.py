@@ -77,7 +77,7 @@ def test_real_queue_messages_and_the_events_they_produce_match_the_asyncapi_docu
     marketplace = {"workspaceId": workspace, "modelId": COHERE, "requestedBy": broker.requester, "ticket": "CON-2"}
     forbidden = {"workspaceId": workspace, "modelId": PHI, "requestedBy": broker.reader, "ticket": "CON-3"}
     # The host makes them when it first polls or sends; this test may come first.
-    _ensure_queue(broker, "deployment-requests")
+    _ensure_queue(broker, broker.requests_queue)
     _ensure_queue(broker, broker.events_queue)
     for message in (direct, marketplace, forbidden):
         assert message_errors(asyncapi, "deploymentRequests", "deploymentRequest", message) == []

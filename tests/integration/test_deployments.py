@@ -99,7 +99,7 @@ def test_a_malformed_queue_message_is_poisoned_with_a_rejected_event(broker):
     [rejected] = [event for event in events if event["data"]["ticket"] == ticket]
     assert rejected["type"].endswith(".rejected")
     assert "workspaceId" in rejected["data"]["error"]["message"]
-    poison = broker.queue("deployment-requests-poison").peek_messages(max_messages=32)
+    poison = broker.queue(f"{broker.requests_queue}-poison").peek_messages(max_messages=32)
     assert json.loads(base64.b64decode(poison[-1].content))["ticket"] == ticket
 
 

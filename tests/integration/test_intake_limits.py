@@ -23,7 +23,6 @@ from shared.events import MAX_REJECTED_EVENT_BYTES
 
 pytestmark = pytest.mark.integration
 
-POISON = "deployment-requests-poison"
 MODEL = "azureml://registries/azureml/models/Phi-4"
 AZURE_QUEUE_MESSAGE_BYTES = 64 * 1024
 
@@ -81,14 +80,14 @@ def _bad_messages(broker) -> list[Bad]:
 def _send(broker, raw: bytes) -> str:
     text = base64.b64encode(raw).decode()
     assert len(text) <= AZURE_QUEUE_MESSAGE_BYTES, "Azure would not take it either"
-    return broker.queue("deployment-requests").send_message(text).id
+    return broker.queue(broker.requests_queue).send_message(text).id
 
 
 def _poison_copies(broker, markers: list[str], *, until: Callable[[dict[str, int]], bool], timeout: float):
     """Take every poison message naming one of `markers` off the poison queue (others are left for their tests),
     until `until(counts)` holds or the timeout passes; the copies found, per marker."""
     copies: dict[str, list[str]] = {marker: [] for marker in markers}
-    queue = broker.queue(POISON)
+    queue = broker.queue(f"{broker.requests_queue}-poison")
     with contextlib.suppress(ResourceExistsError):
         queue.create_queue()  # the broker makes it on first use; this test may look first
     deadline = time.monotonic() + timeout

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,8 +35,6 @@ QUIET = {
 
 @pytest.fixture(scope="module")
 def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
-    suffix = uuid.uuid4().hex[:8]
-    own_queues = {"DEPLOYMENT_WORK_QUEUE": f"work-{suffix}", "DEPLOYMENT_REQUESTS_QUEUE": f"requests-{suffix}"}
     with (
         running_emulator(timings={"lroSeconds": NEVER, "retryAfterMs": 300}) as emulator,
         broker_on(
@@ -45,7 +42,6 @@ def broker(azurite, tmp_path_factory) -> Iterator[Broker]:
             azurite.connection_string,
             tmp_path_factory.mktemp("what-if") / "host.log",
             **QUIET,
-            **own_queues,
         ) as broker,
     ):
         yield broker
