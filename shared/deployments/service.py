@@ -357,12 +357,12 @@ class DeploymentService:
             # Only attempts sharing an Idempotency-Key share a run id: the other one stored, queues and announces it.
             LOGGER.info("run %s was stored by a concurrent attempt", run.id)
             return self._stored_answer(run.id)
-        if run.awaiting_approval:
-            self._queues.events.send(accepted_event(run, time=self._clock()))
-            self._queues.events.send(approval_event(run, time=self._clock()))
-            return Submission("created", run=run, deployment=claimed)
-        self._workflow.start(run)
+        # A run waiting for approval queues nothing: the decision starts it (shared/deployments/approvals.py).
+        if not run.awaiting_approval:
+            self._workflow.start(run)
         self._queues.events.send(accepted_event(run, time=self._clock()))
+        if run.awaiting_approval:
+            self._queues.events.send(approval_event(run, time=self._clock()))
         return Submission("created" if operation == "deploy" else "repair", run=run, deployment=claimed)
 
     def _join(self, ask: _Ask, stored: Any, current_stored: Any, spec: DeploymentSpec) -> Submission:
